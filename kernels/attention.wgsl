@@ -1,0 +1,59 @@
+// Causal attention over the KV cache with grouped-query heads: one invocation per (token, head),
+// single pass with an online softmax so no score buffer is needed.
+struct AttnParams {
+  n_heads: u32,
+  group: u32,      // query heads per kv head
+  hd4: u32,        // head_dim / 4
+  q_stride4: u32,
+  kv_stride4: u32,
+  o_stride4: u32,
+  scale: f32,
+  pad: u32,
+}
+@group(0) @binding(1) var<uniform> p: AttnParams;
+@group(0) @binding(2) var<storage, read> state: State;
+@group(0) @binding(3) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> K: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> V: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> O: array<vec4<f32>>;
+
+const MAX_HD4: u32 = 64u;
+
+@compute @workgroup_size(32)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let head = gid.x;
+  let t = gid.y;
+  if (head >= p.n_heads || t >= state.ntok) {
+    return;
+  }
+  let last = state.pos + t;
+  let kv_off = (head / p.group) * p.hd4;
+  var q: array<vec4<f32>, MAX_HD4>;
+  var acc: array<vec4<f32>, MAX_HD4>;
+  let q0 = t * p.q_stride4 + head * p.hd4;
+  for (var i = 0u; i < p.hd4; i++) {
+    q[i] = Q[q0 + i] * p.scale;
+    acc[i] = vec4<f32>(0.0);
+  }
+  var m = -3.0e38;
+  var l = 0.0;
+  for (var j = 0u; j <= last; j++) {
+    let k0 = j * p.kv_stride4 + kv_off;
+    var s = 0.0;
+    for (var i = 0u; i < p.hd4; i++) {
+      s += dot(q[i], K[k0 + i]);
+    }
+    let m_new = max(m, s);
+    let corr = exp(m - m_new);
+    let w = exp(s - m_new);
+    l = l * corr + w;
+    for (var i = 0u; i < p.hd4; i++) {
+      acc[i] = acc[i] * corr + w * V[k0 + i];
+    }
+    m = m_new;
+  }
+  let o0 = t * p.o_stride4 + head * p.hd4;
+  for (var i = 0u; i < p.hd4; i++) {
+    O[o0 + i] = acc[i] / l;
+  }
+}

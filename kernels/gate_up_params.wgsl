@@ -1,0 +1,31 @@
+// Dense SwiGLU: W holds [gate; up] stacked (2 * inter rows); Y[t][r] = silu(gate_r . x) * (up_r . x).
+struct GateUpParams {
+  inter: u32,
+  cols4: u32,
+  x_stride4: u32,
+  y_stride: u32,
+}
+@group(0) @binding(1) var<uniform> p: GateUpParams;
+@group(0) @binding(2) var<storage, read> state: State;
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+
+const TILE: u32 = 4u;
+
+fn silu(g: vec4<f32>) -> vec4<f32> {
+  return g / (vec4<f32>(1.0) + exp(-g));
+}
+
+fn dot_tile(wbase: u32, x0: u32, k: u32) -> vec4<f32> {
+  let w = load_w4(wbase + k);
+  let s = p.x_stride4;
+  return vec4<f32>(dot(w, X[x0 + k]), dot(w, X[x0 + s + k]), dot(w, X[x0 + 2u * s + k]), dot(w, X[x0 + 3u * s + k]));
+}
+
+fn store_act(row: u32, t0: u32, g: vec4<f32>, u: vec4<f32>) {
+  let a = silu(g) * u;
+  let n = min(TILE, state.ntok - t0);
+  for (var j = 0u; j < n; j++) {
+    Y[(t0 + j) * p.y_stride + row] = a[j];
+  }
+}
