@@ -1,0 +1,44 @@
+import { readFile } from "node:fs/promises";
+import { SingleBar, Presets } from "cli-progress";
+import { perplexity } from "../engine/evaluate.js";
+import { CatsError } from "../errors.js";
+import { loadModel } from "../node.js";
+
+export interface EvalFlags {
+  model?: string;
+  data: string;
+  maxTokens?: number;
+  json?: boolean;
+  kernels?: string;
+}
+
+export async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (e) {
+    throw new CatsError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+}
+
+export async function runEval(flags: EvalFlags): Promise<void> {
+  const text = (await readText(flags.data)).trim();
+  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  try {
+    const ids = lm.tokenizer.encode(text, false);
+    const total = Math.min(ids.length, flags.maxTokens ?? ids.length);
+    const bar = new SingleBar({ format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr }, Presets.shades_classic);
+    bar.start(total, 0);
+    const t0 = performance.now();
+    const r = await perplexity(lm.engine, ids, flags.maxTokens, (n) => bar.update(Math.min(n, total)));
+    bar.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    if (flags.json) {
+      const out = { model: lm.dir, data: flags.data, perplexity: r.perplexity, mean_nll: r.meanNll, tokens: r.tokens, windows: r.windows, seconds };
+      process.stdout.write(JSON.stringify(out) + "\n");
+    } else {
+      process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)\n`);
+    }
+  } finally {
+    await lm.close();
+  }
+}

@@ -1,0 +1,67 @@
+import { generate, TextStream } from "../engine/generate.js";
+import { CatsError } from "../errors.js";
+import { loadModel } from "../node.js";
+
+export interface GenerateFlags {
+  model?: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+  json?: boolean;
+  kernels?: string;
+}
+
+export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
+  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  try {
+    const promptIds = lm.tokenizer.encode(prompt);
+    if (promptIds.length >= lm.engine.contextLength) {
+      throw new CatsError(`prompt is ${promptIds.length} tokens but the model's context is ${lm.engine.contextLength} (max_position_embeddings)`);
+    }
+    const stream = new TextStream((ids) => lm.tokenizer.decode(ids), promptIds);
+    if (!flags.json) process.stdout.write(prompt);
+    const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
+    const result = await generate(lm.engine, promptIds, {
+      maxTokens: flags.maxTokens,
+      temperature: flags.temperature,
+      topK: flags.topK,
+      topP: flags.topP,
+      seed,
+      onToken: (id) => {
+        const delta = stream.push(id);
+        if (!flags.json) process.stdout.write(delta);
+      },
+    });
+    const decodeSteps = result.ids.length - 1;
+    const msPerToken = decodeSteps > 0 ? result.decodeMs / decodeSteps : null;
+    if (flags.json) {
+      const out = {
+        model: lm.dir,
+        prompt,
+        prompt_ids: promptIds,
+        ids: result.ids,
+        text: stream.text(),
+        stop_reason: result.stopReason,
+        seed,
+        kernels: lm.gpu.flavour,
+        timings: {
+          load_ms: round(lm.loadMs),
+          prefill_ms: round(result.prefillMs),
+          decode_ms_per_token: msPerToken === null ? null : round(msPerToken),
+          tokens_per_s: msPerToken === null ? null : round(1000 / msPerToken),
+        },
+      };
+      process.stdout.write(JSON.stringify(out) + "\n");
+    } else {
+      process.stdout.write(stream.flush() + "\n");
+    }
+  } finally {
+    await lm.close();
+  }
+}
+
+function round(v: number): number {
+  return Math.round(v * 1000) / 1000;
+}

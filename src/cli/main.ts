@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { CatsError } from "../errors.js";
+import { integer, kernelFlavour, nonNegativeInt, nonNegativeNumber, positiveInt, probability } from "./args.js";
+import { runEval } from "./eval.js";
+import { runGenerate } from "./generate.js";
+import { runInfo } from "./info.js";
+
+const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
+const kernelsOption = (): Option => new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
+
+function buildProgram(): Command {
+  const program = new Command("cats")
+    .description("Llama-style inference on WebGPU with CATS activation sparsity")
+    .exitOverride()
+    .showHelpAfterError(false);
+
+  program
+    .command("generate")
+    .description("generate text from a prompt, streamed to stdout")
+    .argument("<prompt>", "the prompt text")
+    .option("--model <dir>", modelHelp)
+    .option("--max-tokens <n>", "most new tokens", positiveInt, 128)
+    .option("--temperature <t>", "sampling temperature; 0 is greedy", nonNegativeNumber, 0)
+    .option("--top-k <k>", "keep the k most likely tokens; 0 keeps all", nonNegativeInt, 0)
+    .option("--top-p <p>", "nucleus sampling mass", probability, 1)
+    .option("--seed <s>", "seed for reproducible sampling", integer)
+    .option("--json", "print one JSON object instead of streaming text")
+    .addOption(kernelsOption())
+    .action(runGenerate);
+
+  program
+    .command("eval")
+    .description("perplexity of a text file, windowed as reference.json describes")
+    .requiredOption("--data <file>", "UTF-8 text file")
+    .option("--model <dir>", modelHelp)
+    .option("--max-tokens <n>", "stop after the window at which this many tokens were predicted", positiveInt)
+    .option("--json", "print JSON")
+    .addOption(kernelsOption())
+    .action(runEval);
+
+  program
+    .command("info")
+    .description("print the WebGPU adapter, its features and limits")
+    .option("--json", "print JSON")
+    .addOption(kernelsOption())
+    .action(runInfo);
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+    process.exit(0);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has already printed its message (or the help/version text).
+      process.exit(e.exitCode === 0 ? 0 : 2);
+    }
+    const message = e instanceof CatsError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
+    process.stderr.write(`cats: ${message}\n`);
+    if (!(e instanceof CatsError) && process.env.CATS_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+    process.exit(1);
+  }
+}
+
+void main();
