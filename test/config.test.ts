@@ -1,0 +1,35 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseLlamaConfig } from "../src/model/config.js";
+import { MODELS } from "./helpers.js";
+
+const base = JSON.parse(readFileSync(join(MODELS, "stories260K", "config.json"), "utf8")) as Record<string, unknown>;
+const parse = (patch: Record<string, unknown>) => parseLlamaConfig({ ...base, ...patch }, "config.json");
+
+describe("config.json", () => {
+  it("reads the stories260K config", () => {
+    const c = parse({});
+    expect(c).toMatchObject({ hiddenSize: 64, intermediateSize: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8, vocabSize: 512, tieWordEmbeddings: true, bosTokenId: 1, eosTokenIds: [2] });
+  });
+
+  it("derives head_dim from hidden_size / heads when absent", () => {
+    expect(parse({ head_dim: undefined }).headDim).toBe(8);
+  });
+
+  const refused: [string, Record<string, unknown>, RegExp][] = [
+    ["another architecture", { architectures: ["GPT2LMHeadModel"] }, /field "architectures": expected one of LlamaForCausalLM, MistralForCausalLM/],
+    ["rope scaling", { rope_scaling: { type: "linear", factor: 2 } }, /field "rope_scaling": expected null/],
+    ["attention bias", { attention_bias: true }, /field "attention_bias": expected false/],
+    ["another activation", { hidden_act: "gelu" }, /field "hidden_act": expected "silu"/],
+    ["a missing size", { hidden_size: undefined }, /field "hidden_size": expected a positive integer, got missing/],
+    ["kv heads not dividing heads", { num_key_value_heads: 3 }, /field "num_key_value_heads": expected a divisor/],
+    ["an unsupported head_dim", { head_dim: 6 }, /field "head_dim": expected a multiple of 4/],
+    ["sliding-window attention", { sliding_window: 128 }, /field "sliding_window"/],
+  ];
+  for (const [what, patch, message] of refused) {
+    it(`refuses ${what}`, () => {
+      expect(() => parse(patch)).toThrow(message);
+    });
+  }
+});

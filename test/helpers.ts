@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const SHARED = resolve(ROOT, "../shared");
+export const MODELS = join(SHARED, "models");
+export const DATA = join(SHARED, "data");
+
+export interface Reference {
+  prompt: string;
+  prompt_ids: number[];
+  logits_first_positions: { position: number; input_id: number; top5_ids: number[]; top5_logits: number[] }[];
+  logits_last_prompt_position: { position: number; top5_ids: number[]; top5_logits: number[] };
+  logits_full_first_position: number[];
+  greedy_new_ids: number[];
+  greedy_new_text: string;
+  perplexity: Record<string, { ppl: number; predicted_tokens: number; windows: number }>;
+}
+
+export function reference(model: string): Reference {
+  return JSON.parse(readFileSync(join(MODELS, model, "reference.json"), "utf8")) as Reference;
+}
+
+/** Ids of the k largest values, ties to the lower id (numpy's stable argsort of -x). */
+export function topK(values: ArrayLike<number>, k: number): number[] {
+  return Array.from({ length: values.length }, (_, i) => i)
+    .sort((a, b) => values[b] - values[a] || a - b)
+    .slice(0, k);
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Builds a safetensors file from a header object and a data section. */
+export function safetensorsBytes(header: unknown, data: Uint8Array, headerLengthOverride?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(typeof header === "string" ? header : JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, headerLengthOverride ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}

@@ -1,0 +1,98 @@
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { loadModel, type LoadedModel } from "../src/node.js";
+import { maxAbsDiff, MODELS, reference, topK } from "./helpers.js";
+
+const MODELS_UNDER_TEST: [string, number][] = [
+  ["stories260K", 1e-3],
+  ["stories260K-fp16", 2e-2],
+];
+
+let gpu: GpuContext;
+beforeAll(async () => {
+  gpu = await createGpu();
+});
+afterAll(() => gpu.destroy());
+
+for (const flavour of ["cpu", "gpu"] as const) {
+  for (const [model, tol] of MODELS_UNDER_TEST) {
+    describe(`${model} with ${flavour} kernels against reference.json`, () => {
+      const ref = reference(model);
+      let lm: LoadedModel;
+      let logits: Float32Array[];
+      beforeAll(async () => {
+        lm = await loadModel(join(MODELS, model), { flavour, gpu: { ...gpu, flavour } });
+        logits = await lm.engine.allLogits(ref.prompt_ids);
+      });
+      afterAll(async () => lm.close());
+
+      it("tokenizes the prompt as the reference", () => {
+        expect(lm.tokenizer.encode(ref.prompt)).toEqual(ref.prompt_ids);
+      });
+
+      it("matches top-5 ids and logits at positions 0-2", () => {
+        for (const p of ref.logits_first_positions) {
+          expect(topK(logits[p.position], 5)).toEqual(p.top5_ids);
+          expect(maxAbsDiff(p.top5_ids.map((i) => logits[p.position][i]), p.top5_logits)).toBeLessThan(tol);
+        }
+      });
+
+      it("matches top-5 ids and logits at the last prompt position", () => {
+        const p = ref.logits_last_prompt_position;
+        expect(topK(logits[p.position], 5)).toEqual(p.top5_ids);
+        expect(maxAbsDiff(p.top5_ids.map((i) => logits[p.position][i]), p.top5_logits)).toBeLessThan(tol);
+      });
+
+      it("matches all logits at position 0", () => {
+        expect(logits[0].length).toBe(ref.logits_full_first_position.length);
+        expect(maxAbsDiff(logits[0], ref.logits_full_first_position)).toBeLessThan(tol);
+      });
+
+      it("decodes the 32 greedy ids", async () => {
+        lm.engine.reset();
+        const first = await lm.engine.prefill(ref.prompt_ids);
+        const rest = [];
+        for (let i = 0; i < 31; i++) rest.push((await lm.engine.decode()).token);
+        expect([first.token, ...rest]).toEqual(ref.greedy_new_ids);
+      });
+
+      it("gives the same greedy ids when steps are chained in one submission", async () => {
+        lm.engine.reset();
+        const first = await lm.engine.prefill(ref.prompt_ids);
+        expect([first.token, ...(await lm.engine.decodeGreedy(31))]).toEqual(ref.greedy_new_ids);
+      });
+
+      it("gives the same logits from batched prefill as from token-by-token decoding", async () => {
+        const ids = ref.prompt_ids;
+        lm.engine.reset();
+        const stepwise = [(await lm.engine.prefill([ids[0]], true)).logits!];
+        for (const id of ids.slice(1)) {
+          lm.engine.setNextToken(id);
+          stepwise.push((await lm.engine.decode(true)).logits!);
+        }
+        ids.forEach((_, t) => expect(maxAbsDiff(stepwise[t], logits[t])).toBeLessThan(1e-4));
+        lm.engine.reset();
+        const batched = await lm.engine.prefill(ids, true);
+        expect(maxAbsDiff(batched.logits!, logits[ids.length - 1])).toBeLessThan(1e-4);
+      });
+    });
+  }
+}
+
+describe("prefill longer than one pass", () => {
+  it("splits the prompt into chunks and still matches the one-pass logits", async () => {
+    const ref = reference("stories260K");
+    const whole = await loadModel(join(MODELS, "stories260K"), { gpu });
+    const chunked = await loadModel(join(MODELS, "stories260K"), { gpu, chunk: 2 });
+    const ids = [...ref.prompt_ids, ...ref.greedy_new_ids.slice(0, 6)];
+    whole.engine.reset();
+    chunked.engine.reset();
+    const a = await whole.engine.prefill(ids, true);
+    const b = await chunked.engine.prefill(ids, true);
+    expect(b.token).toBe(a.token);
+    expect(maxAbsDiff(a.logits!, b.logits!)).toBeLessThan(1e-4);
+    await whole.close();
+    await chunked.close();
+  });
+});
