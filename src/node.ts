@@ -17,6 +17,8 @@ export interface LoadedModel {
 }
 
 export interface LoadOptions {
+  sparse?: boolean;
+  capture?: boolean;
   flavour?: string;
   chunk?: number;
   gpu?: GpuContext;
@@ -31,7 +33,7 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
   try {
     const tokenizer = await TextTokenizer.load(files, checkpoint.config);
     const gpu = options.gpu ?? (await createGpu({ flavour: options.flavour }));
-    const engine = await LlamaEngine.load(gpu, checkpoint, { kernels: nodeKernelSource, chunk: options.chunk });
+    const engine = await LlamaEngine.load(gpu, checkpoint, { kernels: nodeKernelSource, chunk: options.chunk, sparse: options.sparse, capture: options.capture });
     return {
       dir,
       gpu,

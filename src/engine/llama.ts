@@ -2,10 +2,11 @@ import { MAP_READ, Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { GpuContext } from "../gpu/device.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
-import { encodeDispatches, PipelineCache, type Dispatch } from "../gpu/pipelines.js";
+import { encodeDispatches, PipelineCache, rowGrid, type Dispatch } from "../gpu/pipelines.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
-import { padCols, uploadMatrix, uploadVector, type GpuMatrix } from "./weights.js";
+import { MlpBlock, sparseStatsDispatch } from "./mlp.js";
+import { padCols, uploadMatrix, uploadTransposed, uploadVector, type GpuMatrix } from "./weights.js";
 
 export interface EngineOptions {
   kernels: KernelSource;
@@ -13,6 +14,17 @@ export interface EngineOptions {
   chunk?: number;
   /** Most greedy steps chained in one submission. */
   maxChain?: number;
+  /** Also upload W_down transposed and build the CATS sparse decode kernels. */
+  sparse?: boolean;
+  /** Dump |silu(gate)| of every position during passes, for calibration. */
+  capture?: boolean;
+}
+
+/** Share of MLP neurons that CATS zeroed, per layer and over all layers, since the last reset. */
+export interface SparsityStats {
+  tokens: number;
+  perLayer: number[];
+  overall: number;
 }
 
 interface LayerWeights {
@@ -22,6 +34,7 @@ interface LayerWeights {
   postNorm: GPUBuffer;
   gateUp: GpuMatrix;
   down: GpuMatrix;
+  downT: GpuMatrix | null;
   k: GPUBuffer;
   v: GPUBuffer;
 }
@@ -45,9 +58,19 @@ export class LlamaEngine {
 
   private readonly device: GPUDevice;
   private readonly pipes: PipelineCache;
-  private readonly buf: Record<"state" | "tokens" | "x" | "h" | "qkv" | "q" | "o" | "act" | "logits" | "rope" | "outIds" | "targets" | "nll", GPUBuffer>;
+  private readonly buf: Record<
+    "state" | "tokens" | "x" | "h" | "qkv" | "q" | "o" | "act" | "logits" | "rope" | "outIds" | "targets" | "nll" | "idx" | "val" | "actv" | "counts" | "totals" | "capture",
+    GPUBuffer
+  >;
   private readonly staging: Record<"ids" | "logits" | "nll", GPUBuffer>;
+  private readonly mlps: MlpBlock[] = [];
+  /** The forward pass up to the final norm: dense MLPs (masked when thresholds are set). */
   private readonly body: Dispatch[] = [];
+  /** The same for one decode token with sparse MLP kernels, or null when the engine is dense-only. */
+  private readonly sparseBody: Dispatch[] | null;
+  private thresholds: number[] | null = null;
+  private statTokens = 0;
+  private readonly captureTokens: number;
   private readonly tail: Record<PassOutput, Dispatch[]>;
   private readonly argmax: Dispatch;
   private readonly nllDispatch: Dispatch;
@@ -97,7 +120,14 @@ export class LlamaEngine {
       outIds: make("out_ids", this.maxChain * 4 + 4),
       targets: make("targets", tokens4 * 4),
       nll: make("nll", tokens4 * 4),
+      idx: make("active idx", I * 4),
+      val: make("active val", I * 4),
+      actv: make("active act", I * 4),
+      counts: make("active counts", c.numLayers * 4),
+      totals: make("active totals", c.numLayers * 4),
+      capture: make("capture", options.capture ? c.numLayers * tokens4 * c.intermediateSize * 4 : 16),
     };
+    this.captureTokens = options.capture ? tokens4 : 0;
     const readable = (label: string, bytes: number): GPUBuffer =>
       this.device.createBuffer({ label, size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
     this.staging = {
@@ -110,8 +140,22 @@ export class LlamaEngine {
     for (const l of layers) bytes += l.qkv.bytes + l.o.bytes + l.gateUp.bytes + l.down.bytes;
     this.weightBytes = bytes;
 
-    this.body.push(this.embedDispatch());
-    layers.forEach((l, i) => this.body.push(...this.layerDispatches(l, i)));
+    const embedDispatch = this.embedDispatch();
+    this.body.push(embedDispatch);
+    const sparseBody: Dispatch[] = [embedDispatch];
+    layers.forEach((l, i) => {
+      const attention = this.attentionDispatches(l, i);
+      const mlp = new MlpBlock(this.pipes, this.device, this.cpuKernels, {
+        hidden: c.hiddenSize,
+        inter: c.intermediateSize,
+        layer: i,
+        captureOffset: options.capture ? i * tokens4 * c.intermediateSize : null,
+      }, l, this.buf);
+      this.mlps.push(mlp);
+      this.body.push(...attention, ...mlp.dense);
+      if (mlp.sparse) sparseBody.push(...attention, ...mlp.sparse);
+    });
+    this.sparseBody = options.sparse ? [...sparseBody, sparseStatsDispatch(this.pipes, c.numLayers, this.buf.counts, this.buf.totals)] : null;
     this.tail = {
       none: [],
       last: [this.normDispatch(finalNorm, this.buf.x, this.buf.h, true), this.matmul(lmHead, this.buf.h, this.buf.logits, { fixedNtok: 1 })],
@@ -147,6 +191,7 @@ export class LlamaEngine {
           { name: `${p}mlp.up_proj.weight`, rows: c.intermediateSize },
         ], H, `layer ${i} gate_up`),
         down: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.down_proj.weight`, rows: H }], c.intermediateSize, `layer ${i} down_proj`),
+        downT: options.sparse ? await uploadTransposed(d, ckpt, `${p}mlp.down_proj.weight`, H, c.intermediateSize, `layer ${i} down_proj^T`) : null,
         k: d.createBuffer({ label: `layer ${i} k cache`, size: kvBytes, usage: STORAGE }),
         v: d.createBuffer({ label: `layer ${i} v cache`, size: kvBytes, usage: STORAGE }),
       });
@@ -178,20 +223,10 @@ export class LlamaEngine {
     return this.gpu.flavour === "cpu";
   }
 
-  /** Grid for a kernel with one invocation (cpu) or one workgroup (gpu) per row, and token tiles of 4 in y. */
-  private rowGrid(rows: number, fixedNtok?: number): (ntok: number) => [number, number, number] {
-    const maxDim = this.device.limits.maxComputeWorkgroupsPerDimension;
-    return (ntok) => {
-      const tiles = cdiv(fixedNtok ?? ntok, 4);
-      if (this.cpuKernels) return [cdiv(rows, 64), tiles, 1];
-      return [Math.min(rows, maxDim), tiles, cdiv(rows, maxDim)];
-    };
-  }
-
   private matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, opts: { fixedNtok?: number; accumulate?: boolean }): Dispatch {
     const pipeline = this.pipes.get(["common", `weights_${w.dtype}`, "matmul_params", this.cpuKernels ? "matmul_rows" : "matmul_wg"]);
     const params = this.pipes.uniform([w.rows, w.cols4, w.cols4, padCols(w.rows), opts.fixedNtok ?? 0, opts.accumulate ? 1 : 0, 0, 0]);
-    return { pipeline, bindGroup: this.pipes.bind(pipeline, [w.buffer, params, this.buf.state, x, y]), grid: this.rowGrid(w.rows, opts.fixedNtok) };
+    return { pipeline, bindGroup: this.pipes.bind(pipeline, [w.buffer, params, this.buf.state, x, y]), grid: rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok) };
   }
 
   private normDispatch(gain: GPUBuffer, x: GPUBuffer, y: GPUBuffer, lastOnly: boolean): Dispatch {
@@ -212,7 +247,8 @@ export class LlamaEngine {
     };
   }
 
-  private layerDispatches(l: LayerWeights, i: number): Dispatch[] {
+  /** A layer's attention half and the norm before its MLP: the part dense and sparse passes share. */
+  private attentionDispatches(l: LayerWeights, i: number): Dispatch[] {
     const c = this.config;
     const b = this.buf;
     const qkvStride = padCols((c.numHeads + 2 * c.numKvHeads) * c.headDim);
@@ -225,8 +261,6 @@ export class LlamaEngine {
       [c.numHeads, c.numHeads / c.numKvHeads, c.headDim / 4, qStride / 4, kvStride / 4, qStride / 4, 1 / Math.sqrt(c.headDim), 0],
       [6],
     );
-    const gateUp = this.pipes.get(["common", `weights_${l.gateUp.dtype}`, "gate_up_params", this.cpuKernels ? "gate_up_rows" : "gate_up_wg"]);
-    const gateUpParams = this.pipes.uniform([c.intermediateSize, l.gateUp.cols4, l.gateUp.cols4, padCols(c.intermediateSize)]);
     return [
       this.normDispatch(l.inputNorm, b.x, b.h, false),
       this.matmul(l.qkv, b.h, b.qkv, {}),
@@ -234,8 +268,6 @@ export class LlamaEngine {
       { pipeline: attn, bindGroup: this.pipes.bind(attn, [undefined, attnParams, b.state, b.q, l.k, l.v, b.o], `layer ${i} attention`), grid: (n) => [cdiv(c.numHeads, 32), n, 1] },
       this.matmul(l.o, b.o, b.x, { accumulate: true }),
       this.normDispatch(l.postNorm, b.x, b.h, false),
-      { pipeline: gateUp, bindGroup: this.pipes.bind(gateUp, [l.gateUp.buffer, gateUpParams, b.state, b.h, b.act]), grid: this.rowGrid(c.intermediateSize) },
-      this.matmul(l.down, b.act, b.x, { accumulate: true }),
     ];
   }
 
@@ -269,7 +301,9 @@ export class LlamaEngine {
   }
 
   private encodePass(pass: GPUComputePassEncoder, ntok: number, output: PassOutput): void {
-    encodeDispatches(pass, this.body, ntok);
+    const sparse = this.thresholds !== null && ntok === 1 && this.sparseBody !== null;
+    encodeDispatches(pass, sparse ? this.sparseBody! : this.body, ntok);
+    if (this.thresholds !== null) this.statTokens += ntok;
     encodeDispatches(pass, this.tail[output], ntok);
   }
 
@@ -289,6 +323,73 @@ export class LlamaEngine {
     const out = staging.getMappedRange(0, bytes).slice(0);
     staging.unmap();
     this.gpu.check(what);
+    return out;
+  }
+
+  get sparseCapable(): boolean {
+    return this.sparseBody !== null;
+  }
+
+  /**
+   * Sets one CATS threshold per layer (null: dense). Decode steps then run the sparse kernels,
+   * batched passes the dense kernels with the same mask. Changeable between submissions.
+   */
+  setThresholds(thresholds: number[] | null): void {
+    if (thresholds !== null && thresholds.length !== this.config.numLayers) {
+      throw new CatsError(`expected ${this.config.numLayers} thresholds (one per layer), got ${thresholds.length}`);
+    }
+    if (thresholds !== null && !this.sparseBody) throw new CatsError("this engine was loaded without sparse kernels (EngineOptions.sparse)");
+    this.thresholds = thresholds ? [...thresholds] : null;
+    this.mlps.forEach((m, i) => m.setThreshold(thresholds ? thresholds[i] : null));
+  }
+
+  /** Reads and clears the sparsity reached since the last call. */
+  async takeSparsityStats(): Promise<SparsityStats> {
+    const L = this.config.numLayers;
+    const staging = this.device.createBuffer({ size: L * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.buf.totals, 0, staging, 0, L * 4);
+    const totals = new Uint32Array((await this.submitAndRead(enc, staging, L * 4, "sparsity stats"))!);
+    staging.destroy();
+    this.device.queue.writeBuffer(this.buf.totals, 0, new Uint32Array(L));
+    const tokens = this.statTokens;
+    this.statTokens = 0;
+    const inter = this.config.intermediateSize;
+    const perLayer = [...totals].map((active) => (tokens > 0 ? 1 - active / (tokens * inter) : 0));
+    const overall = perLayer.reduce((a, b) => a + b, 0) / L;
+    return { tokens, perLayer, overall };
+  }
+
+  /**
+   * Runs one window from position 0 and returns |silu(gate)| of every position and neuron, per
+   * layer ([position][neuron]). One readback per pass, never per token.
+   */
+  async captureActivations(ids: number[]): Promise<Float32Array[]> {
+    if (this.captureTokens === 0) throw new CatsError("this engine was loaded without activation capture (EngineOptions.capture)");
+    this.reset();
+    this.checkRoom(ids.length);
+    const L = this.config.numLayers;
+    const inter = this.config.intermediateSize;
+    const out = Array.from({ length: L }, () => new Float32Array(ids.length * inter));
+    const staging = this.device.createBuffer({ size: L * this.captureTokens * inter * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
+    for (let off = 0; off < ids.length; off += this.chunk) {
+      const part = ids.slice(off, off + this.chunk);
+      this.writeState(off, part.length, 0);
+      this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(part));
+      const enc = this.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      this.encodePass(pass, part.length, "none");
+      pass.end();
+      const bytes = L * this.captureTokens * inter * 4;
+      enc.copyBufferToBuffer(this.buf.capture, 0, staging, 0, bytes);
+      const data = new Float32Array((await this.submitAndRead(enc, staging, bytes, "calibration"))!);
+      for (let l = 0; l < L; l++) {
+        const base = l * this.captureTokens * inter;
+        out[l].set(data.subarray(base, base + part.length * inter), off * inter);
+      }
+      this.pos = off + part.length;
+    }
+    staging.destroy();
     return out;
   }
 

@@ -84,3 +84,30 @@ export async function uploadVector(device: GPUDevice, ckpt: Checkpoint, name: st
   device.queue.writeBuffer(buffer, 0, values);
   return buffer;
 }
+
+/**
+ * Uploads a [rows, cols] tensor transposed, as a [cols, rows] matrix: for W_down this puts each
+ * neuron's weights in one contiguous row, which the sparse down projection reads.
+ */
+export async function uploadTransposed(device: GPUDevice, ckpt: Checkpoint, name: string, rows: number, cols: number, label: string): Promise<GpuMatrix> {
+  const t = tensorOf(ckpt, name, [rows, cols]);
+  const dtype: GpuDtype = t.dtype === "F16" ? "f16" : "f32";
+  const pr = padCols(rows);
+  const raw = await ckpt.read(name);
+  let data: Uint8Array;
+  if (dtype === "f16") {
+    const src = new Uint16Array(raw.buffer, raw.byteOffset, rows * cols);
+    const out = new Uint16Array(cols * pr);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * pr + r] = src[r * cols + c];
+    data = new Uint8Array(out.buffer);
+  } else {
+    const src = toFloat32(raw, t.dtype);
+    const out = new Float32Array(cols * pr);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * pr + r] = src[r * cols + c];
+    data = new Uint8Array(out.buffer);
+  }
+  checkBinding(device, data.byteLength, `weight ${label}`);
+  const buffer = device.createBuffer({ label, size: data.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return { buffer, dtype, rows: cols, cols: rows, cols4: pr / 4, bytes: data.byteLength };
+}

@@ -11,13 +11,13 @@ export class PipelineCache {
     private readonly source: KernelSource,
   ) {}
 
-  get(parts: string[], constants?: Record<string, number>): GPUComputePipeline {
-    const key = parts.join("+") + JSON.stringify(constants ?? {});
+  get(parts: string[], constants?: Record<string, number>, entryPoint = "main"): GPUComputePipeline {
+    const key = parts.join("+") + JSON.stringify(constants ?? {}) + entryPoint;
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
       const device = this.gpu.device;
       const module = device.createShaderModule({ label: key, code: composeKernel(this.source, parts) });
-      pipeline = device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: "main", constants } });
+      pipeline = device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint, constants } });
       this.pipelines.set(key, pipeline);
     }
     return pipeline;
@@ -52,6 +52,18 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   grid: (ntok: number) => [number, number, number];
+}
+
+/**
+ * Grid for kernels with one invocation (cpu flavour, workgroups of 64) or one workgroup (gpu
+ * flavour) per row, with token tiles of 4 in y. Rows past the per-dimension limit spill into z.
+ */
+export function rowGrid(cpu: boolean, maxDim: number, rows: number, fixedNtok?: number): (ntok: number) => [number, number, number] {
+  return (ntok) => {
+    const tiles = Math.ceil((fixedNtok ?? ntok) / 4);
+    if (cpu) return [Math.ceil(rows / 64), tiles, 1];
+    return [Math.min(rows, maxDim), tiles, Math.ceil(rows / maxDim)];
+  };
 }
 
 export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: Dispatch[], ntok: number): void {
