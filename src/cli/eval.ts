@@ -3,8 +3,9 @@ import { SingleBar, Presets } from "cli-progress";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
+import { applySparsity, sparsityReport, wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
-export interface EvalFlags {
+export interface EvalFlags extends SparsityFlags {
   model?: string;
   data: string;
   maxTokens?: number;
@@ -22,8 +23,9 @@ export async function readText(path: string): Promise<string> {
 
 export async function runEval(flags: EvalFlags): Promise<void> {
   const text = (await readText(flags.data)).trim();
-  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, sparse: wantsSparsity(flags) });
   try {
+    const level = await applySparsity(lm, flags);
     const ids = lm.tokenizer.encode(text, false);
     const total = Math.min(ids.length, flags.maxTokens ?? ids.length);
     const bar = new SingleBar({ format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr }, Presets.shades_classic);
@@ -32,11 +34,13 @@ export async function runEval(flags: EvalFlags): Promise<void> {
     const r = await perplexity(lm.engine, ids, flags.maxTokens, (n) => bar.update(Math.min(n, total)));
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
+    const sparsity = level ? sparsityReport(level, await lm.engine.takeSparsityStats()) : null;
     if (flags.json) {
-      const out = { model: lm.dir, data: flags.data, perplexity: r.perplexity, mean_nll: r.meanNll, tokens: r.tokens, windows: r.windows, seconds };
+      const out = { model: lm.dir, data: flags.data, perplexity: r.perplexity, mean_nll: r.meanNll, tokens: r.tokens, windows: r.windows, seconds, sparsity };
       process.stdout.write(JSON.stringify(out) + "\n");
     } else {
-      process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)\n`);
+      const sp = sparsity ? `; sparsity ${(Number(sparsity.overall) * 100).toFixed(1)}% (target ${(level!.level * 100).toFixed(0)}%)` : "";
+      process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)${sp}\n`);
     }
   } finally {
     await lm.close();

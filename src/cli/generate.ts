@@ -1,8 +1,9 @@
 import { generate, TextStream } from "../engine/generate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
+import { applySparsity, sparsityReport, wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
-export interface GenerateFlags {
+export interface GenerateFlags extends SparsityFlags {
   model?: string;
   maxTokens: number;
   temperature: number;
@@ -14,8 +15,9 @@ export interface GenerateFlags {
 }
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
-  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, sparse: wantsSparsity(flags) });
   try {
+    const level = await applySparsity(lm, flags);
     const promptIds = lm.tokenizer.encode(prompt);
     if (promptIds.length >= lm.engine.contextLength) {
       throw new CatsError(`prompt is ${promptIds.length} tokens but the model's context is ${lm.engine.contextLength} (max_position_embeddings)`);
@@ -46,6 +48,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
         stop_reason: result.stopReason,
         seed,
         kernels: lm.gpu.flavour,
+        sparsity: level ? sparsityReport(level, await lm.engine.takeSparsityStats()) : null,
         timings: {
           load_ms: round(lm.loadMs),
           prefill_ms: round(result.prefillMs),

@@ -5,8 +5,12 @@ import { integer, kernelFlavour, nonNegativeInt, nonNegativeNumber, positiveInt,
 import { runEval } from "./eval.js";
 import { runGenerate } from "./generate.js";
 import { runInfo } from "./info.js";
+import { levelList, runCalibrate } from "./calibrate.js";
+import { sparsityLevel } from "./sparsity.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
+const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS thresholds from cats calibrate");
+const sparsityOption = (): Option => new Option("--sparsity <k>", "target CATS sparsity level (0 = dense)").argParser(sparsityLevel);
 const kernelsOption = (): Option => new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
 
 function buildProgram(): Command {
@@ -26,6 +30,8 @@ function buildProgram(): Command {
     .option("--top-p <p>", "nucleus sampling mass", probability, 1)
     .option("--seed <s>", "seed for reproducible sampling", integer)
     .option("--json", "print one JSON object instead of streaming text")
+    .addOption(thresholdsOption())
+    .addOption(sparsityOption())
     .addOption(kernelsOption())
     .action(runGenerate);
 
@@ -36,8 +42,23 @@ function buildProgram(): Command {
     .option("--model <dir>", modelHelp)
     .option("--max-tokens <n>", "stop after the window at which this many tokens were predicted", positiveInt)
     .option("--json", "print JSON")
+    .addOption(thresholdsOption())
+    .addOption(sparsityOption())
     .addOption(kernelsOption())
     .action(runEval);
+
+  program
+    .command("calibrate")
+    .description("record |SiLU(gate)| per layer over a text and write CATS thresholds")
+    .requiredOption("--data <file>", "UTF-8 calibration text")
+    .option("--model <dir>", modelHelp)
+    .option("--tokens <n>", "positions to collect", positiveInt, 20480)
+    .option("--levels <list>", "sparsity levels with exact thresholds", levelList, [0.3, 0.5, 0.7, 0.9])
+    .option("--out <file>", "thresholds file (default: cats-thresholds.json in the model directory)")
+    .option("--no-refine", "keep the dense model's quantiles (no second pass per level with earlier layers sparsified)")
+    .option("--json", "print a JSON summary")
+    .addOption(kernelsOption())
+    .action(runCalibrate);
 
   program
     .command("info")

@@ -331,14 +331,14 @@ export class LlamaEngine {
   }
 
   /**
-   * Sets one CATS threshold per layer (null: dense). Decode steps then run the sparse kernels,
-   * batched passes the dense kernels with the same mask. Changeable between submissions.
+   * Sets one CATS threshold per layer (null: dense). Decode steps then run the sparse kernels (when
+   * the engine has them), batched passes the dense kernels with the same mask. Changeable between
+   * submissions.
    */
   setThresholds(thresholds: number[] | null): void {
     if (thresholds !== null && thresholds.length !== this.config.numLayers) {
       throw new CatsError(`expected ${this.config.numLayers} thresholds (one per layer), got ${thresholds.length}`);
     }
-    if (thresholds !== null && !this.sparseBody) throw new CatsError("this engine was loaded without sparse kernels (EngineOptions.sparse)");
     this.thresholds = thresholds ? [...thresholds] : null;
     this.mlps.forEach((m, i) => m.setThreshold(thresholds ? thresholds[i] : null));
   }

@@ -21,6 +21,8 @@ export interface TensorInfo {
 export interface SafetensorsHeader {
   file: string;
   headerBytes: number;
+  /** The header's JSON text as stored: part of the model fingerprint. */
+  headerText: string;
   tensors: Map<string, TensorInfo>;
   metadata: Record<string, string>;
 }
@@ -37,7 +39,7 @@ function isNonNegInt(v: unknown): v is number {
  * Validates a parsed header against the file size: every tensor's dtype, shape, byte range and
  * overlap. Returns absolute byte ranges so that readers never trust an offset twice.
  */
-export function validateHeader(file: string, fileSize: number, headerLength: number, json: unknown): SafetensorsHeader {
+export function validateHeader(file: string, fileSize: number, headerLength: number, json: unknown, headerText = ""): SafetensorsHeader {
   if (typeof json !== "object" || json === null || Array.isArray(json)) bad(file, "header: expected a JSON object of tensors");
   const dataStart = 8 + headerLength;
   const dataSize = fileSize - dataStart;
@@ -86,7 +88,7 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
       bad(file, `tensor "${sorted[i].name}": field "data_offsets": overlaps tensor "${sorted[i - 1].name}"`);
     }
   }
-  return { file, headerBytes: headerLength, tensors, metadata };
+  return { file, headerBytes: headerLength, headerText, tensors, metadata };
 }
 
 /** Reads and validates the header of one .safetensors file; tensor data is not read. */
@@ -107,7 +109,7 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   } catch (e) {
     bad(file, `header: not valid JSON (${(e as Error).message})`);
   }
-  return validateHeader(file, src.size, n, json);
+  return validateHeader(file, src.size, n, json, headerText);
 }
 
 export function dtypeBytes(dtype: TensorDtype): number {

@@ -1,0 +1,54 @@
+import { readFile } from "node:fs/promises";
+import { InvalidArgumentError } from "commander";
+import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds } from "../cats/thresholds.js";
+import type { SparsityStats } from "../engine/llama.js";
+import { CatsError } from "../errors.js";
+import type { LoadedModel } from "../node.js";
+
+export interface SparsityFlags {
+  thresholds?: string;
+  sparsity?: number;
+}
+
+export function sparsityLevel(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`expected a sparsity level in [0, 1), got "${value}"`);
+  return n;
+}
+
+/** Both flags or neither: a level needs a thresholds file, and a file needs a level. */
+export function wantsSparsity(flags: SparsityFlags): boolean {
+  if ((flags.thresholds === undefined) !== (flags.sparsity === undefined)) {
+    throw new CatsError("--thresholds FILE and --sparsity K go together");
+  }
+  return flags.thresholds !== undefined;
+}
+
+/** Reads the thresholds file, checks it was made for this model, and arms the engine with the level's thresholds. */
+export async function applySparsity(lm: LoadedModel, flags: SparsityFlags): Promise<LayerThresholds | null> {
+  if (!wantsSparsity(flags)) return null;
+  const file = flags.thresholds!;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, "utf8"));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CatsError(`${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`);
+  }
+  const t = await checkThresholdsFile(raw, file, lm.checkpoint);
+  const level = thresholdsForLevel(t, flags.sparsity!, file);
+  lm.engine.setThresholds(level.thresholds);
+  return level;
+}
+
+/** The `sparsity` object of --json outputs. */
+export function sparsityReport(level: LayerThresholds, stats: SparsityStats): Record<string, unknown> {
+  return {
+    target: level.level,
+    thresholds_from: level.source,
+    thresholds: level.thresholds,
+    tokens: stats.tokens,
+    overall: stats.overall,
+    per_layer: stats.perLayer,
+  };
+}
