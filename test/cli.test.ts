@@ -1,21 +1,8 @@
-import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DATA, MODELS, reference, ROOT } from "./helpers.js";
-
-function cats(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin/cats.js"), ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-    env: { ...process.env, CATS_MODELS: MODELS, ...env },
-    timeout: 120_000,
-  });
-  // Dawn prints its own warnings on stderr at device creation; cats' own message is the line it prefixes.
-  const ours = r.stderr.split("\n").filter((l) => !l.startsWith("Warning:") && l.trim() !== "");
-  return { status: r.status, stdout: r.stdout, errors: ours };
-}
+import { cats, DATA, MODELS, reference } from "./helpers.js";
 
 function copyModel(patch: (dir: string) => void): string {
   const dir = mkdtempSync(join(tmpdir(), "cats-model-"));
@@ -26,9 +13,9 @@ function copyModel(patch: (dir: string) => void): string {
 
 describe("cats generate", () => {
   for (const model of ["stories260K", "stories260K-fp16"]) {
-    it(`--json returns reference.json's greedy ids for ${model}`, () => {
+    it(`--json returns reference.json's greedy ids for ${model}`, async () => {
       const ref = reference(model);
-      const r = cats(["generate", "--model", join(MODELS, model), "--temperature", "0", "--max-tokens", "32", "--json", ref.prompt]);
+      const r = await cats(["generate", "--model", join(MODELS, model), "--temperature", "0", "--max-tokens", "32", "--json", ref.prompt]);
       expect(r.status).toBe(0);
       const out = JSON.parse(r.stdout);
       expect(out.prompt_ids).toEqual(ref.prompt_ids);
@@ -38,22 +25,22 @@ describe("cats generate", () => {
     });
   }
 
-  it("streams the prompt and continuation as text, finding the default model by name", () => {
-    const r = cats(["generate", "--max-tokens", "8", "Once upon a time"]);
+  it("streams the prompt and continuation as text, finding the default model by name", async () => {
+    const r = await cats(["generate", "--max-tokens", "8", "Once upon a time"]);
     expect(r.status).toBe(0);
     expect(r.stdout).toBe("Once upon a time, there was a little girl\n");
   });
 
-  it("reproduces a seeded sample", () => {
+  it("reproduces a seeded sample", async () => {
     const args = ["generate", "--temperature", "0.9", "--top-p", "0.9", "--seed", "42", "--max-tokens", "20", "--json", "Lily"];
-    expect(JSON.parse(cats(args).stdout).ids).toEqual(JSON.parse(cats(args).stdout).ids);
+    expect(JSON.parse((await cats(args)).stdout).ids).toEqual(JSON.parse((await cats(args)).stdout).ids);
   });
 });
 
 describe("cats eval", () => {
-  it("gives the reference perplexity on the first 20,440 TinyStories tokens", () => {
+  it("gives the reference perplexity on the first 20,440 TinyStories tokens", async () => {
     const ref = reference("stories260K").perplexity["tinystories_valid_head.txt"];
-    const r = cats(["eval", "--model", join(MODELS, "stories260K"), "--data", join(DATA, "tinystories_valid_head.txt"), "--max-tokens", "20440", "--json"]);
+    const r = await cats(["eval", "--model", join(MODELS, "stories260K"), "--data", join(DATA, "tinystories_valid_head.txt"), "--max-tokens", "20440", "--json"]);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.tokens).toBe(ref.predicted_tokens);
@@ -63,34 +50,34 @@ describe("cats eval", () => {
 });
 
 describe("errors are one clear line and a non-zero exit", () => {
-  const expectOneLine = (r: ReturnType<typeof cats>, message: RegExp) => {
+  const expectOneLine = (r: Awaited<ReturnType<typeof cats>>, message: RegExp) => {
     expect(r.status).not.toBe(0);
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]).toMatch(message);
     expect(r.errors[0]).not.toMatch(/\bat .*\.js:\d+/);
   };
 
-  it("a missing model directory", () => expectOneLine(cats(["generate", "--model", "/no/such/model", "hi"]), /model directory \/no\/such\/model does not exist/));
-  it("an unknown model name", () => expectOneLine(cats(["generate", "--model", "no-such-model", "hi"]), /model "no-such-model" not found/));
-  it("a truncated safetensors file", () => {
+  it("a missing model directory", async () => expectOneLine(await cats(["generate", "--model", "/no/such/model", "hi"]), /model directory \/no\/such\/model does not exist/));
+  it("an unknown model name", async () => expectOneLine(await cats(["generate", "--model", "no-such-model", "hi"]), /model "no-such-model" not found/));
+  it("a truncated safetensors file", async () => {
     const dir = copyModel((d) => {
       const full = readFileSync(join(d, "model.safetensors"));
       writeFileSync(join(d, "model.safetensors"), full.subarray(0, 5000));
     });
-    expectOneLine(cats(["generate", "--model", dir, "hi"]), /model\.safetensors: tensor ".+": field "data_offsets": end \d+ lies outside the data section/);
+    expectOneLine(await cats(["generate", "--model", dir, "hi"]), /model\.safetensors: tensor ".+": field "data_offsets": end \d+ lies outside the data section/);
   });
-  it("an unsupported config", () => {
+  it("an unsupported config", async () => {
     const dir = copyModel((d) => {
       const cfg = JSON.parse(readFileSync(join(d, "config.json"), "utf8"));
       writeFileSync(join(d, "config.json"), JSON.stringify({ ...cfg, rope_scaling: { type: "yarn", factor: 4 } }));
     });
-    expectOneLine(cats(["generate", "--model", dir, "hi"]), /config\.json: field "rope_scaling": expected null/);
+    expectOneLine(await cats(["generate", "--model", dir, "hi"]), /config\.json: field "rope_scaling": expected null/);
   });
-  it("a prompt longer than the context", () => {
-    expectOneLine(cats(["generate", "--max-tokens", "4", "Once upon a time ".repeat(200)]), /prompt is \d+ tokens but the model's context is 512/);
+  it("a prompt longer than the context", async () => {
+    expectOneLine(await cats(["generate", "--max-tokens", "4", "Once upon a time ".repeat(200)]), /prompt is \d+ tokens but the model's context is 512/);
   });
-  it("--max-tokens 0", () => expectOneLine(cats(["generate", "--max-tokens", "0", "hi"]), /--max-tokens.*expected a positive integer, got "0"/));
-  it("a negative temperature", () => expectOneLine(cats(["generate", "--temperature", "-1", "hi"]), /--temperature.*expected a number >= 0/));
-  it("a negative top-k", () => expectOneLine(cats(["generate", "--top-k", "-3", "hi"]), /--top-k.*expected a non-negative integer/));
-  it("a missing data file", () => expectOneLine(cats(["eval", "--data", "/no/such.txt"]), /\/no\/such\.txt: cannot read \(ENOENT\)/));
+  it("--max-tokens 0", async () => expectOneLine(await cats(["generate", "--max-tokens", "0", "hi"]), /--max-tokens.*expected a positive integer, got "0"/));
+  it("a negative temperature", async () => expectOneLine(await cats(["generate", "--temperature", "-1", "hi"]), /--temperature.*expected a number >= 0/));
+  it("a negative top-k", async () => expectOneLine(await cats(["generate", "--top-k", "-3", "hi"]), /--top-k.*expected a non-negative integer/));
+  it("a missing data file", async () => expectOneLine(await cats(["eval", "--data", "/no/such.txt"]), /\/no\/such\.txt: cannot read \(ENOENT\)/));
 });

@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,4 +44,21 @@ export function safetensorsBytes(header: unknown, data: Uint8Array, headerLength
   out.set(json, 8);
   out.set(data, 8 + json.length);
   return out;
+}
+
+/** Runs the built CLI without blocking the test worker; `errors` is stderr without Dawn's own warnings. */
+export function cats(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; errors: string[] }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, "bin/cats.js"), ...args],
+      { cwd: ROOT, encoding: "utf8", env: { ...process.env, CATS_MODELS: MODELS, ...env }, timeout: 290_000, maxBuffer: 64 << 20 },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== "number") return reject(error);
+        // Dawn prints its own warnings on stderr at device creation; cats' own message is the line it prefixes.
+        const errors = stderr.split("\n").filter((l) => !l.startsWith("Warning:") && l.trim() !== "");
+        resolve({ status: error ? (error.code as number) : 0, stdout, errors });
+      },
+    );
+  });
 }

@@ -1,0 +1,143 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { calibrate } from "../src/cats/calibrate.js";
+import { checkThresholdsFile, modelFingerprint, thresholdsForLevel, type ThresholdsFile } from "../src/cats/thresholds.js";
+import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { loadModel, type LoadedModel } from "../src/node.js";
+import { DATA, MODELS, reference } from "./helpers.js";
+
+let gpu: GpuContext;
+beforeAll(async () => {
+  gpu = await createGpu();
+});
+afterAll(() => gpu.destroy());
+
+/** numpy.quantile's default, written out independently of src/cats/quantiles.ts. */
+function numpyQuantile(values: number[], q: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  const h = (s.length - 1) * q;
+  const lo = Math.floor(h);
+  return lo + 1 < s.length ? s[lo] + (h - lo) * (s[lo + 1] - s[lo]) : s[lo];
+}
+
+describe("sparse decoding at sparsity 0", () => {
+  for (const flavour of ["cpu", "gpu"] as const) {
+    it(`gives the dense greedy ids on stories260K (${flavour} kernels)`, async () => {
+      const ref = reference("stories260K");
+      const lm = await loadModel(join(MODELS, "stories260K"), { gpu: { ...gpu, flavour }, sparse: true });
+      lm.engine.setThresholds(new Array(lm.checkpoint.config.numLayers).fill(0));
+      lm.engine.reset();
+      const first = await lm.engine.prefill(ref.prompt_ids);
+      const ids = [first.token];
+      for (let i = 0; i < 31; i++) ids.push((await lm.engine.decode()).token);
+      expect(ids).toEqual(ref.greedy_new_ids);
+      const stats = await lm.engine.takeSparsityStats();
+      expect(stats.tokens).toBe(ref.prompt_ids.length + 31);
+      expect(stats.overall).toBe(0);
+      await lm.close();
+    });
+  }
+});
+
+describe("calibration on a small input", () => {
+  const positions = 700; // two windows: 512 + 188 positions
+  const levels = [0.3, 0.5, 0.9];
+  let lm: LoadedModel;
+  let windows: number[][];
+  beforeAll(async () => {
+    lm = await loadModel(join(MODELS, "stories260K"), { gpu, capture: true });
+    const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
+    windows = [[1, ...ids.slice(0, 511)], [1, ...ids.slice(511, 511 + 187)]];
+  });
+  afterAll(async () => lm.close());
+
+  /** The debug path: |silu(gate)| dumped per layer for the same windows, as plain numbers. */
+  async function dumpedActivations(thresholds: number[] | null): Promise<number[][]> {
+    lm.engine.setThresholds(thresholds);
+    const perLayer: number[][] = Array.from({ length: 5 }, () => []);
+    for (const w of windows) (await lm.engine.captureActivations(w)).forEach((a, l) => perLayer[l].push(...a));
+    lm.engine.setThresholds(null);
+    return perLayer;
+  }
+
+  it("gives thresholds equal to the quantiles of the dumped activations", async () => {
+    const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
+    const r = await calibrate(lm.engine, ids, { positions, levels, sketchPoints: 1001, refine: false });
+    expect(r.positions).toBe(positions);
+    expect(r.windows).toBe(2);
+    const acts = await dumpedActivations(null);
+    acts.forEach((a, l) => {
+      expect(a.length).toBe(positions * 172);
+      for (const lv of levels) expect(r.thresholds.get(lv)![l]).toBeCloseTo(numpyQuantile(a, lv), 7);
+      expect(r.sketches[l][0]).toBe(Math.min(...a));
+      expect(r.sketches[l][1000]).toBe(Math.max(...a));
+      expect(r.sketches[l][250]).toBeCloseTo(numpyQuantile(a, 0.25), 7);
+    });
+  });
+
+  it("refines each level on activations taken with the earlier layers already sparsified", async () => {
+    const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
+    const r = await calibrate(lm.engine, ids, { positions, levels: [0.5], sketchPoints: 11, refine: true });
+    const acts = await dumpedActivations(r.denseThresholds.get(0.5)!);
+    acts.forEach((a, l) => expect(r.thresholds.get(0.5)![l]).toBeCloseTo(numpyQuantile(a, 0.5), 7));
+    // Layer 0 sees the same input either way, so refinement cannot move its threshold.
+    expect(r.thresholds.get(0.5)![0]).toBe(r.denseThresholds.get(0.5)![0]);
+  });
+
+  it("reports the sparsity the mask really applies: at layer 0 the share of dumped activations below the threshold", async () => {
+    const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
+    const r = await calibrate(lm.engine, ids, { positions, levels: [0.5], sketchPoints: 11, refine: false });
+    const t = r.thresholds.get(0.5)!;
+    const acts = await dumpedActivations(null);
+    lm.engine.setThresholds(t);
+    await lm.engine.takeSparsityStats();
+    for (const w of windows) await lm.engine.windowNll(w);
+    const stats = await lm.engine.takeSparsityStats();
+    lm.engine.setThresholds(null);
+    expect(stats.tokens).toBe(positions);
+    expect(stats.perLayer[0]).toBe(acts[0].filter((v) => v < t[0]).length / acts[0].length);
+  });
+});
+
+describe("thresholds files", () => {
+  async function smallFile(model: string): Promise<ThresholdsFile> {
+    const lm = await loadModel(join(MODELS, model), { gpu, capture: true });
+    const ids = lm.tokenizer.encode("Once upon a time there was a cat. ".repeat(20), false);
+    const r = await calibrate(lm.engine, ids, { positions: 100, levels: [0.5], sketchPoints: 11, refine: false });
+    const file: ThresholdsFile = {
+      format: "cats-thresholds",
+      version: 1,
+      model: { fingerprint: await modelFingerprint(lm.checkpoint), name: model, layers: 5, intermediate_size: 172, synthetic: false },
+      calibration: { data: "inline", data_sha256: "", tokens: 100, windows: 1, windowing: "", seconds: 0 },
+      quantile_method: "",
+      exact_levels: [0.5],
+      thresholds: { "0.5": r.thresholds.get(0.5)! },
+      sketch: { points: 11, per_layer: r.sketches },
+    };
+    await lm.close();
+    return file;
+  }
+
+  it("are refused for another model, naming the file and field", async () => {
+    const file = await smallFile("stories260K");
+    const other = await loadModel(join(MODELS, "stories260K-fp16"), { gpu });
+    await expect(checkThresholdsFile(file, "T.json", other.checkpoint)).rejects.toThrow(/T\.json: field "model\.fingerprint": made for model "stories260K" \(sha256:[0-9a-f]{64}\), but .*stories260K-fp16 is sha256:/);
+    await other.close();
+  });
+
+  it("give exact levels, derive others from the sketch, and refuse malformed content", async () => {
+    const file = await smallFile("stories260K");
+    const lm = await loadModel(join(MODELS, "stories260K"), { gpu });
+    const t = await checkThresholdsFile(file, "T.json", lm.checkpoint);
+    expect(thresholdsForLevel(t, 0.5, "T.json")).toMatchObject({ source: "exact", thresholds: file.thresholds["0.5"] });
+    const derived = thresholdsForLevel(t, 0.35, "T.json");
+    expect(derived.source).toBe("sketch");
+    derived.thresholds.forEach((v, l) => expect(v).toBeCloseTo(0.5 * file.sketch.per_layer[l][3] + 0.5 * file.sketch.per_layer[l][4], 9));
+    expect(thresholdsForLevel(t, 0, "T.json").source).toBe("dense");
+    await expect(checkThresholdsFile({ ...file, thresholds: { "0.5": [1, 2] } }, "T.json", lm.checkpoint)).rejects.toThrow(/T\.json: field "thresholds\.0\.5": expected 5 finite numbers/);
+    await expect(checkThresholdsFile({ ...file, sketch: undefined }, "T.json", lm.checkpoint)).rejects.toThrow(/T\.json: field "sketch"/);
+    await expect(checkThresholdsFile({ ...file, version: 9 }, "T.json", lm.checkpoint)).rejects.toThrow(/field "version": expected 1/);
+    await lm.close();
+  });
+});
