@@ -1,6 +1,6 @@
 // CATS decode, step 1: dense gate projection + SiLU + threshold for the pass's single token.
 // Neurons with |silu(g)| >= threshold are appended to a compact list (index, activation) through an
-// atomic counter; only they are read by up_sparse and down_sparse.
+// atomic counter; only they are read by up_sparse and down_sparse. W is W_gate.
 struct GateParams {
   inter: u32,
   cols4: u32,

@@ -1,5 +1,5 @@
-// SwiGLU over all neurons: W holds [gate; up] stacked (2 * inter rows);
-// Y[t][r] = silu(gate_r . x) * (up_r . x). With MASKED, CATS zeroes neurons whose |silu| is below
+// SwiGLU over all neurons: W is W_gate, W2 is W_up (separate buffers keep each under the
+// adapter's per-binding limit); Y[t][r] = silu(gate_r . x) * (up_r . x). With MASKED, CATS zeroes neurons whose |silu| is below
 // the layer's threshold (the batched equivalent of the sparse decode kernels) and counts the
 // active ones; with CAPTURE, |silu| of every neuron is written out for calibration.
 struct GateUpParams {
@@ -28,8 +28,7 @@ fn silu(g: vec4<f32>) -> vec4<f32> {
   return g / (vec4<f32>(1.0) + exp(-g));
 }
 
-fn dot_tile(wbase: u32, x0: u32, k: u32) -> vec4<f32> {
-  let w = load_w4(wbase + k);
+fn dot_tile(w: vec4<f32>, x0: u32, k: u32) -> vec4<f32> {
   let s = p.x_stride4;
   return vec4<f32>(dot(w, X[x0 + k]), dot(w, X[x0 + s + k]), dot(w, X[x0 + 2u * s + k]), dot(w, X[x0 + 3u * s + k]));
 }
@@ -55,4 +54,8 @@ fn store_act(row: u32, t0: u32, g: vec4<f32>, u: vec4<f32>) {
   if (n_active > 0u) {
     atomicAdd(&active_count[p.layer], n_active);
   }
+}
+
+fn store_act_one(row: u32, g: f32, u: f32) {
+  store_act(row, 0u, vec4<f32>(g, 0.0, 0.0, 0.0), vec4<f32>(u, 0.0, 0.0, 0.0));
 }

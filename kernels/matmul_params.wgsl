@@ -30,3 +30,8 @@ fn store_tile(row: u32, t0: u32, acc: vec4<f32>) {
     Y[idx] = prev + acc[j];
   }
 }
+
+fn store_one(row: u32, v: f32) {
+  let prev = select(0.0, Y[row], p.accumulate == 1u);
+  Y[row] = prev + v;
+}

@@ -16,3 +16,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   store_tile(row, t0, acc);
 }
+
+// Decode: one token, so no tile: a quarter of the multiply-adds of main.
+@compute @workgroup_size(64)
+fn main_one(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = gid.x;
+  if (row >= p.rows || state.ntok == 0u) {
+    return;
+  }
+  let wbase = (row + p.row_offset) * p.cols4;
+  var acc = 0.0;
+  for (var k = 0u; k < p.cols4; k++) {
+    acc += dot(load_w4(wbase + k), X[k]);
+  }
+  store_one(row, acc);
+}

@@ -31,3 +31,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     store_tile(row, t0, partial[0]);
   }
 }
+
+var<workgroup> partial_one: array<f32, WG>;
+
+// Decode: one token, so no tile.
+@compute @workgroup_size(WG)
+fn main_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.z * nwg.x;
+  if (row >= p.rows || state.ntok == 0u) {
+    return;
+  }
+  let wbase = (row + p.row_offset) * p.cols4;
+  var acc = 0.0;
+  for (var k = lid; k < p.cols4; k += WG) {
+    acc += dot(load_w4(wbase + k), X[k]);
+  }
+  partial_one[lid] = acc;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half >>= 1u) {
+    if (lid < half) {
+      partial_one[lid] += partial_one[lid + half];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    store_one(row, partial_one[0]);
+  }
+}

@@ -1,5 +1,5 @@
 // CATS decode, step 2: up projection over the active rows only; each product is scaled by the
-// neuron's activation. Invocations past the active count return at once.
+// neuron's activation. W is W_up. Invocations past the active count return at once.
 struct UpParams {
   inter: u32,
   cols4: u32,
@@ -19,7 +19,7 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (j >= count[p.layer]) {
     return;
   }
-  let base = (p.inter + idx[j]) * p.cols4;
+  let base = idx[j] * p.cols4;
   var u = 0.0;
   for (var k = 0u; k < p.cols4; k++) {
     u += dot(load_w4(base + k), X[k]);
@@ -37,7 +37,7 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   if (j >= count[p.layer]) {
     return;
   }
-  let base = (p.inter + idx[j]) * p.cols4;
+  let base = idx[j] * p.cols4;
   var u = 0.0;
   for (var k = lid; k < p.cols4; k += WG) {
     u += dot(load_w4(base + k), X[k]);

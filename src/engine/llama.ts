@@ -2,7 +2,7 @@ import { MAP_READ, Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { GpuContext } from "../gpu/device.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
-import { encodeDispatches, PipelineCache, rowGrid, type Dispatch } from "../gpu/pipelines.js";
+import { encodeDispatches, PipelineCache, rowGrid, withSingleToken, type Dispatch } from "../gpu/pipelines.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { MlpBlock, sparseStatsDispatch } from "./mlp.js";
@@ -32,7 +32,8 @@ interface LayerWeights {
   qkv: GpuMatrix;
   o: GpuMatrix;
   postNorm: GPUBuffer;
-  gateUp: GpuMatrix;
+  gate: GpuMatrix;
+  up: GpuMatrix;
   down: GpuMatrix;
   downT: GpuMatrix | null;
   k: GPUBuffer;
@@ -137,7 +138,7 @@ export class LlamaEngine {
     };
     this.writeRopeTable();
     let bytes = embed.bytes + (lmHead === embed ? 0 : lmHead.bytes);
-    for (const l of layers) bytes += l.qkv.bytes + l.o.bytes + l.gateUp.bytes + l.down.bytes;
+    for (const l of layers) bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + l.up.bytes + l.down.bytes;
     this.weightBytes = bytes;
 
     const embedDispatch = this.embedDispatch();
@@ -186,10 +187,8 @@ export class LlamaEngine {
         ], H, `layer ${i} qkv`),
         o: await uploadMatrix(d, ckpt, [{ name: `${p}self_attn.o_proj.weight`, rows: H }], qRows, `layer ${i} o_proj`),
         postNorm: await uploadVector(d, ckpt, `${p}post_attention_layernorm.weight`, H),
-        gateUp: await uploadMatrix(d, ckpt, [
-          { name: `${p}mlp.gate_proj.weight`, rows: c.intermediateSize },
-          { name: `${p}mlp.up_proj.weight`, rows: c.intermediateSize },
-        ], H, `layer ${i} gate_up`),
+        gate: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.gate_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} gate_proj`),
+        up: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.up_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} up_proj`),
         down: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.down_proj.weight`, rows: H }], c.intermediateSize, `layer ${i} down_proj`),
         downT: options.sparse ? await uploadTransposed(d, ckpt, `${p}mlp.down_proj.weight`, H, c.intermediateSize, `layer ${i} down_proj^T`) : null,
         k: d.createBuffer({ label: `layer ${i} k cache`, size: kvBytes, usage: STORAGE }),
@@ -224,9 +223,11 @@ export class LlamaEngine {
   }
 
   private matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, opts: { fixedNtok?: number; accumulate?: boolean }): Dispatch {
-    const pipeline = this.pipes.get(["common", `weights_${w.dtype}`, "matmul_params", this.cpuKernels ? "matmul_rows" : "matmul_wg"]);
     const params = this.pipes.uniform([w.rows, w.cols4, w.cols4, padCols(w.rows), opts.fixedNtok ?? 0, opts.accumulate ? 1 : 0, 0, 0]);
-    return { pipeline, bindGroup: this.pipes.bind(pipeline, [w.buffer, params, this.buf.state, x, y]), grid: rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok) };
+    const grid = rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok);
+    const d = withSingleToken(this.pipes, ["common", `weights_${w.dtype}`, "matmul_params", this.cpuKernels ? "matmul_rows" : "matmul_wg"], [w.buffer, params, this.buf.state, x, y], grid);
+    // lm_head on the last token reads one row whatever the pass's size.
+    return opts.fixedNtok === 1 ? { ...d, pipeline: d.one!.pipeline, bindGroup: d.one!.bindGroup } : d;
   }
 
   private normDispatch(gain: GPUBuffer, x: GPUBuffer, y: GPUBuffer, lastOnly: boolean): Dispatch {

@@ -1,10 +1,10 @@
 import type { PipelineCache, Dispatch } from "../gpu/pipelines.js";
-import { rowGrid } from "../gpu/pipelines.js";
+import { rowGrid, withSingleToken } from "../gpu/pipelines.js";
 import { padCols, type GpuMatrix } from "./weights.js";
 
 export interface MlpWeights {
-  /** gate and up stacked: rows [0, inter) are W_gate, [inter, 2 inter) are W_up. */
-  gateUp: GpuMatrix;
+  gate: GpuMatrix;
+  up: GpuMatrix;
   down: GpuMatrix;
   /** W_down transposed ([inter][hidden]) for the sparse decode kernels; null when not sparse-capable. */
   downT: GpuMatrix | null;
@@ -64,30 +64,30 @@ export class MlpBlock {
     const { hidden, inter, layer } = shape;
     const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
     const flavour = cpu ? "rows" : "wg";
-    const gateUp = pipes.get(["common", `weights_${w.gateUp.dtype}`, "gate_up_params", `gate_up_${flavour}`]);
     this.gateUpParams = pipes.uniform(this.gateUpWords(null));
-    const down = pipes.get(["common", `weights_${w.down.dtype}`, "matmul_params", cpu ? "matmul_rows" : "matmul_wg"]);
     const downParams = pipes.uniform([hidden, w.down.cols4, w.down.cols4, padCols(hidden), 0, 1, 0, 0]);
     this.dense = [
-      { pipeline: gateUp, bindGroup: pipes.bind(gateUp, [w.gateUp.buffer, this.gateUpParams, b.state, b.h, b.act, b.capture, b.totals]), grid: rowGrid(cpu, maxDim, inter) },
-      { pipeline: down, bindGroup: pipes.bind(down, [w.down.buffer, downParams, b.state, b.act, b.x]), grid: rowGrid(cpu, maxDim, hidden) },
+      withSingleToken(pipes, ["common", `weights_${w.gate.dtype}`, `weights_${w.up.dtype}_b`, "gate_up_params", `gate_up_${flavour}`],
+        [w.gate.buffer, this.gateUpParams, b.state, b.h, b.act, b.capture, b.totals, w.up.buffer], rowGrid(cpu, maxDim, inter)),
+      withSingleToken(pipes, ["common", `weights_${w.down.dtype}`, "matmul_params", cpu ? "matmul_rows" : "matmul_wg"],
+        [w.down.buffer, downParams, b.state, b.act, b.x], rowGrid(cpu, maxDim, hidden)),
     ];
     if (!w.downT) {
       this.sparse = null;
       return;
     }
     const entry = cpu ? "main_rows" : "main_wg";
-    const gate = pipes.get(["common", `weights_${w.gateUp.dtype}`, "gate_sparse"], undefined, entry);
+    const gate = pipes.get(["common", `weights_${w.gate.dtype}`, "gate_sparse"], undefined, entry);
     this.gateParams = pipes.uniform(this.gateWords(0), [2]);
-    const up = pipes.get(["common", `weights_${w.gateUp.dtype}`, "up_sparse"], undefined, entry);
-    const upParams = pipes.uniform([inter, w.gateUp.cols4, layer, 0]);
+    const up = pipes.get(["common", `weights_${w.up.dtype}`, "up_sparse"], undefined, entry);
+    const upParams = pipes.uniform([inter, w.up.cols4, layer, 0]);
     const downT = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse"]);
     const h4 = padCols(hidden) / 4;
     const downTParams = pipes.uniform([h4, layer, 0, 0]);
     const oneToken = rowGrid(cpu, maxDim, inter, 1);
     this.sparse = [
-      { pipeline: gate, bindGroup: pipes.bind(gate, [w.gateUp.buffer, this.gateParams, undefined, b.h, b.idx, b.val, b.counts]), grid: oneToken },
-      { pipeline: up, bindGroup: pipes.bind(up, [w.gateUp.buffer, upParams, undefined, b.h, b.idx, b.val, b.counts, b.actv]), grid: oneToken },
+      { pipeline: gate, bindGroup: pipes.bind(gate, [w.gate.buffer, this.gateParams, undefined, b.h, b.idx, b.val, b.counts]), grid: oneToken },
+      { pipeline: up, bindGroup: pipes.bind(up, [w.up.buffer, upParams, undefined, b.h, b.idx, b.val, b.counts, b.actv]), grid: oneToken },
       { pipeline: downT, bindGroup: pipes.bind(downT, [w.downT.buffer, downTParams, undefined, b.idx, b.actv, b.counts, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] },
     ];
   }

@@ -52,6 +52,18 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   grid: (ntok: number) => [number, number, number];
+  /** A variant for passes of a single token (decode), where token tiles would waste work. */
+  one?: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup };
+}
+
+/**
+ * A dispatch of a tiled kernel with its single-token entry point `main_one` beside it; each needs
+ * its own bind group because "auto" layouts are distinct per pipeline.
+ */
+export function withSingleToken(pipes: PipelineCache, parts: string[], buffers: (GPUBuffer | undefined)[], grid: Dispatch["grid"]): Dispatch {
+  const pipeline = pipes.get(parts);
+  const one = pipes.get(parts, undefined, "main_one");
+  return { pipeline, bindGroup: pipes.bind(pipeline, buffers), grid, one: { pipeline: one, bindGroup: pipes.bind(one, buffers) } };
 }
 
 /**
@@ -70,8 +82,9 @@ export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: Dispat
   for (const d of dispatches) {
     const [x, y, z] = d.grid(ntok);
     if (x === 0 || y === 0 || z === 0) continue;
-    pass.setPipeline(d.pipeline);
-    pass.setBindGroup(0, d.bindGroup);
+    const v = ntok === 1 && d.one ? d.one : d;
+    pass.setPipeline(v.pipeline);
+    pass.setBindGroup(0, v.bindGroup);
     pass.dispatchWorkgroups(x, y, z);
   }
 }
