@@ -36,9 +36,6 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   emit(row, g);
 }
 
-const WG: u32 = 64u;
-var<workgroup> partial: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -51,15 +48,8 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   for (var k = lid; k < p.cols4; k += WG) {
     g += dot(load_w4(base + k), X[k]);
   }
-  partial[lid] = g;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half >>= 1u) {
-    if (lid < half) {
-      partial[lid] += partial[lid + half];
-    }
-    workgroupBarrier();
-  }
+  let total = wg_sum(lid, g);
   if (lid == 0u) {
-    emit(row, partial[0]);
+    emit(row, total);
   }
 }

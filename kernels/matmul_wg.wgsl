@@ -1,8 +1,5 @@
 // One workgroup per output row: its invocations stride over the row with coalesced loads and
 // reduce in workgroup memory, the layout real GPUs are fast at.
-const WG: u32 = 64u;
-var<workgroup> partial: array<vec4<f32>, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -19,20 +16,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let w = load_w4(wbase + k);
     acc += vec4<f32>(dot(w, X[x0 + k]), dot(w, X[x0 + s + k]), dot(w, X[x0 + 2u * s + k]), dot(w, X[x0 + 3u * s + k]));
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half >>= 1u) {
-    if (lid < half) {
-      partial[lid] += partial[lid + half];
-    }
-    workgroupBarrier();
-  }
+  let total = wg_sum4(lid, acc);
   if (lid == 0u) {
-    store_tile(row, t0, partial[0]);
+    store_tile(row, t0, total);
   }
 }
-
-var<workgroup> partial_one: array<f32, WG>;
 
 // Decode: one token, so no tile.
 @compute @workgroup_size(WG)
@@ -47,15 +35,8 @@ fn main_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   for (var k = lid; k < p.cols4; k += WG) {
     acc += dot(load_w4(wbase + k), X[k]);
   }
-  partial_one[lid] = acc;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half >>= 1u) {
-    if (lid < half) {
-      partial_one[lid] += partial_one[lid + half];
-    }
-    workgroupBarrier();
-  }
+  let total = wg_sum(lid, acc);
   if (lid == 0u) {
-    store_one(row, partial_one[0]);
+    store_one(row, total);
   }
 }

@@ -27,9 +27,6 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   act[j] = val[j] * u;
 }
 
-const WG: u32 = 64u;
-var<workgroup> partial: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -42,15 +39,8 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   for (var k = lid; k < p.cols4; k += WG) {
     u += dot(load_w4(base + k), X[k]);
   }
-  partial[lid] = u;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half >>= 1u) {
-    if (lid < half) {
-      partial[lid] += partial[lid + half];
-    }
-    workgroupBarrier();
-  }
+  let total = wg_sum(lid, u);
   if (lid == 0u) {
-    act[j] = val[j] * partial[0];
+    act[j] = val[j] * total;
   }
 }

@@ -225,7 +225,7 @@ export class LlamaEngine {
   private matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, opts: { fixedNtok?: number; accumulate?: boolean }): Dispatch {
     const params = this.pipes.uniform([w.rows, w.cols4, w.cols4, padCols(w.rows), opts.fixedNtok ?? 0, opts.accumulate ? 1 : 0, 0, 0]);
     const grid = rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok);
-    const d = withSingleToken(this.pipes, ["common", `weights_${w.dtype}`, "matmul_params", this.cpuKernels ? "matmul_rows" : "matmul_wg"], [w.buffer, params, this.buf.state, x, y], grid);
+    const d = withSingleToken(this.pipes, ["common", `weights_${w.dtype}`, "matmul_params", ...(this.cpuKernels ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])], [w.buffer, params, this.buf.state, x, y], grid);
     // lm_head on the last token reads one row whatever the pass's size.
     return opts.fixedNtok === 1 ? { ...d, pipeline: d.one!.pipeline, bindGroup: d.one!.bindGroup } : d;
   }

@@ -67,9 +67,9 @@ export class MlpBlock {
     this.gateUpParams = pipes.uniform(this.gateUpWords(null));
     const downParams = pipes.uniform([hidden, w.down.cols4, w.down.cols4, padCols(hidden), 0, 1, 0, 0]);
     this.dense = [
-      withSingleToken(pipes, ["common", `weights_${w.gate.dtype}`, `weights_${w.up.dtype}_b`, "gate_up_params", `gate_up_${flavour}`],
+      withSingleToken(pipes, ["common", `weights_${w.gate.dtype}`, `weights_${w.up.dtype}_b`, "gate_up_params", ...(cpu ? [] : ["wg_reduce"]), `gate_up_${flavour}`],
         [w.gate.buffer, this.gateUpParams, b.state, b.h, b.act, b.capture, b.totals, w.up.buffer], rowGrid(cpu, maxDim, inter)),
-      withSingleToken(pipes, ["common", `weights_${w.down.dtype}`, "matmul_params", cpu ? "matmul_rows" : "matmul_wg"],
+      withSingleToken(pipes, ["common", `weights_${w.down.dtype}`, "matmul_params", ...(cpu ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])],
         [w.down.buffer, downParams, b.state, b.act, b.x], rowGrid(cpu, maxDim, hidden)),
     ];
     if (!w.downT) {
@@ -77,9 +77,9 @@ export class MlpBlock {
       return;
     }
     const entry = cpu ? "main_rows" : "main_wg";
-    const gate = pipes.get(["common", `weights_${w.gate.dtype}`, "gate_sparse"], undefined, entry);
+    const gate = pipes.get(["common", `weights_${w.gate.dtype}`, "wg_reduce", "gate_sparse"], undefined, entry);
     this.gateParams = pipes.uniform(this.gateWords(0), [2]);
-    const up = pipes.get(["common", `weights_${w.up.dtype}`, "up_sparse"], undefined, entry);
+    const up = pipes.get(["common", `weights_${w.up.dtype}`, "wg_reduce", "up_sparse"], undefined, entry);
     const upParams = pipes.uniform([inter, w.up.cols4, layer, 0]);
     const downT = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse"]);
     const h4 = padCols(hidden) / 4;
