@@ -5,7 +5,7 @@ import type { KernelSource } from "../gpu/kernelsource.js";
 import { encodeDispatches, PipelineCache, rowGrid, withSingleToken, type Dispatch } from "../gpu/pipelines.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
-import { MlpBlock, sparseStatsDispatch } from "./mlp.js";
+import { DOWN_SLICES, MlpBlock, sparseStatsDispatch } from "./mlp.js";
 import { padCols, uploadMatrix, uploadTransposed, uploadVector, type GpuMatrix } from "./weights.js";
 
 export interface EngineOptions {
@@ -60,7 +60,7 @@ export class LlamaEngine {
   private readonly device: GPUDevice;
   private readonly pipes: PipelineCache;
   private readonly buf: Record<
-    "state" | "tokens" | "x" | "h" | "qkv" | "q" | "o" | "act" | "logits" | "rope" | "outIds" | "targets" | "nll" | "idx" | "val" | "actv" | "counts" | "totals" | "capture",
+    "state" | "tokens" | "x" | "h" | "qkv" | "q" | "o" | "act" | "logits" | "rope" | "outIds" | "targets" | "nll" | "idx" | "val" | "actv" | "counts" | "totals" | "capture" | "partial",
     GPUBuffer
   >;
   private readonly staging: Record<"ids" | "logits" | "nll", GPUBuffer>;
@@ -127,6 +127,7 @@ export class LlamaEngine {
       counts: make("active counts", c.numLayers * 4),
       totals: make("active totals", c.numLayers * 4),
       capture: make("capture", options.capture ? c.numLayers * tokens4 * c.intermediateSize * 4 : 16),
+      partial: make("down partials", options.sparse ? DOWN_SLICES * H * 4 : 16),
     };
     this.captureTokens = options.capture ? tokens4 : 0;
     const readable = (label: string, bytes: number): GPUBuffer =>

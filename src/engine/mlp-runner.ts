@@ -6,7 +6,7 @@ import { openCheckpoint } from "../model/checkpoint.js";
 import { floatToHalf, halfToFloat } from "../model/dtype.js";
 import { memoryFiles } from "../model/memoryfiles.js";
 import { encodeSafetensors } from "../model/safetensors-writer.js";
-import { MlpBlock, sparseStatsDispatch } from "./mlp.js";
+import { DOWN_SLICES, MlpBlock, sparseStatsDispatch } from "./mlp.js";
 import { seededRandom } from "./sampling.js";
 import { padCols, uploadMatrix, uploadTransposed, type GpuMatrix } from "./weights.js";
 
@@ -79,7 +79,7 @@ export async function createMlpRunner(
     made.push(b);
     return b;
   };
-  const b = { state: make(4), h: make(4 * padCols(H)), act: make(4 * padCols(I)), x: make(4 * padCols(H)), idx: make(I), val: make(I), actv: make(I), counts: make(1), totals: make(1), capture: make(4) };
+  const b = { state: make(4), h: make(4 * padCols(H)), act: make(4 * padCols(I)), x: make(4 * padCols(H)), idx: make(I), val: make(I), actv: make(I), counts: make(1), totals: make(1), capture: make(4), partial: make(DOWN_SLICES * padCols(H)) };
   const pipes = new PipelineCache(gpu, kernels);
   const mlp = new MlpBlock(pipes, d, gpu.flavour === "cpu", { hidden: H, inter: I, layer: 0, captureOffset: null }, weights, b);
   const stats = sparseStatsDispatch(pipes, 1, b.counts, b.totals);

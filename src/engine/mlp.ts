@@ -29,7 +29,14 @@ export interface MlpBuffers {
   totals: GPUBuffer;
   /** |silu(gate)| dump for calibration, or a small placeholder. */
   capture: GPUBuffer;
+  /** Per-slice partial sums of the cpu-flavour sparse down projection: DOWN_SLICES rows of padded hidden. */
+  partial: GPUBuffer;
 }
+
+/** Slices of the active list that the cpu-flavour sparse down projection spreads over workgroups. */
+export const DOWN_SLICES = 16;
+/** Largest padded hidden / 4 that down_sparse_rows keeps in private accumulators (its MAX_PER_LANE * 8). */
+const ROWS_KERNEL_MAX_H4 = 2048;
 
 export interface MlpShape {
   hidden: number;
@@ -81,15 +88,26 @@ export class MlpBlock {
     this.gateParams = pipes.uniform(this.gateWords(0), [2]);
     const up = pipes.get(["common", `weights_${w.up.dtype}`, "wg_reduce", "up_sparse"], undefined, entry);
     const upParams = pipes.uniform([inter, w.up.cols4, layer, 0]);
-    const downT = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse"]);
     const h4 = padCols(hidden) / 4;
-    const downTParams = pipes.uniform([h4, layer, 0, 0]);
     const oneToken = rowGrid(cpu, maxDim, inter, 1);
     this.sparse = [
       { pipeline: gate, bindGroup: pipes.bind(gate, [w.gate.buffer, this.gateParams, undefined, b.h, b.idx, b.val, b.counts]), grid: oneToken },
       { pipeline: up, bindGroup: pipes.bind(up, [w.up.buffer, upParams, undefined, b.h, b.idx, b.val, b.counts, b.actv]), grid: oneToken },
-      { pipeline: downT, bindGroup: pipes.bind(downT, [w.downT.buffer, downTParams, undefined, b.idx, b.actv, b.counts, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] },
     ];
+    if (cpu && h4 <= ROWS_KERNEL_MAX_H4) {
+      const down = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse_rows"]);
+      const downParams = pipes.uniform([h4, layer, DOWN_SLICES, 0]);
+      const reduce = pipes.get(["common", "sparse_reduce"]);
+      const reduceParams = pipes.uniform([h4, DOWN_SLICES, 0, 0]);
+      this.sparse.push(
+        { pipeline: down, bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.partial]), grid: () => [DOWN_SLICES, 1, 1] },
+        { pipeline: reduce, bindGroup: pipes.bind(reduce, [undefined, reduceParams, undefined, b.partial, undefined, undefined, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] },
+      );
+    } else {
+      const down = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse"]);
+      const downParams = pipes.uniform([h4, layer, 0, 0]);
+      this.sparse.push({ pipeline: down, bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] });
+    }
   }
 
   private gateUpWords(threshold: number | null): number[] {
