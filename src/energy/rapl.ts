@@ -1,0 +1,100 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { EnergyMark, EnergyMeasurement, EnergyMeter, MeterUnavailable } from "./meter.js";
+
+export const POWERCAP_ROOT = "/sys/class/powercap";
+
+interface RaplDomain {
+  name: string;
+  energyFile: string;
+  /** The counter wraps to 0 after this many microjoules. */
+  maxRangeUj: number;
+}
+
+async function readNumber(file: string): Promise<number> {
+  const text = (await readFile(file, "utf8")).trim();
+  const v = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) throw new Error(`${file}: expected a whole number of microjoules, got "${text}"`);
+  return v;
+}
+
+function describeError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === "EACCES" || err.code === "EPERM") return `${err.path ?? "file"}: permission denied (energy_uj is root-only on most kernels; run as root or add a udev rule)`;
+  return err.message ?? String(e);
+}
+
+/**
+ * The package domains (intel-rapl:N) and their DRAM subdomains (intel-rapl:N:M named "dram").
+ * Core/uncore subdomains are inside the package figure, so they are not added again.
+ */
+async function findDomains(root: string): Promise<RaplDomain[]> {
+  const entries = (await readdir(root)).filter((e) => /^intel-rapl:\d+(:\d+)?$/.test(e)).sort();
+  const domains: RaplDomain[] = [];
+  for (const entry of entries) {
+    const dir = join(root, entry);
+    const name = (await readFile(join(dir, "name"), "utf8")).trim();
+    const isPackage = /^intel-rapl:\d+$/.test(entry);
+    if (!isPackage && name !== "dram") continue;
+    const energyFile = join(dir, "energy_uj");
+    domains.push({ name: isPackage ? name : `${name}-${entry.split(":")[1]}`, energyFile, maxRangeUj: await readNumber(join(dir, "max_energy_range_uj")) });
+  }
+  return domains;
+}
+
+/** Counter difference with one wrap-around allowed: the counter restarts at 0 after max_energy_range_uj. */
+export function counterDelta(start: number, end: number, maxRange: number): number {
+  return end >= start ? end - start : maxRange - start + end;
+}
+
+class RaplMeter implements EnergyMeter {
+  readonly source = "rapl" as const;
+  readonly description: string;
+
+  constructor(
+    private readonly domains: RaplDomain[],
+    root: string,
+  ) {
+    this.description = `RAPL ${domains.map((d) => d.name).join(" + ")} via ${root}`;
+  }
+
+  private async read(): Promise<number[]> {
+    return Promise.all(this.domains.map((d) => readNumber(d.energyFile)));
+  }
+
+  async start(): Promise<EnergyMark> {
+    return { at: performance.now(), values: await this.read() };
+  }
+
+  async stop(mark: EnergyMark): Promise<EnergyMeasurement> {
+    const end = await this.read();
+    const start = mark.values as number[];
+    const domains: Record<string, number> = {};
+    let joules = 0;
+    this.domains.forEach((d, i) => {
+      const j = counterDelta(start[i], end[i], d.maxRangeUj) / 1e6;
+      domains[d.name] = j;
+      joules += j;
+    });
+    return { joules, seconds: (performance.now() - mark.at) / 1000, domains };
+  }
+}
+
+/** A RAPL meter over `root`, or the reason there is none (no powercap tree, unreadable counters). */
+export async function openRapl(root = POWERCAP_ROOT): Promise<EnergyMeter | MeterUnavailable> {
+  let domains: RaplDomain[];
+  try {
+    domains = await findDomains(root);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "ENOENT") return { source: "rapl", reason: `${root} not present (no RAPL on this machine or in this VM)` };
+    return { source: "rapl", reason: describeError(e) };
+  }
+  if (domains.length === 0) return { source: "rapl", reason: `${root} has no intel-rapl package domains` };
+  try {
+    await Promise.all(domains.map((d) => readNumber(d.energyFile)));
+  } catch (e) {
+    return { source: "rapl", reason: describeError(e) };
+  }
+  return new RaplMeter(domains, root);
+}
