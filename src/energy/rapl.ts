@@ -1,4 +1,12 @@
 import { readdir, readFile } from "node:fs/promises";
+
+/** The two file-system calls the meter makes; tests substitute failures the kernel would give a non-root user. */
+export interface PowercapFs {
+  readdir(dir: string): Promise<string[]>;
+  readText(file: string): Promise<string>;
+}
+
+const nodeFs: PowercapFs = { readdir: (d) => readdir(d), readText: (f) => readFile(f, "utf8") };
 import { join } from "node:path";
 import type { EnergyMark, EnergyMeasurement, EnergyMeter, MeterUnavailable } from "./meter.js";
 
@@ -11,8 +19,8 @@ interface RaplDomain {
   maxRangeUj: number;
 }
 
-async function readNumber(file: string): Promise<number> {
-  const text = (await readFile(file, "utf8")).trim();
+async function readNumber(fs: PowercapFs, file: string): Promise<number> {
+  const text = (await fs.readText(file)).trim();
   const v = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) throw new Error(`${file}: expected a whole number of microjoules, got "${text}"`);
   return v;
@@ -28,16 +36,16 @@ function describeError(e: unknown): string {
  * The package domains (intel-rapl:N) and their DRAM subdomains (intel-rapl:N:M named "dram").
  * Core/uncore subdomains are inside the package figure, so they are not added again.
  */
-async function findDomains(root: string): Promise<RaplDomain[]> {
-  const entries = (await readdir(root)).filter((e) => /^intel-rapl:\d+(:\d+)?$/.test(e)).sort();
+async function findDomains(fs: PowercapFs, root: string): Promise<RaplDomain[]> {
+  const entries = (await fs.readdir(root)).filter((e) => /^intel-rapl:\d+(:\d+)?$/.test(e)).sort();
   const domains: RaplDomain[] = [];
   for (const entry of entries) {
     const dir = join(root, entry);
-    const name = (await readFile(join(dir, "name"), "utf8")).trim();
+    const name = (await fs.readText(join(dir, "name"))).trim();
     const isPackage = /^intel-rapl:\d+$/.test(entry);
     if (!isPackage && name !== "dram") continue;
     const energyFile = join(dir, "energy_uj");
-    domains.push({ name: isPackage ? name : `${name}-${entry.split(":")[1]}`, energyFile, maxRangeUj: await readNumber(join(dir, "max_energy_range_uj")) });
+    domains.push({ name: isPackage ? name : `${name}-${entry.split(":")[1]}`, energyFile, maxRangeUj: await readNumber(fs, join(dir, "max_energy_range_uj")) });
   }
   return domains;
 }
@@ -52,6 +60,7 @@ class RaplMeter implements EnergyMeter {
   readonly description: string;
 
   constructor(
+    private readonly fs: PowercapFs,
     private readonly domains: RaplDomain[],
     root: string,
   ) {
@@ -59,7 +68,7 @@ class RaplMeter implements EnergyMeter {
   }
 
   private async read(): Promise<number[]> {
-    return Promise.all(this.domains.map((d) => readNumber(d.energyFile)));
+    return Promise.all(this.domains.map((d) => readNumber(this.fs, d.energyFile)));
   }
 
   async start(): Promise<EnergyMark> {
@@ -81,10 +90,10 @@ class RaplMeter implements EnergyMeter {
 }
 
 /** A RAPL meter over `root`, or the reason there is none (no powercap tree, unreadable counters). */
-export async function openRapl(root = POWERCAP_ROOT): Promise<EnergyMeter | MeterUnavailable> {
+export async function openRapl(root = POWERCAP_ROOT, fs: PowercapFs = nodeFs): Promise<EnergyMeter | MeterUnavailable> {
   let domains: RaplDomain[];
   try {
-    domains = await findDomains(root);
+    domains = await findDomains(fs, root);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === "ENOENT") return { source: "rapl", reason: `${root} not present (no RAPL on this machine or in this VM)` };
@@ -92,9 +101,9 @@ export async function openRapl(root = POWERCAP_ROOT): Promise<EnergyMeter | Mete
   }
   if (domains.length === 0) return { source: "rapl", reason: `${root} has no intel-rapl package domains` };
   try {
-    await Promise.all(domains.map((d) => readNumber(d.energyFile)));
+    await Promise.all(domains.map((d) => readNumber(fs, d.energyFile)));
   } catch (e) {
     return { source: "rapl", reason: describeError(e) };
   }
-  return new RaplMeter(domains, root);
+  return new RaplMeter(fs, domains, root);
 }
