@@ -47,6 +47,34 @@ describe("cats calibrate, then sparse eval and generate", () => {
     expect(sparse.sparsity.overall).toBeGreaterThan(0.4);
   });
 
+  it("benchmarks dense against sparse: every level has every field, energy labelled with its source", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cats-bench-"));
+    const r = await cats(["bench", "--model", model, "--thresholds", out, "--sparsity", "0,0.5", "--tokens", "64", "--runs", "3", "--json", "--out", dir]);
+    expect(r.errors).toEqual([]);
+    const report = JSON.parse(r.stdout);
+    expect(report.levels.map((l: { sparsity_target: number }) => l.sparsity_target)).toEqual([0, 0.5]);
+    for (const l of report.levels) {
+      for (const k of ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "effective_gb_per_s", "speedup_vs_dense", "ideal_speedup"]) expect(l[k], k).toBeGreaterThan(0);
+      expect(l.decode_ms_per_token.p10).toBeLessThanOrEqual(l.decode_ms_per_token.median);
+      expect(l.decode_ms_per_token.median).toBeLessThanOrEqual(l.decode_ms_per_token.p90);
+      expect(l.energy.source).toBe("estimate");
+      expect(l.energy.joules_per_token * l.energy.tokens_per_joule).toBeCloseTo(1, 9);
+      expect(l.greedy_agreement_with_dense).toBeGreaterThanOrEqual(0);
+    }
+    const [dense, half] = report.levels;
+    expect(dense.measured_sparsity.overall).toBe(0);
+    expect(dense.ideal_speedup).toBe(1);
+    expect(dense.greedy_agreement_with_dense).toBe(1);
+    expect(Math.abs(half.measured_sparsity.overall - 0.5)).toBeLessThan(0.05);
+    // Fewer W_up/W_down bytes at 50%: the ideal speed-up is what the bytes skipped allow.
+    expect(half.weight_bytes_per_token).toBeLessThan(dense.weight_bytes_per_token);
+    expect(half.ideal_speedup).toBeCloseTo(dense.weight_bytes_per_token / half.weight_bytes_per_token, 9);
+    expect(report.energy_meter).toMatchObject({ source: "estimate", constants: { watts_per_core: 12, watts_per_gb: 0.3725, pue: 1 } });
+    expect(report.energy_meter.description).toMatch(/^ESTIMATE/);
+    for (const f of ["bench.json", "bench.md", "bench.svg"]) expect(readFileSync(join(dir, f), "utf8").length).toBeGreaterThan(100);
+    expect(readFileSync(join(dir, "bench.svg"), "utf8")).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  });
+
   it("refuses the file for another model with one line", async () => {
     const r = await cats(["eval", "--model", join(MODELS, "stories260K-fp16"), "--data", join(DATA, "tinystories_heldout.txt"), "--max-tokens", "100", "--thresholds", out, "--sparsity", "0.5"]);
     expect(r.status).toBe(1);

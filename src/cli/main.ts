@@ -7,6 +7,7 @@ import { runGenerate } from "./generate.js";
 import { runInfo } from "./info.js";
 import { levelList, runCalibrate } from "./calibrate.js";
 import { sparsityLevel } from "./sparsity.js";
+import { runBenchCommand, sparsityList } from "./bench.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
 const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS thresholds from cats calibrate");
@@ -59,6 +60,25 @@ function buildProgram(): Command {
     .option("--json", "print a JSON summary")
     .addOption(kernelsOption())
     .action(runCalibrate);
+
+  program
+    .command("bench")
+    .description("dense vs CATS decoding: latency, tokens/s, energy per token, accuracy")
+    .option("--model <dir>", modelHelp)
+    .addOption(thresholdsOption())
+    .option("--sparsity <list>", "levels to compare (0 = dense, always included)", sparsityList, [0, 0.5, 0.7])
+    .option("--prompt-tokens <n>", "prompt length (BOS included)", positiveInt, 32)
+    .option("--tokens <n>", "greedy tokens per run", positiveInt, 64)
+    .option("--runs <r>", "measured runs per level", positiveInt, 5)
+    .option("--eval-data <file>", "text for held-out perplexity at each level (also the prompt's source)")
+    .option("--eval-tokens <n>", "tokens of --eval-data to score", positiveInt, 2044)
+    .addOption(new Option("--energy <source>", "force an energy meter").choices(["nvml", "rapl", "estimate"]))
+    .option("--watts-per-core <w>", "estimate: W per core (Green Algorithms)", nonNegativeNumber)
+    .option("--pue <p>", "estimate: power usage effectiveness", nonNegativeNumber)
+    .option("--json", "print the JSON report")
+    .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
+    .addOption(kernelsOption())
+    .action(runBenchCommand);
 
   program
     .command("info")

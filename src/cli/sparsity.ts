@@ -24,18 +24,20 @@ export function wantsSparsity(flags: SparsityFlags): boolean {
   return flags.thresholds !== undefined;
 }
 
-/** Reads the thresholds file, checks it was made for this model, and arms the engine with the level's thresholds. */
-export async function applySparsity(lm: LoadedModel, flags: SparsityFlags): Promise<LayerThresholds | null> {
-  if (!wantsSparsity(flags)) return null;
-  const file = flags.thresholds!;
-  let raw: unknown;
+export async function readThresholdsFile(file: string): Promise<unknown> {
   try {
-    raw = JSON.parse(await readFile(file, "utf8"));
+    return JSON.parse(await readFile(file, "utf8"));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CatsError(`${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`);
   }
-  const t = await checkThresholdsFile(raw, file, lm.checkpoint);
+}
+
+/** Reads the thresholds file, checks it was made for this model, and arms the engine with the level's thresholds. */
+export async function applySparsity(lm: LoadedModel, flags: SparsityFlags): Promise<LayerThresholds | null> {
+  if (!wantsSparsity(flags)) return null;
+  const file = flags.thresholds!;
+  const t = await checkThresholdsFile(await readThresholdsFile(file), file, lm.checkpoint);
   const level = thresholdsForLevel(t, flags.sparsity!, file);
   lm.engine.setThresholds(level.thresholds);
   return level;

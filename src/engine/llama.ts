@@ -328,6 +328,19 @@ export class LlamaEngine {
     return out;
   }
 
+  /**
+   * Weight bytes one decode step reads: every matrix whole, except W_up and W_down, which a sparse
+   * step reads only for its active neurons (`activeFraction` per layer; null: dense).
+   */
+  weightBytesPerToken(activeFraction: number[] | null): number {
+    let bytes = this.lmHead.bytes + this.embed.bytes / this.config.vocabSize;
+    this.layers.forEach((l, i) => {
+      const mlp = l.up.bytes + l.down.bytes;
+      bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + mlp * (activeFraction ? activeFraction[i] : 1);
+    });
+    return bytes;
+  }
+
   get sparseCapable(): boolean {
     return this.sparseBody !== null;
   }

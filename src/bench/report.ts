@@ -1,0 +1,166 @@
+import type { EnergyMeter, MeterUnavailable } from "../energy/meter.js";
+import { quantileOfSorted } from "../cats/quantiles.js";
+import type { LevelSamples } from "./run.js";
+
+export interface LevelReport {
+  sparsity_target: number;
+  thresholds_from: string;
+  prefill_tokens_per_s: number;
+  decode_ms_per_token: { median: number; p10: number; p90: number };
+  decode_tokens_per_s: number;
+  weight_bytes_per_token: number;
+  effective_gb_per_s: number;
+  energy: { source: string; joules_per_token: number; tokens_per_joule: number; domains_joules: Record<string, number> } | null;
+  measured_sparsity: { overall: number; per_layer: number[] };
+  speedup_vs_dense: number;
+  ideal_speedup: number;
+  greedy_agreement_with_dense: number;
+  perplexity: number | null;
+}
+
+export interface BenchReport {
+  tool: "cats bench";
+  runtime: string;
+  model: { name: string; synthetic: boolean; note: string | null };
+  adapter: string;
+  kernels: string;
+  prompt_tokens: number;
+  tokens: number;
+  runs: number;
+  energy_meter: { source: string; description: string; constants: Record<string, number | string> | null; unavailable: MeterUnavailable[] } | null;
+  levels: LevelReport[];
+}
+
+const sortedCopy = (v: number[]) => [...v].sort((a, b) => a - b);
+const median = (v: number[]) => quantileOfSorted(sortedCopy(v), 0.5);
+
+export interface ReportContext {
+  runtime: string;
+  modelName: string;
+  synthetic: boolean;
+  adapter: string;
+  kernels: string;
+  promptTokens: number;
+  tokens: number;
+  runs: number;
+  meter: EnergyMeter | null;
+  unavailable: MeterUnavailable[];
+  bytesPerToken: (activeFraction: number[] | null) => number;
+  perplexity?: Map<number, number>;
+  /** Host energy for runtimes where the meter cannot bracket each run (the browser): apportioned by decode time. */
+  hostEnergy?: { source: string; joules: number };
+}
+
+export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchReport {
+  const dense = samples[0];
+  const denseBytes = ctx.bytesPerToken(null);
+  const denseMedian = median(dense.stepMs);
+  const totalDecodeMs = samples.reduce((a, s) => a + s.decodeMs.reduce((x, y) => x + y, 0), 0);
+  const levels = samples.map((s): LevelReport => {
+    const steps = sortedCopy(s.stepMs);
+    const med = quantileOfSorted(steps, 0.5);
+    const isDense = s.level.source === "dense";
+    const bytes = isDense ? denseBytes : ctx.bytesPerToken(s.sparsityPerLayer.map((z) => 1 - z));
+    const decodeMs = s.decodeMs.reduce((a, b) => a + b, 0);
+    let energy: LevelReport["energy"] = null;
+    if (s.energy.length > 0 && ctx.meter) {
+      const joules = s.energy.reduce((a, e) => a + e.joules, 0);
+      const domains: Record<string, number> = {};
+      for (const e of s.energy) for (const [k, v] of Object.entries(e.domains)) domains[k] = (domains[k] ?? 0) + v;
+      energy = { source: ctx.meter.source, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: domains };
+    } else if (ctx.hostEnergy) {
+      const joules = ctx.hostEnergy.joules * (decodeMs / totalDecodeMs);
+      energy = { source: `${ctx.hostEnergy.source} (host, whole run, apportioned by decode time)`, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: {} };
+    }
+    let same = 0;
+    dense.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
+    return {
+      sparsity_target: s.level.level,
+      thresholds_from: s.level.source,
+      prefill_tokens_per_s: ctx.promptTokens / (median(s.prefillMs) / 1000),
+      decode_ms_per_token: { median: med, p10: quantileOfSorted(steps, 0.1), p90: quantileOfSorted(steps, 0.9) },
+      decode_tokens_per_s: s.decodedTokens / (decodeMs / 1000),
+      weight_bytes_per_token: bytes,
+      effective_gb_per_s: bytes / med / 1e6,
+      energy,
+      measured_sparsity: { overall: s.sparsityOverall, per_layer: s.sparsityPerLayer },
+      speedup_vs_dense: denseMedian / med,
+      ideal_speedup: denseBytes / bytes,
+      greedy_agreement_with_dense: dense.ids.length > 0 ? same / dense.ids.length : 1,
+      perplexity: ctx.perplexity?.get(s.level.level) ?? null,
+    };
+  });
+  return {
+    tool: "cats bench",
+    runtime: ctx.runtime,
+    model: { name: ctx.modelName, synthetic: ctx.synthetic, note: ctx.synthetic ? "SYNTHETIC checkpoint of a real shape: speed and energy only, perplexity and agreement are meaningless" : null },
+    adapter: ctx.adapter,
+    kernels: ctx.kernels,
+    prompt_tokens: ctx.promptTokens,
+    tokens: ctx.tokens,
+    runs: ctx.runs,
+    energy_meter: ctx.meter
+      ? { source: ctx.meter.source, description: ctx.meter.description, constants: ctx.meter.constants ?? null, unavailable: ctx.unavailable }
+      : ctx.hostEnergy
+        ? { source: ctx.hostEnergy.source, description: "host meter around the whole browser run", constants: null, unavailable: ctx.unavailable }
+        : null,
+    levels,
+  };
+}
+
+const fmt = (v: number | null | undefined, d: number) => (v === null || v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(d));
+
+export function markdownTable(r: BenchReport): string {
+  const head = [
+    `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
+      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians.`,
+    r.energy_meter ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}` : "Energy: not measured",
+    "",
+    "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up (ideal) | perplexity | same as dense |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  const rows = r.levels.map((l) =>
+    [
+      `${fmt(l.sparsity_target * 100, 0)}%`,
+      `${fmt(l.measured_sparsity.overall * 100, 1)}%`,
+      fmt(l.prefill_tokens_per_s, 0),
+      `${fmt(l.decode_ms_per_token.median, 3)} (${fmt(l.decode_ms_per_token.p10, 3)}-${fmt(l.decode_ms_per_token.p90, 3)})`,
+      fmt(l.decode_tokens_per_s, 1),
+      fmt(l.weight_bytes_per_token / 1e6, 2),
+      fmt(l.effective_gb_per_s, 2),
+      l.energy ? fmt(l.energy.joules_per_token, 4) : "-",
+      l.energy ? fmt(l.energy.tokens_per_joule, 1) : "-",
+      `${fmt(l.speedup_vs_dense, 2)}x (${fmt(l.ideal_speedup, 2)}x)`,
+      fmt(l.perplexity, 3),
+      `${fmt(l.greedy_agreement_with_dense * 100, 0)}%`,
+    ].join(" | "),
+  );
+  return [...head, ...rows.map((x) => `| ${x} |`)].join("\n") + "\n";
+}
+
+/** Two panels, tokens/s and tokens/J against sparsity, as a standalone SVG. */
+export function svgChart(r: BenchReport): string {
+  const W = 360;
+  const H = 240;
+  const pad = { l: 56, r: 16, t: 36, b: 40 };
+  const panel = (x0: number, title: string, values: (number | null)[]): string => {
+    const pts = r.levels.map((l, i) => ({ x: l.sparsity_target, y: values[i] })).filter((p): p is { x: number; y: number } => p.y !== null && Number.isFinite(p.y));
+    const ymax = Math.max(1e-9, ...pts.map((p) => p.y)) * 1.15;
+    const sx = (x: number) => x0 + pad.l + x * (W - pad.l - pad.r);
+    const sy = (y: number) => pad.t + (1 - y / ymax) * (H - pad.t - pad.b);
+    const line = pts.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" ");
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((t) => `<text x="${sx(t).toFixed(1)}" y="${H - pad.b + 16}" text-anchor="middle">${t * 100}%</text>`).join("");
+    const yt = [0, 0.5, 1].map((t) => `<text x="${x0 + pad.l - 6}" y="${(sy(t * ymax) + 4).toFixed(1)}" text-anchor="end">${(t * ymax).toPrecision(3)}</text>`).join("");
+    const dots = pts.map((p) => `<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="3.5"/>`).join("");
+    return `<g><text x="${x0 + W / 2}" y="20" text-anchor="middle" font-weight="bold">${title}</text>` +
+      `<line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(1)}" y2="${sy(0)}" stroke="#888"/><line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(0)}" y2="${pad.t}" stroke="#888"/>` +
+      `${ticks}${yt}<text x="${x0 + W / 2}" y="${H - 6}" text-anchor="middle">target sparsity</text>` +
+      `<path d="${line}" fill="none" stroke="#1f77b4" stroke-width="2"/><g fill="#1f77b4">${dots}</g></g>`;
+  };
+  const energyLabel = r.energy_meter ? `tokens per joule (${r.energy_meter.source})` : "tokens per joule (not measured)";
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 20}" font-family="sans-serif" font-size="11">` +
+    `<rect width="100%" height="100%" fill="white"/>` +
+    panel(0, "decode tokens/s", r.levels.map((l) => l.decode_tokens_per_s)) +
+    panel(W, energyLabel, r.levels.map((l) => l.energy?.tokens_per_joule ?? null)) +
+    `<text x="${W}" y="${H + 14}" text-anchor="middle" fill="#555">${r.model.name}${r.model.synthetic ? " (synthetic)" : ""} — ${r.runtime}, ${r.kernels} kernels</text></svg>\n`;
+}

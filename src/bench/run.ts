@@ -1,0 +1,81 @@
+import type { LayerThresholds } from "../cats/thresholds.js";
+import type { EnergyMeasurement, EnergyMeter } from "../energy/meter.js";
+import type { LlamaEngine } from "../engine/llama.js";
+
+/** Raw measurements of one sparsity level over all runs. No Node APIs: the browser page runs this too. */
+export interface LevelSamples {
+  level: LayerThresholds;
+  prefillMs: number[];
+  /** Latency of every decode step of every run. */
+  stepMs: number[];
+  decodeMs: number[];
+  decodedTokens: number;
+  /** Decode-phase energy of each run, when a meter runs in the same process. */
+  energy: EnergyMeasurement[];
+  /** Share of neurons zeroed during decode steps, per layer, over all runs. */
+  sparsityPerLayer: number[];
+  sparsityOverall: number;
+  /** Greedy ids of the last run. */
+  ids: number[];
+}
+
+export interface BenchPlan {
+  promptIds: number[];
+  tokens: number;
+  runs: number;
+  /** Levels to compare; the dense level (0) is always first. */
+  levels: LayerThresholds[];
+  meter: EnergyMeter | null;
+  onRun?: (level: number, run: number) => void;
+}
+
+async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Promise<void> {
+  // Level 0 is the dense engine itself, the baseline every speed-up is measured against.
+  engine.setThresholds(s.level.source === "dense" ? null : s.level.thresholds);
+  engine.reset();
+  const t0 = performance.now();
+  const first = await engine.prefill(plan.promptIds);
+  const t1 = performance.now();
+  await engine.takeSparsityStats(); // drop prefill's counts: the figure is about decode
+  const mark = plan.meter ? await plan.meter.start() : null;
+  const ids = [first.token];
+  const d0 = performance.now();
+  for (let i = 1; i < plan.tokens; i++) {
+    const a = performance.now();
+    ids.push((await engine.decode()).token);
+    s.stepMs.push(performance.now() - a);
+  }
+  s.decodeMs.push(performance.now() - d0);
+  if (plan.meter && mark) s.energy.push(await plan.meter.stop(mark));
+  s.prefillMs.push(t1 - t0);
+  s.decodedTokens += plan.tokens - 1;
+  s.ids = ids;
+  const stats = await engine.takeSparsityStats();
+  const n = s.decodeMs.length;
+  // Running mean over runs, weighted alike (every run decodes the same number of tokens).
+  s.sparsityPerLayer = stats.perLayer.map((v, i) => ((s.sparsityPerLayer[i] ?? 0) * (n - 1) + v) / n);
+  s.sparsityOverall = ((s.sparsityOverall ?? 0) * (n - 1) + stats.overall) / n;
+}
+
+/**
+ * Warm-up, then `runs` rounds of prefill + greedy decode at every level, levels interleaved run by
+ * run so that drift of a shared machine hits them alike. Decode is one submission per token, as
+ * `cats generate` streams.
+ */
+export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
+  const room = engine.contextLength - plan.promptIds.length;
+  if (plan.tokens > room) throw new Error(`--tokens ${plan.tokens} does not fit: the prompt leaves ${room} positions of context`);
+  const samples: LevelSamples[] = plan.levels.map((level) => ({ level, prefillMs: [], stepMs: [], decodeMs: [], decodedTokens: 0, energy: [], sparsityPerLayer: [], sparsityOverall: 0, ids: [] }));
+  for (const s of samples) {
+    const warm: LevelSamples = { ...s, prefillMs: [], stepMs: [], decodeMs: [], energy: [], sparsityPerLayer: [], decodedTokens: 0 };
+    await oneRun(engine, { ...plan, meter: null }, warm);
+  }
+  for (let r = 0; r < plan.runs; r++) {
+    for (const s of samples) {
+      plan.onRun?.(s.level.level, r);
+      await oneRun(engine, plan, s);
+    }
+  }
+  engine.setThresholds(null);
+  return samples;
+}
