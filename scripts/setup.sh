@@ -25,8 +25,11 @@ fi
 
 npm run -s build
 
-# The default model comes from ../shared when it is there; weights/ is git-ignored.
-if [ ! -e weights/stories260K ] && [ -d ../shared/models/stories260K ]; then
-  ln -s "$(cd ../shared/models/stories260K && pwd)" weights/stories260K
-fi
+# The default model (and the Llama 2 tokenizer cats synth uses) come from ../shared when it is
+# there; weights/ is git-ignored.
+for m in stories260K llama2-tokenizer; do
+  if [ ! -e "weights/$m" ] && [ -d "../shared/models/$m" ]; then
+    ln -s "$(cd "../shared/models/$m" && pwd)" "weights/$m"
+  fi
+done
 echo "setup: done"

@@ -8,6 +8,8 @@ import { runInfo } from "./info.js";
 import { levelList, runCalibrate } from "./calibrate.js";
 import { sparsityLevel } from "./sparsity.js";
 import { runBenchCommand, sparsityList } from "./bench.js";
+import { runSynth } from "./synth.js";
+import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
 const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS thresholds from cats calibrate");
@@ -79,6 +81,16 @@ function buildProgram(): Command {
     .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
     .addOption(kernelsOption())
     .action(runBenchCommand);
+
+  program
+    .command("synth")
+    .description("write a deterministic SYNTHETIC checkpoint of a real shape (speed and energy only)")
+    .addOption(new Option("--shape <name>", "model shape").choices(Object.keys(SYNTH_SHAPES)).makeOptionMandatory())
+    .addOption(new Option("--dtype <dtype>", "weight dtype").choices(["f16", "f32"]).default("f16"))
+    .requiredOption("--out <dir>", "directory to write")
+    .option("--seed <s>", "random seed", integer, 1)
+    .option("--tokenizer <dir>", "directory with the Llama 2 tokenizer.json", "llama2-tokenizer")
+    .action(runSynth);
 
   program
     .command("info")
