@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian bookworm: node modules, build, a Vulkan driver if Dawn finds no
 # adapter (Mesa lavapipe >= 24 from bookworm-backports; bookworm's Mesa 22 is refused by Dawn),
-# and a link to the default model in weights/.
+# Debian's chromium for the browser benchmark, and links to the default model in weights/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+  fi
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root apt-get install -y -qq "$@" >/dev/null
+}
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
@@ -14,13 +24,13 @@ fi
 
 if ! node scripts/probe-adapter.mjs 2>/dev/null; then
   echo "setup: no WebGPU adapter; installing Mesa lavapipe from bookworm-backports" >&2
-  src=/etc/apt/sources.list.d/bookworm-backports.sources
-  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' | as_root tee "$src" >/dev/null
-  fi
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+  apt_install -t bookworm-backports mesa-vulkan-drivers libvulkan1
   node scripts/probe-adapter.mjs || { echo "setup: Dawn still finds no WebGPU adapter after installing lavapipe" >&2; exit 1; }
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Debian's chromium for npm run bench:chrome" >&2
+  apt_install chromium
 fi
 
 npm run -s build

@@ -3,7 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { estimateEnergy, openEstimate, parseProcStat, DEFAULT_ESTIMATE } from "../src/energy/estimate.js";
+import { estimateEnergy, openEstimate, parseMeminfoUsedGb, parseProcStat, DEFAULT_ESTIMATE } from "../src/energy/estimate.js";
 import type { EnergyMeter, MeterUnavailable } from "../src/energy/meter.js";
 import { openNvml, parseEnergyQuery } from "../src/energy/nvml.js";
 import { counterDelta, openRapl, type PowercapFs } from "../src/energy/rapl.js";
@@ -123,6 +123,10 @@ describe("Green Algorithms estimate", () => {
     expect(meter.constants).toMatchObject({ cores: 4, watts_per_core: 10, watts_per_gb: 0.3725, pue: 1 });
   });
 
+  it("reads host memory in use from /proc/meminfo", () => {
+    expect(parseMeminfoUsedGb("MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n")).toBeCloseTo(4096e-3, 9);
+  });
+
   it("reads system utilisation from /proc/stat", async () => {
     expect(parseProcStat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")).toEqual({ busy: 150, total: 1000 });
     const stats = ["cpu  100 0 0 900 0 0 0 0 0 0\n", "cpu  300 0 0 900 0 0 0 0 0 0\n"];
@@ -130,6 +134,7 @@ describe("Green Algorithms estimate", () => {
       processCpuSeconds: () => 0,
       residentGb: () => 0,
       procStat: async () => stats.shift()!,
+      usedMemoryGb: async () => 0,
     });
     const mark = await meter.start();
     const m = await meter.stop(mark);

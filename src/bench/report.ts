@@ -16,6 +16,8 @@ export interface LevelReport {
   ideal_speedup: number;
   greedy_agreement_with_dense: number;
   perplexity: number | null;
+  /** Greedy ids of the last run (the prompt's continuation). */
+  greedy_ids: number[];
 }
 
 export interface BenchReport {
@@ -45,22 +47,22 @@ export interface ReportContext {
   runs: number;
   meter: EnergyMeter | null;
   unavailable: MeterUnavailable[];
-  bytesPerToken: (activeFraction: number[] | null) => number;
+  /** Weight bytes one decode step reads at each level (same order as the samples; [0] is dense). */
+  weightBytes: number[];
   perplexity?: Map<number, number>;
   /** Host energy for runtimes where the meter cannot bracket each run (the browser): apportioned by decode time. */
-  hostEnergy?: { source: string; joules: number };
+  hostEnergy?: { source: string; description: string; joules: number };
 }
 
 export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchReport {
   const dense = samples[0];
-  const denseBytes = ctx.bytesPerToken(null);
+  const denseBytes = ctx.weightBytes[0];
   const denseMedian = median(dense.stepMs);
   const totalDecodeMs = samples.reduce((a, s) => a + s.decodeMs.reduce((x, y) => x + y, 0), 0);
-  const levels = samples.map((s): LevelReport => {
+  const levels = samples.map((s, index): LevelReport => {
     const steps = sortedCopy(s.stepMs);
     const med = quantileOfSorted(steps, 0.5);
-    const isDense = s.level.source === "dense";
-    const bytes = isDense ? denseBytes : ctx.bytesPerToken(s.sparsityPerLayer.map((z) => 1 - z));
+    const bytes = ctx.weightBytes[index];
     const decodeMs = s.decodeMs.reduce((a, b) => a + b, 0);
     let energy: LevelReport["energy"] = null;
     if (s.energy.length > 0 && ctx.meter) {
@@ -70,7 +72,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       energy = { source: ctx.meter.source, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: domains };
     } else if (ctx.hostEnergy) {
       const joules = ctx.hostEnergy.joules * (decodeMs / totalDecodeMs);
-      energy = { source: `${ctx.hostEnergy.source} (host, whole run, apportioned by decode time)`, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: {} };
+      energy = { source: ctx.hostEnergy.source, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: {} };
     }
     let same = 0;
     dense.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
@@ -88,6 +90,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       ideal_speedup: denseBytes / bytes,
       greedy_agreement_with_dense: dense.ids.length > 0 ? same / dense.ids.length : 1,
       perplexity: ctx.perplexity?.get(s.level.level) ?? null,
+      greedy_ids: s.ids,
     };
   });
   return {
@@ -102,7 +105,12 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
     energy_meter: ctx.meter
       ? { source: ctx.meter.source, description: ctx.meter.description, constants: ctx.meter.constants ?? null, unavailable: ctx.unavailable }
       : ctx.hostEnergy
-        ? { source: ctx.hostEnergy.source, description: "host meter around the whole browser run", constants: null, unavailable: ctx.unavailable }
+        ? {
+            source: ctx.hostEnergy.source,
+            description: `${ctx.hostEnergy.description}; host meter around the page's benchmark loop (warm-up included), shared among levels by decode time`,
+            constants: null,
+            unavailable: ctx.unavailable,
+          }
         : null,
     levels,
   };
@@ -163,4 +171,9 @@ export function svgChart(r: BenchReport): string {
     panel(0, "decode tokens/s", r.levels.map((l) => l.decode_tokens_per_s)) +
     panel(W, energyLabel, r.levels.map((l) => l.energy?.tokens_per_joule ?? null)) +
     `<text x="${W}" y="${H + 14}" text-anchor="middle" fill="#555">${r.model.name}${r.model.synthetic ? " (synthetic)" : ""} — ${r.runtime}, ${r.kernels} kernels</text></svg>\n`;
+}
+
+/** Weight bytes per decode step at each level: dense for the dense level, else from the measured active fraction. */
+export function levelWeightBytes(samples: LevelSamples[], bytesPerToken: (activeFraction: number[] | null) => number): number[] {
+  return samples.map((s) => (s.level.source === "dense" ? bytesPerToken(null) : bytesPerToken(s.sparsityPerLayer.map((z) => 1 - z))));
 }

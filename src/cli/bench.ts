@@ -1,7 +1,7 @@
-import { mkdir, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
-import { buildReport, markdownTable, svgChart } from "../bench/report.js";
+import { buildReport, levelWeightBytes } from "../bench/report.js";
+import { writeReport } from "../bench/write.js";
 import { runBench } from "../bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds, type ThresholdsFile } from "../cats/thresholds.js";
 import type { EnergySource } from "../energy/meter.js";
@@ -96,14 +96,10 @@ export async function runBenchCommand(flags: BenchFlags): Promise<void> {
       runs: flags.runs,
       meter,
       unavailable,
-      bytesPerToken: (f) => lm.engine.weightBytesPerToken(f),
+      weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),
       perplexity: ppl,
     });
-    await mkdir(flags.out, { recursive: true });
-    const md = markdownTable(report);
-    await writeFile(join(flags.out, "bench.json"), JSON.stringify(report, null, 1) + "\n");
-    await writeFile(join(flags.out, "bench.md"), md);
-    await writeFile(join(flags.out, "bench.svg"), svgChart(report));
+    const md = await writeReport(flags.out, report);
     process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : md);
   } finally {
     await lm.close();

@@ -9,7 +9,7 @@ import type { EnergyMark, EnergyMeasurement, EnergyMeter } from "./meter.js";
 export interface EstimateConstants {
   cores: number;
   wattsPerCore: number;
-  /** Memory counted: the process's resident set at stop() unless fixed here. */
+  /** Memory counted, unless fixed here: the process's resident set (process mode) or the host's used memory (system mode). */
   memoryGb: number | null;
   wattsPerGb: number;
   pue: number;
@@ -43,6 +43,16 @@ export interface EstimateProbes {
   processCpuSeconds(): number;
   residentGb(): number;
   procStat(): Promise<string>;
+  /** Host memory in use (MemTotal - MemAvailable), GB. */
+  usedMemoryGb(): Promise<number>;
+}
+
+/** MemTotal - MemAvailable from /proc/meminfo, in GB. */
+export function parseMeminfoUsedGb(text: string): number {
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
+  const used = kb("MemTotal") - kb("MemAvailable");
+  if (!Number.isFinite(used)) throw new Error("/proc/meminfo: no MemTotal/MemAvailable");
+  return (used * 1024) / 1e9;
 }
 
 const nodeProbes: EstimateProbes = {
@@ -52,6 +62,7 @@ const nodeProbes: EstimateProbes = {
   },
   residentGb: () => process.memoryUsage().rss / 1e9,
   procStat: () => readFile("/proc/stat", "utf8"),
+  usedMemoryGb: async () => parseMeminfoUsedGb(await readFile("/proc/meminfo", "utf8")),
 };
 
 class EstimateMeter implements EnergyMeter {
@@ -68,7 +79,7 @@ class EstimateMeter implements EnergyMeter {
       formula: "(cores * watts_per_core * utilisation + memory_gb * watts_per_gb) * pue",
       cores: c.cores,
       watts_per_core: c.wattsPerCore,
-      memory_gb: c.memoryGb ?? "process resident set",
+      memory_gb: c.memoryGb ?? (c.utilisation === "process" ? "process resident set" : "host used memory (/proc/meminfo)"),
       watts_per_gb: c.wattsPerGb,
       pue: c.pue,
       utilisation: c.utilisation,
@@ -88,7 +99,8 @@ class EstimateMeter implements EnergyMeter {
   async stop(mark: EnergyMark): Promise<EnergyMeasurement> {
     const seconds = (performance.now() - mark.at) / 1000;
     const cpuSeconds = (await this.cpuSeconds()) - (mark.values as number);
-    return estimateEnergy(this.c, seconds, cpuSeconds, this.c.memoryGb ?? this.probes.residentGb());
+    const memoryGb = this.c.memoryGb ?? (this.c.utilisation === "process" ? this.probes.residentGb() : await this.probes.usedMemoryGb());
+    return estimateEnergy(this.c, seconds, cpuSeconds, memoryGb);
   }
 }
 

@@ -62,7 +62,9 @@ function describe(adapter: GPUAdapter): AdapterDescription {
 async function nodeGpu(): Promise<GPU> {
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
   try {
-    mod = (await import("webgpu")) as unknown as typeof mod;
+    // Named through a variable so browser bundlers leave dawn.node out.
+    const pkg = "webgpu";
+    mod = (await import(/* @vite-ignore */ pkg)) as unknown as typeof mod;
   } catch (e) {
     throw new CatsError(`cannot load the "webgpu" package (Dawn for Node): ${(e as Error).message}; run npm ci`);
   }
