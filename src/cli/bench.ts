@@ -44,7 +44,11 @@ function promptIds(lm: LoadedModel, n: number, evalText: string | null): number[
   return bos === null ? source.slice(0, n) : [bos, ...source.slice(0, n - 1)];
 }
 
-export async function runBenchCommand(flags: BenchFlags): Promise<void> {
+export async function runBenchCommand(flags: BenchFlags, command?: { getOptionValueSource(key: string): string | undefined }): Promise<void> {
+  if (!flags.thresholds && command?.getOptionValueSource("sparsity") === "default") {
+    process.stderr.write("cats bench: no --thresholds, so dense only (run cats calibrate for sparse levels)\n");
+    flags = { ...flags, sparsity: [0] };
+  }
   const wantsSparse = flags.sparsity.some((l) => l > 0);
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
   const evalText = flags.evalData ? (await readText(flags.evalData)).trim() : null;

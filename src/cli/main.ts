@@ -80,7 +80,7 @@ function buildProgram(): Command {
     .option("--json", "print the JSON report")
     .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
     .addOption(kernelsOption())
-    .action(runBenchCommand);
+    .action((flags, command) => runBenchCommand(flags, command));
 
   program
     .command("synth")
