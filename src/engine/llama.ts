@@ -71,6 +71,8 @@ export class LlamaEngine {
   private readonly sparseBody: Dispatch[] | null;
   private thresholds: number[] | null = null;
   private statTokens = 0;
+  /** Active-neuron totals folded in from the GPU's u32 counters, which would wrap on long runs. */
+  private readonly foldedTotals: Float64Array;
   private readonly captureTokens: number;
   private readonly tail: Record<PassOutput, Dispatch[]>;
   private readonly argmax: Dispatch;
@@ -130,6 +132,7 @@ export class LlamaEngine {
       partial: make("down partials", options.sparse ? DOWN_SLICES * H * 4 : 16),
     };
     this.captureTokens = options.capture ? tokens4 : 0;
+    this.foldedTotals = new Float64Array(c.numLayers);
     const readable = (label: string, bytes: number): GPUBuffer =>
       this.device.createBuffer({ label, size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
     this.staging = {
@@ -358,8 +361,8 @@ export class LlamaEngine {
     this.mlps.forEach((m, i) => m.setThreshold(thresholds ? thresholds[i] : null));
   }
 
-  /** Reads and clears the sparsity reached since the last call. */
-  async takeSparsityStats(): Promise<SparsityStats> {
+  /** Adds the GPU's active-neuron counters to the float64 totals and clears them. */
+  private async foldActiveCounts(): Promise<void> {
     const L = this.config.numLayers;
     const staging = this.device.createBuffer({ size: L * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
     const enc = this.device.createCommandEncoder();
@@ -367,10 +370,19 @@ export class LlamaEngine {
     const totals = new Uint32Array((await this.submitAndRead(enc, staging, L * 4, "sparsity stats"))!);
     staging.destroy();
     this.device.queue.writeBuffer(this.buf.totals, 0, new Uint32Array(L));
+    totals.forEach((v, l) => (this.foldedTotals[l] += v));
+  }
+
+  /** Reads and clears the sparsity reached since the last call. */
+  async takeSparsityStats(): Promise<SparsityStats> {
+    const L = this.config.numLayers;
+    await this.foldActiveCounts();
+    const totals = [...this.foldedTotals];
+    this.foldedTotals.fill(0);
     const tokens = this.statTokens;
     this.statTokens = 0;
     const inter = this.config.intermediateSize;
-    const perLayer = [...totals].map((active) => (tokens > 0 ? 1 - active / (tokens * inter) : 0));
+    const perLayer = totals.map((active) => (tokens > 0 ? 1 - active / (tokens * inter) : 0));
     const overall = perLayer.reduce((a, b) => a + b, 0) / L;
     return { tokens, perLayer, overall };
   }
@@ -525,6 +537,8 @@ export class LlamaEngine {
       const nll = new Float32Array((await this.submitAndRead(enc, this.staging.nll, part.length * 4, "eval"))!);
       for (let t = 0; t < part.length && off + t < out.length; t++) out[off + t] = nll[t];
       this.pos = off + part.length;
+      // A chunk adds at most chunk * inter per layer, far below 2^32; folding each one keeps long evals exact.
+      if (this.thresholds !== null) await this.foldActiveCounts();
     }
     return out;
   }
