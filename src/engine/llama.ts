@@ -55,7 +55,6 @@ export class LlamaEngine {
   readonly contextLength: number;
   readonly chunk: number;
   readonly maxChain: number;
-  readonly weightBytes: number;
 
   private readonly device: GPUDevice;
   private readonly pipes: PipelineCache;
@@ -141,9 +140,6 @@ export class LlamaEngine {
       nll: readable("nll readback", tokens4 * 4),
     };
     this.writeRopeTable();
-    let bytes = embed.bytes + (lmHead === embed ? 0 : lmHead.bytes);
-    for (const l of layers) bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + l.up.bytes + l.down.bytes;
-    this.weightBytes = bytes;
 
     const embedDispatch = this.embedDispatch();
     this.body.push(embedDispatch);
@@ -342,10 +338,6 @@ export class LlamaEngine {
       bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + mlp * (activeFraction ? activeFraction[i] : 1);
     });
     return bytes;
-  }
-
-  get sparseCapable(): boolean {
-    return this.sparseBody !== null;
   }
 
   /**

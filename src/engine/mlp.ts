@@ -61,7 +61,7 @@ export class MlpBlock {
   private readonly gateParams: GPUBuffer | null = null;
 
   constructor(
-    private readonly pipes: PipelineCache,
+    pipes: PipelineCache,
     private readonly device: GPUDevice,
     cpu: boolean,
     private readonly shape: MlpShape,

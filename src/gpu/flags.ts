@@ -4,7 +4,6 @@
  */
 export const Usage = {
   MAP_READ: 0x1,
-  MAP_WRITE: 0x2,
   COPY_SRC: 0x4,
   COPY_DST: 0x8,
   UNIFORM: 0x40,
