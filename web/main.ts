@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const samples = await runBench(engine, { promptIds, tokens, runs, levels, meter: null, onRun: (level, run) => log(`level ${level} run ${run + 1}`) });
   await window.catsPhase?.("end");
   const a = gpu.adapter;
-  window.catsResult = {
+  const result: PageResult = {
     samples,
     weightBytes: levelWeightBytes(samples, (f) => engine.weightBytesPerToken(f)),
     adapter: [a.vendor, a.architecture, a.description].filter((s) => s).join(" "),
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
     promptTokens: promptIds.length,
     userAgent: navigator.userAgent,
   };
+  window.catsResult = result;
   log("done");
 }
 
