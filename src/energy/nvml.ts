@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import type { EnergyMark, EnergyMeasurement, EnergyMeter, MeterUnavailable } from "./meter.js";
+import { counterMeter } from "./counter.js";
+import type { EnergyMeter, MeterUnavailable } from "./meter.js";
 
 /** Runs a command and returns its stdout; injectable so tests can replay recorded nvidia-smi output. */
 export type CommandRunner = (command: string, args: string[]) => Promise<string>;
@@ -34,48 +35,16 @@ export function parseEnergyQuery(output: string): GpuEnergy[] {
   return gpus;
 }
 
-class NvmlMeter implements EnergyMeter {
-  readonly source = "nvml" as const;
-  readonly description: string;
-
-  constructor(
-    private readonly run: CommandRunner,
-    gpus: GpuEnergy[],
-  ) {
-    this.description = `NVML total_energy_consumption of ${gpus.map((g) => `gpu${g.index} (${g.name})`).join(" + ")} via nvidia-smi`;
-  }
-
-  private async read(): Promise<GpuEnergy[]> {
-    return parseEnergyQuery(await this.run("nvidia-smi", QUERY));
-  }
-
-  async start(): Promise<EnergyMark> {
-    return { at: performance.now(), values: await this.read() };
-  }
-
-  async stop(mark: EnergyMark): Promise<EnergyMeasurement> {
-    const end = await this.read();
-    const start = mark.values as GpuEnergy[];
-    const domains: Record<string, number> = {};
-    let joules = 0;
-    for (const g of end) {
-      const before = start.find((s) => s.index === g.index);
-      if (!before) continue;
-      const j = (g.millijoules - before.millijoules) / 1000;
-      domains[`gpu${g.index}`] = j;
-      joules += j;
-    }
-    return { joules, seconds: (performance.now() - mark.at) / 1000, domains };
-  }
-}
-
 /**
  * NVML's total-energy counter (mJ since the driver loaded) read through nvidia-smi: no native
  * binding to build, and nvidia-smi ships with every NVIDIA driver.
  */
 export async function openNvml(run: CommandRunner = runCommand): Promise<EnergyMeter | MeterUnavailable> {
   try {
-    return new NvmlMeter(run, parseEnergyQuery(await run("nvidia-smi", QUERY)));
+    const gpus = parseEnergyQuery(await run("nvidia-smi", QUERY));
+    const read = async () => Object.fromEntries(parseEnergyQuery(await run("nvidia-smi", QUERY)).map((g) => [`gpu${g.index}`, g.millijoules]));
+    const description = `NVML total_energy_consumption of ${gpus.map((g) => `gpu${g.index} (${g.name})`).join(" + ")} via nvidia-smi`;
+    return counterMeter("nvml", description, read, (_name, start, end) => (end - start) / 1000);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     return { source: "nvml", reason: err.code === "ENOENT" ? "nvidia-smi not found (no NVIDIA driver)" : err.message };

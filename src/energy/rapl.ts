@@ -8,7 +8,8 @@ export interface PowercapFs {
 
 const nodeFs: PowercapFs = { readdir: (d) => readdir(d), readText: (f) => readFile(f, "utf8") };
 import { join } from "node:path";
-import type { EnergyMark, EnergyMeasurement, EnergyMeter, MeterUnavailable } from "./meter.js";
+import { counterMeter } from "./counter.js";
+import type { EnergyMeter, MeterUnavailable } from "./meter.js";
 
 export const POWERCAP_ROOT = "/sys/class/powercap";
 
@@ -55,40 +56,6 @@ export function counterDelta(start: number, end: number, maxRange: number): numb
   return end >= start ? end - start : maxRange - start + end;
 }
 
-class RaplMeter implements EnergyMeter {
-  readonly source = "rapl" as const;
-  readonly description: string;
-
-  constructor(
-    private readonly fs: PowercapFs,
-    private readonly domains: RaplDomain[],
-    root: string,
-  ) {
-    this.description = `RAPL ${domains.map((d) => d.name).join(" + ")} via ${root}`;
-  }
-
-  private async read(): Promise<number[]> {
-    return Promise.all(this.domains.map((d) => readNumber(this.fs, d.energyFile)));
-  }
-
-  async start(): Promise<EnergyMark> {
-    return { at: performance.now(), values: await this.read() };
-  }
-
-  async stop(mark: EnergyMark): Promise<EnergyMeasurement> {
-    const end = await this.read();
-    const start = mark.values as number[];
-    const domains: Record<string, number> = {};
-    let joules = 0;
-    this.domains.forEach((d, i) => {
-      const j = counterDelta(start[i], end[i], d.maxRangeUj) / 1e6;
-      domains[d.name] = j;
-      joules += j;
-    });
-    return { joules, seconds: (performance.now() - mark.at) / 1000, domains };
-  }
-}
-
 /** A RAPL meter over `root`, or the reason there is none (no powercap tree, unreadable counters). */
 export async function openRapl(root = POWERCAP_ROOT, fs: PowercapFs = nodeFs): Promise<EnergyMeter | MeterUnavailable> {
   let domains: RaplDomain[];
@@ -105,5 +72,9 @@ export async function openRapl(root = POWERCAP_ROOT, fs: PowercapFs = nodeFs): P
   } catch (e) {
     return { source: "rapl", reason: describeError(e) };
   }
-  return new RaplMeter(fs, domains, root);
+  const byName = new Map(domains.map((d) => [d.name, d]));
+  const read = async () => Object.fromEntries(await Promise.all(domains.map(async (d) => [d.name, await readNumber(fs, d.energyFile)] as const)));
+  return counterMeter("rapl", `RAPL ${domains.map((d) => d.name).join(" + ")} via ${root}`, read, (name, start, end) =>
+    counterDelta(start, end, byName.get(name)!.maxRangeUj) / 1e6,
+  );
 }
