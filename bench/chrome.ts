@@ -34,7 +34,19 @@ const opts = new Command("bench-chrome")
   .option("--chromium <path>", "browser executable", "/usr/bin/chromium")
   .option("--timeout <s>", "seconds to wait for the page", positiveInt, 900)
   .parse()
-  .opts<{ model: string; thresholds?: string; sparsity: number[]; tokens: number; runs: number; promptTokens: number; prompt?: string; out: string; json?: boolean; chromium: string; timeout: number }>();
+  .opts<{
+    model: string;
+    thresholds?: string;
+    sparsity: number[];
+    tokens: number;
+    runs: number;
+    promptTokens: number;
+    prompt?: string;
+    out: string;
+    json?: boolean;
+    chromium: string;
+    timeout: number;
+  }>();
 
 if (opts.sparsity.some((l) => l > 0) && !opts.thresholds) {
   console.error("bench:chrome: levels above 0 need --thresholds FILE (from cats calibrate)");
@@ -109,11 +121,20 @@ try {
     if (phase === "start") mark = await meter.start();
     else if (mark) energy = await meter.stop(mark);
   });
-  const params = new URLSearchParams({ model: "/models/m", sparsity: opts.sparsity.join(","), tokens: String(opts.tokens), runs: String(opts.runs), promptTokens: String(opts.promptTokens) });
+  const params = new URLSearchParams({
+    model: "/models/m",
+    sparsity: opts.sparsity.join(","),
+    tokens: String(opts.tokens),
+    runs: String(opts.runs),
+    promptTokens: String(opts.promptTokens),
+  });
   if (thresholdsPath) params.set("thresholds", "/thresholds.json");
   if (opts.prompt !== undefined) params.set("prompt", opts.prompt);
   await page.goto(`http://127.0.0.1:${port}/index.html?${params}`);
-  await page.waitForFunction(() => window.catsResult !== undefined || window.catsError !== undefined, undefined, { timeout: opts.timeout * 1000, polling: 500 });
+  await page.waitForFunction(() => window.catsResult !== undefined || window.catsError !== undefined, undefined, {
+    timeout: opts.timeout * 1000,
+    polling: 500,
+  });
   const error = await page.evaluate(() => window.catsError);
   if (error) throw new Error(`page: ${error}`);
   const result = (await page.evaluate(() => window.catsResult)) as PageResult;

@@ -32,17 +32,24 @@ async function run(chain: number): Promise<number> {
   return (performance.now() - t0) / tokens;
 }
 
-const modes: [string, number][] = [["one submission per token", 1], [`${opts.chain} steps per submission`, opts.chain]];
+const modes: [string, number][] = [
+  ["one submission per token", 1],
+  [`${opts.chain} steps per submission`, opts.chain],
+];
 const samples = new Map<string, number[]>(modes.map(([m]) => [m, []]));
 for (const [, chain] of modes) await run(chain); // warm-up
 for (let r = 0; r < opts.runs; r++) for (const [m, chain] of modes) samples.get(m)!.push(await run(chain));
 
 const a = lm.gpu.adapter;
-console.log(`model ${lm.dir}${lm.checkpoint.config.synthetic ? " (synthetic)" : ""}; adapter ${a.description || a.device}; ${lm.gpu.flavour} kernels; ${tokens} tokens x ${opts.runs} runs`);
+console.log(
+  `model ${lm.dir}${lm.checkpoint.config.synthetic ? " (synthetic)" : ""}; adapter ${a.description || a.device}; ${lm.gpu.flavour} kernels; ${tokens} tokens x ${opts.runs} runs`,
+);
 console.log("| mode | ms/token median | p10 | p90 | tok/s (median) |\n|---|---|---|---|---|");
 for (const [m] of modes) {
   const s = samples.get(m)!;
-  console.log(`| ${m} | ${median(s).toFixed(3)} | ${quantile(s, 0.1).toFixed(3)} | ${quantile(s, 0.9).toFixed(3)} | ${(1000 / median(s)).toFixed(1)} |`);
+  console.log(
+    `| ${m} | ${median(s).toFixed(3)} | ${quantile(s, 0.1).toFixed(3)} | ${quantile(s, 0.9).toFixed(3)} | ${(1000 / median(s)).toFixed(1)} |`,
+  );
 }
 await lm.close();
 process.exit(0);

@@ -58,7 +58,16 @@ async function matvecCases(gpu: GpuContext, timeMs: number): Promise<KernelRow[]
       const r = bench.tasks[0].result;
       if (r.state !== "completed") throw new Error(`${label}: ${r.state}`);
       const ms = r.latency.p50 / calls;
-      rows.push({ kernel: "matvec", shape: label, case: dtype, active_fraction: 1, ms_per_call: ms, bytes_per_call: bytes, gb_per_s: bytes / ms / 1e6, speedup_vs_dense: 1 });
+      rows.push({
+        kernel: "matvec",
+        shape: label,
+        case: dtype,
+        active_fraction: 1,
+        ms_per_call: ms,
+        bytes_per_call: bytes,
+        gb_per_s: bytes / ms / 1e6,
+        speedup_vs_dense: 1,
+      });
       for (const b of [w, x, y, state]) b.destroy();
     }
   }

@@ -65,7 +65,16 @@ export async function mlpCases(gpu: GpuContext, shapeNames: string[], timeMs: nu
       const active = c.path === "dense" ? I : I - Math.round((c.level ?? 0) * I);
       const bytes = 2 * H * I + 2 * 2 * H * active; // f16: W_gate whole, W_up and W_down rows of active neurons
       if (c.path === "dense") denseMs = ms;
-      rows.push({ kernel: "mlp", shape: `${name} (${H} x ${I})`, case: c.label, active_fraction: active / I, ms_per_call: ms, bytes_per_call: bytes, gb_per_s: bytes / ms / 1e6, speedup_vs_dense: denseMs / ms });
+      rows.push({
+        kernel: "mlp",
+        shape: `${name} (${H} x ${I})`,
+        case: c.label,
+        active_fraction: active / I,
+        ms_per_call: ms,
+        bytes_per_call: bytes,
+        gb_per_s: bytes / ms / 1e6,
+        speedup_vs_dense: denseMs / ms,
+      });
     }
     runner.destroy();
   }
@@ -79,6 +88,9 @@ export function kernelTable(gpu: GpuContext, rows: KernelRow[], title: string): 
     `${title}; adapter ${a.description || a.device || a.vendor}; ${gpu.flavour} kernels; tinybench medians`,
     "| kernel | shape | case | active | ms/call | MB read/call | GB/s | speed-up vs dense |",
     "|---|---|---|---|---|---|---|---|",
-    ...rows.map((r) => `| ${r.kernel} | ${r.shape} | ${r.case} | ${f(r.active_fraction, 2)} | ${f(r.ms_per_call, 4)} | ${f(r.bytes_per_call / 1e6, 2)} | ${f(r.gb_per_s, 2)} | ${f(r.speedup_vs_dense, 2)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.kernel} | ${r.shape} | ${r.case} | ${f(r.active_fraction, 2)} | ${f(r.ms_per_call, 4)} | ${f(r.bytes_per_call / 1e6, 2)} | ${f(r.gb_per_s, 2)} | ${f(r.speedup_vs_dense, 2)} |`,
+    ),
   ].join("\n");
 }

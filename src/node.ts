@@ -33,7 +33,12 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
   try {
     const tokenizer = await TextTokenizer.load(files, checkpoint.config);
     const gpu = options.gpu ?? (await createGpu({ flavour: options.flavour }));
-    const engine = await LlamaEngine.load(gpu, checkpoint, { kernels: nodeKernelSource, chunk: options.chunk, sparse: options.sparse, capture: options.capture });
+    const engine = await LlamaEngine.load(gpu, checkpoint, {
+      kernels: nodeKernelSource,
+      chunk: options.chunk,
+      sparse: options.sparse,
+      capture: options.capture,
+    });
     return {
       dir,
       gpu,

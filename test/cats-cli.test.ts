@@ -8,7 +8,18 @@ describe("cats calibrate, then sparse eval and generate", () => {
   const out = join(mkdtempSync(join(tmpdir(), "cats-cal-")), "T.json");
   const model = join(MODELS, "stories260K");
   beforeAll(async () => {
-    const r = await cats(["calibrate", "--model", model, "--data", join(DATA, "tinystories_calib.txt"), "--tokens", "20480", "--out", out, "--json"]);
+    const r = await cats([
+      "calibrate",
+      "--model",
+      model,
+      "--data",
+      join(DATA, "tinystories_calib.txt"),
+      "--tokens",
+      "20480",
+      "--out",
+      out,
+      "--json",
+    ]);
     expect(r.errors).toEqual([]);
     expect(r.status).toBe(0);
   }, 300_000);
@@ -26,7 +37,20 @@ describe("cats calibrate, then sparse eval and generate", () => {
 
   for (const k of [0.3, 0.5, 0.7]) {
     it(`reaches sparsity ${k} within 1 point on held-out text`, async () => {
-      const r = await cats(["eval", "--model", model, "--data", join(DATA, "tinystories_heldout.txt"), "--max-tokens", "10220", "--thresholds", out, "--sparsity", String(k), "--json"]);
+      const r = await cats([
+        "eval",
+        "--model",
+        model,
+        "--data",
+        join(DATA, "tinystories_heldout.txt"),
+        "--max-tokens",
+        "10220",
+        "--thresholds",
+        out,
+        "--sparsity",
+        String(k),
+        "--json",
+      ]);
       expect(r.status).toBe(0);
       const res = JSON.parse(r.stdout);
       expect(res.tokens).toBe(10220);
@@ -38,23 +62,61 @@ describe("cats calibrate, then sparse eval and generate", () => {
 
   it("generates the dense greedy ids at sparsity 0 and reports sparsity in --json", async () => {
     const ref = reference("stories260K");
-    const r = await cats(["generate", "--model", model, "--max-tokens", "32", "--json", "--thresholds", out, "--sparsity", "0", ref.prompt]);
+    const r = await cats([
+      "generate",
+      "--model",
+      model,
+      "--max-tokens",
+      "32",
+      "--json",
+      "--thresholds",
+      out,
+      "--sparsity",
+      "0",
+      ref.prompt,
+    ]);
     const res = JSON.parse(r.stdout);
     expect(res.ids).toEqual(ref.greedy_new_ids);
     expect(res.sparsity).toMatchObject({ target: 0, thresholds_from: "dense", overall: 0 });
-    const sparse = JSON.parse((await cats(["generate", "--model", model, "--max-tokens", "32", "--json", "--thresholds", out, "--sparsity", "0.5", ref.prompt])).stdout);
+    const sparse = JSON.parse(
+      (await cats(["generate", "--model", model, "--max-tokens", "32", "--json", "--thresholds", out, "--sparsity", "0.5", ref.prompt]))
+        .stdout,
+    );
     expect(sparse.sparsity.tokens).toBe(ref.prompt_ids.length + 31);
     expect(sparse.sparsity.overall).toBeGreaterThan(0.4);
   });
 
   it("benchmarks dense against sparse: every level has every field, energy labelled with its source", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cats-bench-"));
-    const r = await cats(["bench", "--model", model, "--thresholds", out, "--sparsity", "0,0.5", "--tokens", "64", "--runs", "3", "--json", "--out", dir]);
+    const r = await cats([
+      "bench",
+      "--model",
+      model,
+      "--thresholds",
+      out,
+      "--sparsity",
+      "0,0.5",
+      "--tokens",
+      "64",
+      "--runs",
+      "3",
+      "--json",
+      "--out",
+      dir,
+    ]);
     expect(r.errors).toEqual([]);
     const report = JSON.parse(r.stdout);
     expect(report.levels.map((l: { sparsity_target: number }) => l.sparsity_target)).toEqual([0, 0.5]);
     for (const l of report.levels) {
-      for (const k of ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "effective_gb_per_s", "speedup_vs_dense", "ideal_speedup"]) expect(l[k], k).toBeGreaterThan(0);
+      for (const k of [
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "weight_bytes_per_token",
+        "effective_gb_per_s",
+        "speedup_vs_dense",
+        "ideal_speedup",
+      ])
+        expect(l[k], k).toBeGreaterThan(0);
       expect(l.decode_ms_per_token.p10).toBeLessThanOrEqual(l.decode_ms_per_token.median);
       expect(l.decode_ms_per_token.median).toBeLessThanOrEqual(l.decode_ms_per_token.p90);
       expect(l.energy.source).toBe("estimate");
@@ -76,14 +138,28 @@ describe("cats calibrate, then sparse eval and generate", () => {
   });
 
   it("refuses the file for another model with one line", async () => {
-    const r = await cats(["eval", "--model", join(MODELS, "stories260K-fp16"), "--data", join(DATA, "tinystories_heldout.txt"), "--max-tokens", "100", "--thresholds", out, "--sparsity", "0.5"]);
+    const r = await cats([
+      "eval",
+      "--model",
+      join(MODELS, "stories260K-fp16"),
+      "--data",
+      join(DATA, "tinystories_heldout.txt"),
+      "--max-tokens",
+      "100",
+      "--thresholds",
+      out,
+      "--sparsity",
+      "0.5",
+    ]);
     expect(r.status).toBe(1);
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]).toMatch(/T\.json: field "model\.fingerprint": made for model "stories260K"/);
   });
 
   it("refuses a level outside [0, 1) and a level without a file", async () => {
-    expect((await cats(["generate", "--thresholds", out, "--sparsity", "1.2", "hi"])).errors[0]).toMatch(/--sparsity.*expected a sparsity level in \[0, 1\)/);
+    expect((await cats(["generate", "--thresholds", out, "--sparsity", "1.2", "hi"])).errors[0]).toMatch(
+      /--sparsity.*expected a sparsity level in \[0, 1\)/,
+    );
     const r = await cats(["generate", "--sparsity", "0.5", "hi"]);
     expect(r.status).toBe(1);
     expect(r.errors[0]).toMatch(/--thresholds FILE and --sparsity K go together/);

@@ -48,7 +48,10 @@ describe("calibration on a small input", () => {
   beforeAll(async () => {
     lm = await loadModel(join(MODELS, "stories260K"), { gpu, capture: true });
     const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
-    windows = [[1, ...ids.slice(0, 511)], [1, ...ids.slice(511, 511 + 187)]];
+    windows = [
+      [1, ...ids.slice(0, 511)],
+      [1, ...ids.slice(511, 511 + 187)],
+    ];
   });
   afterAll(async () => lm.close());
 
@@ -122,7 +125,9 @@ describe("thresholds files", () => {
   it("are refused for another model, naming the file and field", async () => {
     const file = await smallFile("stories260K");
     const other = await loadModel(join(MODELS, "stories260K-fp16"), { gpu });
-    await expect(checkThresholdsFile(file, "T.json", other.checkpoint)).rejects.toThrow(/T\.json: field "model\.fingerprint": made for model "stories260K" \(sha256:[0-9a-f]{64}\), but .*stories260K-fp16 is sha256:/);
+    await expect(checkThresholdsFile(file, "T.json", other.checkpoint)).rejects.toThrow(
+      /T\.json: field "model\.fingerprint": made for model "stories260K" \(sha256:[0-9a-f]{64}\), but .*stories260K-fp16 is sha256:/,
+    );
     await other.close();
   });
 
@@ -135,7 +140,9 @@ describe("thresholds files", () => {
     expect(derived.source).toBe("sketch");
     derived.thresholds.forEach((v, l) => expect(v).toBeCloseTo(0.5 * file.sketch.per_layer[l][3] + 0.5 * file.sketch.per_layer[l][4], 9));
     expect(thresholdsForLevel(t, 0, "T.json").source).toBe("dense");
-    await expect(checkThresholdsFile({ ...file, thresholds: { "0.5": [1, 2] } }, "T.json", lm.checkpoint)).rejects.toThrow(/T\.json: field "thresholds\.0\.5": expected 5 finite numbers/);
+    await expect(checkThresholdsFile({ ...file, thresholds: { "0.5": [1, 2] } }, "T.json", lm.checkpoint)).rejects.toThrow(
+      /T\.json: field "thresholds\.0\.5": expected 5 finite numbers/,
+    );
     await expect(checkThresholdsFile({ ...file, sketch: undefined }, "T.json", lm.checkpoint)).rejects.toThrow(/T\.json: field "sketch"/);
     await expect(checkThresholdsFile({ ...file, version: 9 }, "T.json", lm.checkpoint)).rejects.toThrow(/field "version": expected 1/);
     await lm.close();

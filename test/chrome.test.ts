@@ -7,8 +7,11 @@ import { MODELS, reference, ROOT } from "./helpers.js";
 
 function benchChrome(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "dist/bench/chrome.js"), ...args], { cwd: ROOT, timeout: 280_000, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [join(ROOT, "dist/bench/chrome.js"), ...args],
+      { cwd: ROOT, timeout: 280_000, maxBuffer: 64 << 20 },
+      (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -17,7 +20,19 @@ describe("headless Chromium", () => {
   it("runs the engine in a real browser and decodes reference.json's greedy ids", async () => {
     const ref = reference("stories260K");
     const out = mkdtempSync(join(tmpdir(), "cats-chrome-"));
-    const r = await benchChrome(["--model", join(MODELS, "stories260K"), "--prompt", ref.prompt, "--tokens", "32", "--runs", "1", "--json", "--out", out]);
+    const r = await benchChrome([
+      "--model",
+      join(MODELS, "stories260K"),
+      "--prompt",
+      ref.prompt,
+      "--tokens",
+      "32",
+      "--runs",
+      "1",
+      "--json",
+      "--out",
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.runtime).toMatch(/^Chromium \d+/);

@@ -6,7 +6,8 @@ import { cats, DATA, MODELS, reference } from "./helpers.js";
 
 function copyModel(patch: (dir: string) => void): string {
   const dir = mkdtempSync(join(tmpdir(), "cats-model-"));
-  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
   patch(dir);
   return dir;
 }
@@ -40,7 +41,16 @@ describe("cats generate", () => {
 describe("cats eval", () => {
   it("gives the reference perplexity on the first 20,440 TinyStories tokens", async () => {
     const ref = reference("stories260K").perplexity["tinystories_valid_head.txt"];
-    const r = await cats(["eval", "--model", join(MODELS, "stories260K"), "--data", join(DATA, "tinystories_valid_head.txt"), "--max-tokens", "20440", "--json"]);
+    const r = await cats([
+      "eval",
+      "--model",
+      join(MODELS, "stories260K"),
+      "--data",
+      join(DATA, "tinystories_valid_head.txt"),
+      "--max-tokens",
+      "20440",
+      "--json",
+    ]);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.tokens).toBe(ref.predicted_tokens);
@@ -57,14 +67,19 @@ describe("errors are one clear line and a non-zero exit", () => {
     expect(r.errors[0]).not.toMatch(/\bat .*\.js:\d+/);
   };
 
-  it("a missing model directory", async () => expectOneLine(await cats(["generate", "--model", "/no/such/model", "hi"]), /model directory \/no\/such\/model does not exist/));
-  it("an unknown model name", async () => expectOneLine(await cats(["generate", "--model", "no-such-model", "hi"]), /model "no-such-model" not found/));
+  it("a missing model directory", async () =>
+    expectOneLine(await cats(["generate", "--model", "/no/such/model", "hi"]), /model directory \/no\/such\/model does not exist/));
+  it("an unknown model name", async () =>
+    expectOneLine(await cats(["generate", "--model", "no-such-model", "hi"]), /model "no-such-model" not found/));
   it("a truncated safetensors file", async () => {
     const dir = copyModel((d) => {
       const full = readFileSync(join(d, "model.safetensors"));
       writeFileSync(join(d, "model.safetensors"), full.subarray(0, 5000));
     });
-    expectOneLine(await cats(["generate", "--model", dir, "hi"]), /model\.safetensors: tensor ".+": field "data_offsets": end \d+ lies outside the data section/);
+    expectOneLine(
+      await cats(["generate", "--model", dir, "hi"]),
+      /model\.safetensors: tensor ".+": field "data_offsets": end \d+ lies outside the data section/,
+    );
   });
   it("an unsupported config", async () => {
     const dir = copyModel((d) => {
@@ -74,10 +89,17 @@ describe("errors are one clear line and a non-zero exit", () => {
     expectOneLine(await cats(["generate", "--model", dir, "hi"]), /config\.json: field "rope_scaling": expected null/);
   });
   it("a prompt longer than the context", async () => {
-    expectOneLine(await cats(["generate", "--max-tokens", "4", "Once upon a time ".repeat(200)]), /prompt is \d+ tokens but the model's context is 512/);
+    expectOneLine(
+      await cats(["generate", "--max-tokens", "4", "Once upon a time ".repeat(200)]),
+      /prompt is \d+ tokens but the model's context is 512/,
+    );
   });
-  it("--max-tokens 0", async () => expectOneLine(await cats(["generate", "--max-tokens", "0", "hi"]), /--max-tokens.*expected a positive integer, got "0"/));
-  it("a negative temperature", async () => expectOneLine(await cats(["generate", "--temperature", "-1", "hi"]), /--temperature.*expected a number >= 0/));
-  it("a negative top-k", async () => expectOneLine(await cats(["generate", "--top-k", "-3", "hi"]), /--top-k.*expected a non-negative integer/));
-  it("a missing data file", async () => expectOneLine(await cats(["eval", "--data", "/no/such.txt"]), /\/no\/such\.txt: cannot read \(ENOENT\)/));
+  it("--max-tokens 0", async () =>
+    expectOneLine(await cats(["generate", "--max-tokens", "0", "hi"]), /--max-tokens.*expected a positive integer, got "0"/));
+  it("a negative temperature", async () =>
+    expectOneLine(await cats(["generate", "--temperature", "-1", "hi"]), /--temperature.*expected a number >= 0/));
+  it("a negative top-k", async () =>
+    expectOneLine(await cats(["generate", "--top-k", "-3", "hi"]), /--top-k.*expected a non-negative integer/));
+  it("a missing data file", async () =>
+    expectOneLine(await cats(["eval", "--data", "/no/such.txt"]), /\/no\/such\.txt: cannot read \(ENOENT\)/));
 });

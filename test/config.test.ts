@@ -10,7 +10,18 @@ const parse = (patch: Record<string, unknown>) => parseLlamaConfig({ ...base, ..
 describe("config.json", () => {
   it("reads the stories260K config", () => {
     const c = parse({});
-    expect(c).toMatchObject({ hiddenSize: 64, intermediateSize: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8, vocabSize: 512, tieWordEmbeddings: true, bosTokenId: 1, eosTokenIds: [2] });
+    expect(c).toMatchObject({
+      hiddenSize: 64,
+      intermediateSize: 172,
+      numLayers: 5,
+      numHeads: 8,
+      numKvHeads: 4,
+      headDim: 8,
+      vocabSize: 512,
+      tieWordEmbeddings: true,
+      bosTokenId: 1,
+      eosTokenIds: [2],
+    });
   });
 
   it("derives head_dim from hidden_size / heads when absent", () => {
@@ -18,7 +29,11 @@ describe("config.json", () => {
   });
 
   const refused: [string, Record<string, unknown>, RegExp][] = [
-    ["another architecture", { architectures: ["GPT2LMHeadModel"] }, /field "architectures": expected one of LlamaForCausalLM, MistralForCausalLM/],
+    [
+      "another architecture",
+      { architectures: ["GPT2LMHeadModel"] },
+      /field "architectures": expected one of LlamaForCausalLM, MistralForCausalLM/,
+    ],
     ["rope scaling", { rope_scaling: { type: "linear", factor: 2 } }, /field "rope_scaling": expected null/],
     ["attention bias", { attention_bias: true }, /field "attention_bias": expected false/],
     ["another activation", { hidden_act: "gelu" }, /field "hidden_act": expected "silu"/],

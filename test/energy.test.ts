@@ -71,7 +71,9 @@ describe("RAPL meter on a powercap tree", () => {
   it("reports a corrupt counter", async () => {
     const root = powercapCopy();
     writeFileSync(join(root, "intel-rapl:1", "energy_uj"), "garbage\n");
-    expect((await openRapl(root) as MeterUnavailable).reason).toMatch(/intel-rapl:1\/energy_uj: expected a whole number of microjoules, got "garbage"/);
+    expect(((await openRapl(root)) as MeterUnavailable).reason).toMatch(
+      /intel-rapl:1\/energy_uj: expected a whole number of microjoules, got "garbage"/,
+    );
   });
 });
 
@@ -130,12 +132,15 @@ describe("Green Algorithms estimate", () => {
   it("reads system utilisation from /proc/stat", async () => {
     expect(parseProcStat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")).toEqual({ busy: 150, total: 1000 });
     const stats = ["cpu  100 0 0 900 0 0 0 0 0 0\n", "cpu  300 0 0 900 0 0 0 0 0 0\n"];
-    const meter = openEstimate({ cores: 2, wattsPerCore: 10, memoryGb: 0, utilisation: "system" }, {
-      processCpuSeconds: () => 0,
-      residentGb: () => 0,
-      procStat: async () => stats.shift()!,
-      usedMemoryGb: async () => 0,
-    });
+    const meter = openEstimate(
+      { cores: 2, wattsPerCore: 10, memoryGb: 0, utilisation: "system" },
+      {
+        processCpuSeconds: () => 0,
+        residentGb: () => 0,
+        procStat: async () => stats.shift()!,
+        usedMemoryGb: async () => 0,
+      },
+    );
     const mark = await meter.start();
     const m = await meter.stop(mark);
     // 2 CPU-seconds of busy jiffies; utilisation is capped at 1 over the short wall time.
@@ -143,7 +148,11 @@ describe("Green Algorithms estimate", () => {
   });
 
   it("is what chooseMeter falls back to here, with the reasons the others were not used", async () => {
-    const choice = await chooseMeter({ powercapRoot: "/nonexistent/powercap", nvidiaAdapter: true, run: async () => fixture("nvidia-smi/k80-unsupported.txt") });
+    const choice = await chooseMeter({
+      powercapRoot: "/nonexistent/powercap",
+      nvidiaAdapter: true,
+      run: async () => fixture("nvidia-smi/k80-unsupported.txt"),
+    });
     expect(choice.meter.source).toBe("estimate");
     expect(choice.unavailable.map((u) => u.source)).toEqual(["nvml", "rapl"]);
   });

@@ -47,7 +47,10 @@ export function safetensorsBytes(header: unknown, data: Uint8Array, headerLength
 }
 
 /** Runs the built CLI without blocking the test worker; `errors` is stderr without Dawn's own warnings. */
-export function cats(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; errors: string[] }> {
+export function cats(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: string; errors: string[] }> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,

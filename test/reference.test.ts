@@ -34,14 +34,24 @@ for (const flavour of ["cpu", "gpu"] as const) {
       it("matches top-5 ids and logits at positions 0-2", () => {
         for (const p of ref.logits_first_positions) {
           expect(topK(logits[p.position], 5)).toEqual(p.top5_ids);
-          expect(maxAbsDiff(p.top5_ids.map((i) => logits[p.position][i]), p.top5_logits)).toBeLessThan(tol);
+          expect(
+            maxAbsDiff(
+              p.top5_ids.map((i) => logits[p.position][i]),
+              p.top5_logits,
+            ),
+          ).toBeLessThan(tol);
         }
       });
 
       it("matches top-5 ids and logits at the last prompt position", () => {
         const p = ref.logits_last_prompt_position;
         expect(topK(logits[p.position], 5)).toEqual(p.top5_ids);
-        expect(maxAbsDiff(p.top5_ids.map((i) => logits[p.position][i]), p.top5_logits)).toBeLessThan(tol);
+        expect(
+          maxAbsDiff(
+            p.top5_ids.map((i) => logits[p.position][i]),
+            p.top5_logits,
+          ),
+        ).toBeLessThan(tol);
       });
 
       it("matches all logits at position 0", () => {

@@ -14,7 +14,8 @@ describe("sampling on stories260K", () => {
     lm = await loadModel(join(MODELS, "stories260K"));
   });
   afterAll(async () => lm.close());
-  const run = (o: { temperature: number; topK: number; topP: number; seed: number }) => generate(lm.engine, ref.prompt_ids, { ...o, maxTokens: 24 });
+  const run = (o: { temperature: number; topK: number; topP: number; seed: number }) =>
+    generate(lm.engine, ref.prompt_ids, { ...o, maxTokens: 24 });
 
   it("is reproducible for a seed and differs across seeds", async () => {
     const a = await run({ temperature: 1, topK: 0, topP: 0.95, seed: 7 });
@@ -33,7 +34,8 @@ describe("sampling on stories260K", () => {
     // stories260K never emits its EOS (llama2.c separates stories with BOS), so this copy names the
     // 10th greedy token as an extra EOS id: generation must end right there.
     const dir = mkdtempSync(join(tmpdir(), "cats-eos-"));
-    for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
+    for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+      copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
     const cfg = JSON.parse(readFileSync(join(MODELS, "stories260K", "config.json"), "utf8"));
     const stopId = ref.greedy_new_ids[9];
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, eos_token_id: [2, stopId] }));

@@ -14,7 +14,11 @@ describe("cats synth", () => {
   const dir = join(base, "a");
 
   it("writes the same checkpoint for the same seed, marked synthetic, with the Llama 2 tokenizer", async () => {
-    for (const [out, seed] of [[dir, "1"], [join(base, "b"), "1"], [join(base, "c"), "2"]]) {
+    for (const [out, seed] of [
+      [dir, "1"],
+      [join(base, "b"), "1"],
+      [join(base, "c"), "2"],
+    ]) {
       const r = await cats(["synth", "--shape", "tiny-test", "--out", out, "--seed", seed]);
       expect(r.status, r.errors.join("\n")).toBe(0);
     }
@@ -41,7 +45,19 @@ describe("cats synth", () => {
 
   it("calibrates on real text into a real spread of quantiles, and bench labels it synthetic", async () => {
     const t = join(base, "T.json");
-    const cal = await cats(["calibrate", "--model", dir, "--data", join(DATA, "tinystories_calib.txt"), "--tokens", "512", "--levels", "0.5,0.9", "--out", t]);
+    const cal = await cats([
+      "calibrate",
+      "--model",
+      dir,
+      "--data",
+      join(DATA, "tinystories_calib.txt"),
+      "--tokens",
+      "512",
+      "--levels",
+      "0.5,0.9",
+      "--out",
+      t,
+    ]);
     expect(cal.status, cal.errors.join("\n")).toBe(0);
     const file = JSON.parse(readFileSync(t, "utf8"));
     expect(file.model.synthetic).toBe(true);
@@ -49,7 +65,22 @@ describe("cats synth", () => {
       expect(file.thresholds["0.5"][l]).toBeGreaterThan(0.05);
       expect(file.thresholds["0.9"][l]).toBeGreaterThan(file.thresholds["0.5"][l] * 1.5);
     }
-    const r = await cats(["bench", "--model", dir, "--thresholds", t, "--sparsity", "0,0.5", "--tokens", "8", "--runs", "1", "--json", "--out", join(base, "bench")]);
+    const r = await cats([
+      "bench",
+      "--model",
+      dir,
+      "--thresholds",
+      t,
+      "--sparsity",
+      "0,0.5",
+      "--tokens",
+      "8",
+      "--runs",
+      "1",
+      "--json",
+      "--out",
+      join(base, "bench"),
+    ]);
     expect(r.status, r.errors.join("\n")).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.model).toMatchObject({ synthetic: true });

@@ -35,10 +35,26 @@ async function main(): Promise<void> {
     else levels.push(thresholdsForLevel(file, k, thresholdsUrl!));
   }
   const prompt = q.get("prompt");
-  const promptIds = prompt !== null ? tokenizer.encode(prompt) : [1, ...tokenizer.encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ".repeat(8), false)].slice(0, Number(q.get("promptTokens") ?? 32));
+  const promptIds =
+    prompt !== null
+      ? tokenizer.encode(prompt)
+      : [
+          1,
+          ...tokenizer.encode(
+            "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ".repeat(8),
+            false,
+          ),
+        ].slice(0, Number(q.get("promptTokens") ?? 32));
   log(`model ${model}: ${promptIds.length}-token prompt, ${tokens} tokens x ${runs} runs at ${levelsWanted.join(", ")}`);
   await window.catsPhase?.("start");
-  const samples = await runBench(engine, { promptIds, tokens, runs, levels, meter: null, onRun: (level, run) => log(`level ${level} run ${run + 1}`) });
+  const samples = await runBench(engine, {
+    promptIds,
+    tokens,
+    runs,
+    levels,
+    meter: null,
+    onRun: (level, run) => log(`level ${level} run ${run + 1}`),
+  });
   await window.catsPhase?.("end");
   const a = gpu.adapter;
   const result: PageResult = {
@@ -46,7 +62,11 @@ async function main(): Promise<void> {
     weightBytes: levelWeightBytes(samples, (f) => engine.weightBytesPerToken(f)),
     adapter: [a.vendor, a.architecture, a.description].filter((s) => s).join(" "),
     kernels: gpu.flavour,
-    modelName: model.split("/").filter((s) => s).pop() ?? model,
+    modelName:
+      model
+        .split("/")
+        .filter((s) => s)
+        .pop() ?? model,
     synthetic: ckpt.config.synthetic,
     promptTokens: promptIds.length,
     userAgent: navigator.userAgent,

@@ -29,7 +29,12 @@ export interface BenchReport {
   prompt_tokens: number;
   tokens: number;
   runs: number;
-  energy_meter: { source: string; description: string; constants: Record<string, number | string> | null; unavailable: MeterUnavailable[] } | null;
+  energy_meter: {
+    source: string;
+    description: string;
+    constants: Record<string, number | string> | null;
+    unavailable: MeterUnavailable[];
+  } | null;
   levels: LevelReport[];
 }
 
@@ -69,10 +74,20 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       const joules = s.energy.reduce((a, e) => a + e.joules, 0);
       const domains: Record<string, number> = {};
       for (const e of s.energy) for (const [k, v] of Object.entries(e.domains)) domains[k] = (domains[k] ?? 0) + v;
-      energy = { source: ctx.meter.source, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: domains };
+      energy = {
+        source: ctx.meter.source,
+        joules_per_token: joules / s.decodedTokens,
+        tokens_per_joule: s.decodedTokens / joules,
+        domains_joules: domains,
+      };
     } else if (ctx.hostEnergy) {
       const joules = ctx.hostEnergy.joules * (decodeMs / totalDecodeMs);
-      energy = { source: ctx.hostEnergy.source, joules_per_token: joules / s.decodedTokens, tokens_per_joule: s.decodedTokens / joules, domains_joules: {} };
+      energy = {
+        source: ctx.hostEnergy.source,
+        joules_per_token: joules / s.decodedTokens,
+        tokens_per_joule: s.decodedTokens / joules,
+        domains_joules: {},
+      };
     }
     let same = 0;
     dense.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
@@ -96,14 +111,23 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
   return {
     tool: "cats bench",
     runtime: ctx.runtime,
-    model: { name: ctx.modelName, synthetic: ctx.synthetic, note: ctx.synthetic ? "SYNTHETIC checkpoint of a real shape: speed and energy only, perplexity and agreement are meaningless" : null },
+    model: {
+      name: ctx.modelName,
+      synthetic: ctx.synthetic,
+      note: ctx.synthetic ? "SYNTHETIC checkpoint of a real shape: speed and energy only, perplexity and agreement are meaningless" : null,
+    },
     adapter: ctx.adapter,
     kernels: ctx.kernels,
     prompt_tokens: ctx.promptTokens,
     tokens: ctx.tokens,
     runs: ctx.runs,
     energy_meter: ctx.meter
-      ? { source: ctx.meter.source, description: ctx.meter.description, constants: ctx.meter.constants ?? null, unavailable: ctx.unavailable }
+      ? {
+          source: ctx.meter.source,
+          description: ctx.meter.description,
+          constants: ctx.meter.constants ?? null,
+          unavailable: ctx.unavailable,
+        }
       : ctx.hostEnergy
         ? {
             source: ctx.hostEnergy.source,
@@ -122,7 +146,9 @@ export function markdownTable(r: BenchReport): string {
   const head = [
     `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
       `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians.`,
-    r.energy_meter ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}` : "Energy: not measured",
+    r.energy_meter
+      ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
+      : "Energy: not measured",
     "",
     "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up (ideal) | perplexity | same as dense |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -152,25 +178,43 @@ export function svgChart(r: BenchReport): string {
   const H = 240;
   const pad = { l: 56, r: 16, t: 36, b: 40 };
   const panel = (x0: number, title: string, values: (number | null)[]): string => {
-    const pts = r.levels.map((l, i) => ({ x: l.sparsity_target, y: values[i] })).filter((p): p is { x: number; y: number } => p.y !== null && Number.isFinite(p.y));
+    const pts = r.levels
+      .map((l, i) => ({ x: l.sparsity_target, y: values[i] }))
+      .filter((p): p is { x: number; y: number } => p.y !== null && Number.isFinite(p.y));
     const ymax = Math.max(1e-9, ...pts.map((p) => p.y)) * 1.15;
     const sx = (x: number) => x0 + pad.l + x * (W - pad.l - pad.r);
     const sy = (y: number) => pad.t + (1 - y / ymax) * (H - pad.t - pad.b);
     const line = pts.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" ");
-    const ticks = [0, 0.25, 0.5, 0.75, 1].map((t) => `<text x="${sx(t).toFixed(1)}" y="${H - pad.b + 16}" text-anchor="middle">${t * 100}%</text>`).join("");
-    const yt = [0, 0.5, 1].map((t) => `<text x="${x0 + pad.l - 6}" y="${(sy(t * ymax) + 4).toFixed(1)}" text-anchor="end">${(t * ymax).toPrecision(3)}</text>`).join("");
+    const ticks = [0, 0.25, 0.5, 0.75, 1]
+      .map((t) => `<text x="${sx(t).toFixed(1)}" y="${H - pad.b + 16}" text-anchor="middle">${t * 100}%</text>`)
+      .join("");
+    const yt = [0, 0.5, 1]
+      .map((t) => `<text x="${x0 + pad.l - 6}" y="${(sy(t * ymax) + 4).toFixed(1)}" text-anchor="end">${(t * ymax).toPrecision(3)}</text>`)
+      .join("");
     const dots = pts.map((p) => `<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="3.5"/>`).join("");
-    return `<g><text x="${x0 + W / 2}" y="20" text-anchor="middle" font-weight="bold">${title}</text>` +
+    return (
+      `<g><text x="${x0 + W / 2}" y="20" text-anchor="middle" font-weight="bold">${title}</text>` +
       `<line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(1)}" y2="${sy(0)}" stroke="#888"/><line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(0)}" y2="${pad.t}" stroke="#888"/>` +
       `${ticks}${yt}<text x="${x0 + W / 2}" y="${H - 6}" text-anchor="middle">target sparsity</text>` +
-      `<path d="${line}" fill="none" stroke="#1f77b4" stroke-width="2"/><g fill="#1f77b4">${dots}</g></g>`;
+      `<path d="${line}" fill="none" stroke="#1f77b4" stroke-width="2"/><g fill="#1f77b4">${dots}</g></g>`
+    );
   };
   const energyLabel = r.energy_meter ? `tokens per joule (${r.energy_meter.source})` : "tokens per joule (not measured)";
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 20}" font-family="sans-serif" font-size="11">` +
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 20}" font-family="sans-serif" font-size="11">` +
     `<rect width="100%" height="100%" fill="white"/>` +
-    panel(0, "decode tokens/s", r.levels.map((l) => l.decode_tokens_per_s)) +
-    panel(W, energyLabel, r.levels.map((l) => l.energy?.tokens_per_joule ?? null)) +
-    `<text x="${W}" y="${H + 14}" text-anchor="middle" fill="#555">${r.model.name}${r.model.synthetic ? " (synthetic)" : ""} — ${r.runtime}, ${r.kernels} kernels</text></svg>\n`;
+    panel(
+      0,
+      "decode tokens/s",
+      r.levels.map((l) => l.decode_tokens_per_s),
+    ) +
+    panel(
+      W,
+      energyLabel,
+      r.levels.map((l) => l.energy?.tokens_per_joule ?? null),
+    ) +
+    `<text x="${W}" y="${H + 14}" text-anchor="middle" fill="#555">${r.model.name}${r.model.synthetic ? " (synthetic)" : ""} — ${r.runtime}, ${r.kernels} kernels</text></svg>\n`
+  );
 }
 
 /** Weight bytes per decode step at each level: dense for the dense level, else from the measured active fraction. */

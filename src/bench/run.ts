@@ -65,7 +65,17 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
   const room = engine.contextLength - plan.promptIds.length;
   if (plan.tokens > room) throw new Error(`--tokens ${plan.tokens} does not fit: the prompt leaves ${room} positions of context`);
-  const samples: LevelSamples[] = plan.levels.map((level) => ({ level, prefillMs: [], stepMs: [], decodeMs: [], decodedTokens: 0, energy: [], sparsityPerLayer: [], sparsityOverall: 0, ids: [] }));
+  const samples: LevelSamples[] = plan.levels.map((level) => ({
+    level,
+    prefillMs: [],
+    stepMs: [],
+    decodeMs: [],
+    decodedTokens: 0,
+    energy: [],
+    sparsityPerLayer: [],
+    sparsityOverall: 0,
+    ids: [],
+  }));
   for (const s of samples) {
     const warm: LevelSamples = { ...s, prefillMs: [], stepMs: [], decodeMs: [], energy: [], sparsityPerLayer: [], decodedTokens: 0 };
     await oneRun(engine, { ...plan, meter: null }, warm);

@@ -77,7 +77,10 @@ export async function calibrate(engine: LlamaEngine, streamIds: number[], o: Cal
   if (o.refine) {
     for (const lv of o.levels) {
       await collect(denseThresholds.get(lv)!, `level ${lv}`);
-      thresholds.set(lv, samples.map((layer) => quantileOfSorted(layer, lv)));
+      thresholds.set(
+        lv,
+        samples.map((layer) => quantileOfSorted(layer, lv)),
+      );
     }
   }
   return { thresholds, denseThresholds, sketches, positions: seen, windows: windows.length, captureMs, quantileMs };

@@ -51,7 +51,8 @@ function bad(file: string, field: string, expected: string): never {
   throw new CatsError(`${file}: field "${field}": expected ${expected}`);
 }
 
-const isNumberList = (v: unknown, n: number): v is number[] => Array.isArray(v) && v.length === n && v.every((x) => typeof x === "number" && Number.isFinite(x));
+const isNumberList = (v: unknown, n: number): v is number[] =>
+  Array.isArray(v) && v.length === n && v.every((x) => typeof x === "number" && Number.isFinite(x));
 
 /** Validates a parsed thresholds file and checks that it was made for this model. */
 export async function checkThresholdsFile(raw: unknown, file: string, ckpt: Checkpoint): Promise<ThresholdsFile> {
@@ -71,7 +72,14 @@ export async function checkThresholdsFile(raw: unknown, file: string, ckpt: Chec
     if (!isNumberList(values, L)) bad(file, `thresholds.${level}`, `${L} finite numbers (one per layer)`);
   }
   const sk = t.sketch;
-  if (!sk || typeof sk.points !== "number" || sk.points < 2 || !Array.isArray(sk.per_layer) || sk.per_layer.length !== L || !sk.per_layer.every((q) => isNumberList(q, sk.points))) {
+  if (
+    !sk ||
+    typeof sk.points !== "number" ||
+    sk.points < 2 ||
+    !Array.isArray(sk.per_layer) ||
+    sk.per_layer.length !== L ||
+    !sk.per_layer.every((q) => isNumberList(q, sk.points))
+  ) {
     bad(file, "sketch", `{ points >= 2, per_layer: ${L} lists of points quantiles }`);
   }
   return t as ThresholdsFile;

@@ -31,7 +31,8 @@ export interface BenchFlags {
 
 export function sparsityList(value: string): number[] {
   const levels = value.split(",").map((s) => Number(s.trim()));
-  if (levels.some((l) => !Number.isFinite(l) || l < 0 || l >= 1)) throw new CatsError(`--sparsity: expected comma-separated levels in [0, 1), got "${value}"`);
+  if (levels.some((l) => !Number.isFinite(l) || l < 0 || l >= 1))
+    throw new CatsError(`--sparsity: expected comma-separated levels in [0, 1), got "${value}"`);
   return [...new Set([0, ...levels])].sort((a, b) => a - b);
 }
 
@@ -44,7 +45,10 @@ function promptIds(lm: LoadedModel, n: number, evalText: string | null): number[
   return bos === null ? source.slice(0, n) : [bos, ...source.slice(0, n - 1)];
 }
 
-export async function runBenchCommand(flags: BenchFlags, command?: { getOptionValueSource(key: string): string | undefined }): Promise<void> {
+export async function runBenchCommand(
+  flags: BenchFlags,
+  command?: { getOptionValueSource(key: string): string | undefined },
+): Promise<void> {
   if (!flags.thresholds && command?.getOptionValueSource("sparsity") === "default") {
     process.stderr.write("cats bench: no --thresholds, so dense only (run cats calibrate for sparse levels)\n");
     flags = { ...flags, sparsity: [0] };
@@ -57,16 +61,24 @@ export async function runBenchCommand(flags: BenchFlags, command?: { getOptionVa
     let file: ThresholdsFile | null = null;
     if (flags.thresholds) file = await checkThresholdsFile(await readThresholdsFile(flags.thresholds), flags.thresholds, lm.checkpoint);
     const levels: LayerThresholds[] = flags.sparsity.map((k) =>
-      k === 0 ? { level: 0, thresholds: new Array(lm.checkpoint.config.numLayers).fill(0), source: "dense" } : thresholdsForLevel(file!, k, flags.thresholds!),
+      k === 0
+        ? { level: 0, thresholds: new Array(lm.checkpoint.config.numLayers).fill(0), source: "dense" }
+        : thresholdsForLevel(file!, k, flags.thresholds!),
     );
     const ids = promptIds(lm, flags.promptTokens, evalText);
     const nvidia = /nvidia/i.test(`${lm.gpu.adapter.vendor} ${lm.gpu.adapter.description}`);
     const { meter, unavailable } = await chooseMeter({
       source: flags.energy,
       nvidiaAdapter: nvidia,
-      estimate: { ...(flags.wattsPerCore !== undefined ? { wattsPerCore: flags.wattsPerCore } : {}), ...(flags.pue !== undefined ? { pue: flags.pue } : {}) },
+      estimate: {
+        ...(flags.wattsPerCore !== undefined ? { wattsPerCore: flags.wattsPerCore } : {}),
+        ...(flags.pue !== undefined ? { pue: flags.pue } : {}),
+      },
     });
-    const bar = new SingleBar({ format: "bench [{bar}] {value}/{total} runs | sparsity {level}", stream: process.stderr }, Presets.shades_classic);
+    const bar = new SingleBar(
+      { format: "bench [{bar}] {value}/{total} runs | sparsity {level}", stream: process.stderr },
+      Presets.shades_classic,
+    );
     bar.start(levels.length * flags.runs, 0, { level: "-" });
     let done = 0;
     const samples = await runBench(lm.engine, {

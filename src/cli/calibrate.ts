@@ -47,7 +47,10 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
     }
     const ids = lm.tokenizer.encode(text.trim(), false);
     const passes = 1 + (flags.refine ? flags.levels.length : 0);
-    const bar = new SingleBar({ format: "calibrate [{bar}] {value}/{total} positions | {pass} | {eta}s left", stream: process.stderr }, Presets.shades_classic);
+    const bar = new SingleBar(
+      { format: "calibrate [{bar}] {value}/{total} positions | {pass} | {eta}s left", stream: process.stderr },
+      Presets.shades_classic,
+    );
     bar.start(flags.tokens * passes, 0, { pass: "dense" });
     let done = 0;
     let lastPass = "dense";
@@ -67,7 +70,13 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
     const file: ThresholdsFile = {
       format: THRESHOLDS_FORMAT,
       version: THRESHOLDS_VERSION,
-      model: { fingerprint: await modelFingerprint(lm.checkpoint), name: basename(lm.dir), layers: c.numLayers, intermediate_size: c.intermediateSize, synthetic: c.synthetic },
+      model: {
+        fingerprint: await modelFingerprint(lm.checkpoint),
+        name: basename(lm.dir),
+        layers: c.numLayers,
+        intermediate_size: c.intermediateSize,
+        synthetic: c.synthetic,
+      },
       calibration: {
         data: basename(flags.data),
         data_sha256: await sha256Hex(new TextEncoder().encode(text)),
@@ -85,10 +94,19 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
       sketch: { points: SKETCH_POINTS, per_layer: r.sketches },
     };
     await writeFile(out, JSON.stringify(file) + "\n");
-    const summary = { out, positions: r.positions, windows: r.windows, capture_s: r.captureMs / 1000, quantiles_s: r.quantileMs / 1000, thresholds: file.thresholds };
+    const summary = {
+      out,
+      positions: r.positions,
+      windows: r.windows,
+      capture_s: r.captureMs / 1000,
+      quantiles_s: r.quantileMs / 1000,
+      thresholds: file.thresholds,
+    };
     if (flags.json) process.stdout.write(JSON.stringify(summary) + "\n");
     else {
-      process.stdout.write(`wrote ${out}: ${r.positions} positions in ${r.windows} windows; GPU passes ${(r.captureMs / 1000).toFixed(1)} s, quantiles ${(r.quantileMs / 1000).toFixed(1)} s\n`);
+      process.stdout.write(
+        `wrote ${out}: ${r.positions} positions in ${r.windows} windows; GPU passes ${(r.captureMs / 1000).toFixed(1)} s, quantiles ${(r.quantileMs / 1000).toFixed(1)} s\n`,
+      );
       for (const [lv, t] of r.thresholds) process.stdout.write(`  level ${lv}: ${t.map((v) => v.toFixed(4)).join(" ")}\n`);
     }
   } finally {

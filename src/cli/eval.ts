@@ -28,7 +28,10 @@ export async function runEval(flags: EvalFlags): Promise<void> {
     const level = await applySparsity(lm, flags);
     const ids = lm.tokenizer.encode(text, false);
     const total = Math.min(ids.length, flags.maxTokens ?? ids.length);
-    const bar = new SingleBar({ format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr }, Presets.shades_classic);
+    const bar = new SingleBar(
+      { format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr },
+      Presets.shades_classic,
+    );
     bar.start(total, 0);
     const t0 = performance.now();
     const r = await perplexity(lm.engine, ids, flags.maxTokens, (n) => bar.update(Math.min(n, total)));
@@ -36,11 +39,22 @@ export async function runEval(flags: EvalFlags): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const sparsity = level ? sparsityReport(level, await lm.engine.takeSparsityStats()) : null;
     if (flags.json) {
-      const out = { model: lm.dir, data: flags.data, perplexity: r.perplexity, mean_nll: r.meanNll, tokens: r.tokens, windows: r.windows, seconds, sparsity };
+      const out = {
+        model: lm.dir,
+        data: flags.data,
+        perplexity: r.perplexity,
+        mean_nll: r.meanNll,
+        tokens: r.tokens,
+        windows: r.windows,
+        seconds,
+        sparsity,
+      };
       process.stdout.write(JSON.stringify(out) + "\n");
     } else {
       const sp = sparsity ? `; sparsity ${(Number(sparsity.overall) * 100).toFixed(1)}% (target ${(level!.level * 100).toFixed(0)}%)` : "";
-      process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)${sp}\n`);
+      process.stdout.write(
+        `perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)${sp}\n`,
+      );
     }
   } finally {
     await lm.close();

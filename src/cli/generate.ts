@@ -20,7 +20,9 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     const level = await applySparsity(lm, flags);
     const promptIds = lm.tokenizer.encode(prompt);
     if (promptIds.length >= lm.engine.contextLength) {
-      throw new CatsError(`prompt is ${promptIds.length} tokens but the model's context is ${lm.engine.contextLength} (max_position_embeddings)`);
+      throw new CatsError(
+        `prompt is ${promptIds.length} tokens but the model's context is ${lm.engine.contextLength} (max_position_embeddings)`,
+      );
     }
     const stream = new TextStream((ids) => lm.tokenizer.decode(ids), promptIds);
     if (!flags.json) process.stdout.write(prompt);

@@ -14,7 +14,8 @@ import { SYNTH_SHAPES } from "../synth/shapes.js";
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
 const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS thresholds from cats calibrate");
 const sparsityOption = (): Option => new Option("--sparsity <k>", "target CATS sparsity level (0 = dense)").argParser(sparsityLevel);
-const kernelsOption = (): Option => new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
+const kernelsOption = (): Option =>
+  new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
 
 function buildProgram(): Command {
   const program = new Command("cats")

@@ -12,7 +12,8 @@ export interface SparsityFlags {
 
 export function sparsityLevel(value: string): number {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`expected a sparsity level in [0, 1), got "${value}"`);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n >= 1)
+    throw new InvalidArgumentError(`expected a sparsity level in [0, 1), got "${value}"`);
   return n;
 }
 

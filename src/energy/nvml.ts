@@ -21,7 +21,10 @@ interface GpuEnergy {
 /** Parses `nvidia-smi --query-gpu=index,name,total_energy_consumption --format=csv,noheader,nounits`. */
 export function parseEnergyQuery(output: string): GpuEnergy[] {
   const gpus: GpuEnergy[] = [];
-  for (const line of output.split("\n").map((l) => l.trim()).filter((l) => l !== "")) {
+  for (const line of output
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "")) {
     const parts = line.split(",").map((p) => p.trim());
     if (parts.length < 3) throw new Error(`nvidia-smi: expected "index, name, energy", got "${line}"`);
     const energy = parts[parts.length - 1];
@@ -42,7 +45,8 @@ export function parseEnergyQuery(output: string): GpuEnergy[] {
 export async function openNvml(run: CommandRunner = runCommand): Promise<EnergyMeter | MeterUnavailable> {
   try {
     const gpus = parseEnergyQuery(await run("nvidia-smi", QUERY));
-    const read = async () => Object.fromEntries(parseEnergyQuery(await run("nvidia-smi", QUERY)).map((g) => [`gpu${g.index}`, g.millijoules]));
+    const read = async () =>
+      Object.fromEntries(parseEnergyQuery(await run("nvidia-smi", QUERY)).map((g) => [`gpu${g.index}`, g.millijoules]));
     const description = `NVML total_energy_consumption of ${gpus.map((g) => `gpu${g.index} (${g.name})`).join(" + ")} via nvidia-smi`;
     return counterMeter("nvml", description, read, (_name, start, end) => (end - start) / 1000);
   } catch (e) {

@@ -29,7 +29,8 @@ async function readNumber(fs: PowercapFs, file: string): Promise<number> {
 
 function describeError(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  if (err.code === "EACCES" || err.code === "EPERM") return `${err.path ?? "file"}: permission denied (energy_uj is root-only on most kernels; run as root or add a udev rule)`;
+  if (err.code === "EACCES" || err.code === "EPERM")
+    return `${err.path ?? "file"}: permission denied (energy_uj is root-only on most kernels; run as root or add a udev rule)`;
   return err.message ?? String(e);
 }
 
@@ -46,7 +47,11 @@ async function findDomains(fs: PowercapFs, root: string): Promise<RaplDomain[]> 
     const isPackage = /^intel-rapl:\d+$/.test(entry);
     if (!isPackage && name !== "dram") continue;
     const energyFile = join(dir, "energy_uj");
-    domains.push({ name: isPackage ? name : `${name}-${entry.split(":")[1]}`, energyFile, maxRangeUj: await readNumber(fs, join(dir, "max_energy_range_uj")) });
+    domains.push({
+      name: isPackage ? name : `${name}-${entry.split(":")[1]}`,
+      energyFile,
+      maxRangeUj: await readNumber(fs, join(dir, "max_energy_range_uj")),
+    });
   }
   return domains;
 }
@@ -73,8 +78,12 @@ export async function openRapl(root = POWERCAP_ROOT, fs: PowercapFs = nodeFs): P
     return { source: "rapl", reason: describeError(e) };
   }
   const byName = new Map(domains.map((d) => [d.name, d]));
-  const read = async () => Object.fromEntries(await Promise.all(domains.map(async (d) => [d.name, await readNumber(fs, d.energyFile)] as const)));
-  return counterMeter("rapl", `RAPL ${domains.map((d) => d.name).join(" + ")} via ${root}`, read, (name, start, end) =>
-    counterDelta(start, end, byName.get(name)!.maxRangeUj) / 1e6,
+  const read = async () =>
+    Object.fromEntries(await Promise.all(domains.map(async (d) => [d.name, await readNumber(fs, d.energyFile)] as const)));
+  return counterMeter(
+    "rapl",
+    `RAPL ${domains.map((d) => d.name).join(" + ")} via ${root}`,
+    read,
+    (name, start, end) => counterDelta(start, end, byName.get(name)!.maxRangeUj) / 1e6,
   );
 }

@@ -26,7 +26,9 @@ export interface GenerateResult {
 export async function generate(engine: LlamaEngine, promptIds: number[], o: GenerateOptions): Promise<GenerateResult> {
   const ctx = engine.contextLength;
   if (promptIds.length >= ctx) {
-    throw new CatsError(`prompt is ${promptIds.length} tokens but the model's context is ${ctx} (max_position_embeddings); nothing can be generated`);
+    throw new CatsError(
+      `prompt is ${promptIds.length} tokens but the model's context is ${ctx} (max_position_embeddings); nothing can be generated`,
+    );
   }
   const eos = new Set(engine.config.eosTokenIds);
   const greedy = isGreedy(o);

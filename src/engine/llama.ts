@@ -59,7 +59,26 @@ export class LlamaEngine {
   private readonly device: GPUDevice;
   private readonly pipes: PipelineCache;
   private readonly buf: Record<
-    "state" | "tokens" | "x" | "h" | "qkv" | "q" | "o" | "act" | "logits" | "rope" | "outIds" | "targets" | "nll" | "idx" | "val" | "actv" | "counts" | "totals" | "capture" | "partial",
+    | "state"
+    | "tokens"
+    | "x"
+    | "h"
+    | "qkv"
+    | "q"
+    | "o"
+    | "act"
+    | "logits"
+    | "rope"
+    | "outIds"
+    | "targets"
+    | "nll"
+    | "idx"
+    | "val"
+    | "actv"
+    | "counts"
+    | "totals"
+    | "capture"
+    | "partial",
     GPUBuffer
   >;
   private readonly staging: Record<"ids" | "logits" | "nll", GPUBuffer>;
@@ -104,7 +123,9 @@ export class LlamaEngine {
     const V = padCols(c.vocabSize);
     const make = (label: string, bytes: number): GPUBuffer => {
       if (bytes > this.device.limits.maxStorageBufferBindingSize) {
-        throw new CatsError(`activation buffer ${label} needs ${bytes} bytes, over this adapter's ${this.device.limits.maxStorageBufferBindingSize}-byte binding limit (try a smaller --chunk)`);
+        throw new CatsError(
+          `activation buffer ${label} needs ${bytes} bytes, over this adapter's ${this.device.limits.maxStorageBufferBindingSize}-byte binding limit (try a smaller --chunk)`,
+        );
       }
       return this.device.createBuffer({ label, size: Math.max(16, bytes), usage: STORAGE });
     };
@@ -146,20 +167,32 @@ export class LlamaEngine {
     const sparseBody: Dispatch[] = [embedDispatch];
     layers.forEach((l, i) => {
       const attention = this.attentionDispatches(l, i);
-      const mlp = new MlpBlock(this.pipes, this.device, this.cpuKernels, {
-        hidden: c.hiddenSize,
-        inter: c.intermediateSize,
-        layer: i,
-        captureOffset: options.capture ? i * tokens4 * c.intermediateSize : null,
-      }, l, this.buf);
+      const mlp = new MlpBlock(
+        this.pipes,
+        this.device,
+        this.cpuKernels,
+        {
+          hidden: c.hiddenSize,
+          inter: c.intermediateSize,
+          layer: i,
+          captureOffset: options.capture ? i * tokens4 * c.intermediateSize : null,
+        },
+        l,
+        this.buf,
+      );
       this.mlps.push(mlp);
       this.body.push(...attention, ...mlp.dense);
       if (mlp.sparse) sparseBody.push(...attention, ...mlp.sparse);
     });
-    this.sparseBody = options.sparse ? [...sparseBody, sparseStatsDispatch(this.pipes, c.numLayers, this.buf.counts, this.buf.totals)] : null;
+    this.sparseBody = options.sparse
+      ? [...sparseBody, sparseStatsDispatch(this.pipes, c.numLayers, this.buf.counts, this.buf.totals)]
+      : null;
     this.tail = {
       none: [],
-      last: [this.normDispatch(finalNorm, this.buf.x, this.buf.h, true), this.matmul(lmHead, this.buf.h, this.buf.logits, { fixedNtok: 1 })],
+      last: [
+        this.normDispatch(finalNorm, this.buf.x, this.buf.h, true),
+        this.matmul(lmHead, this.buf.h, this.buf.logits, { fixedNtok: 1 }),
+      ],
       all: [this.normDispatch(finalNorm, this.buf.x, this.buf.h, false), this.matmul(lmHead, this.buf.h, this.buf.logits, {})],
     };
     this.argmax = this.argmaxDispatch();
@@ -180,17 +213,25 @@ export class LlamaEngine {
       const kvRows = c.numKvHeads * c.headDim;
       layers.push({
         inputNorm: await uploadVector(d, ckpt, `${p}input_layernorm.weight`, H),
-        qkv: await uploadMatrix(d, ckpt, [
-          { name: `${p}self_attn.q_proj.weight`, rows: qRows },
-          { name: `${p}self_attn.k_proj.weight`, rows: kvRows },
-          { name: `${p}self_attn.v_proj.weight`, rows: kvRows },
-        ], H, `layer ${i} qkv`),
+        qkv: await uploadMatrix(
+          d,
+          ckpt,
+          [
+            { name: `${p}self_attn.q_proj.weight`, rows: qRows },
+            { name: `${p}self_attn.k_proj.weight`, rows: kvRows },
+            { name: `${p}self_attn.v_proj.weight`, rows: kvRows },
+          ],
+          H,
+          `layer ${i} qkv`,
+        ),
         o: await uploadMatrix(d, ckpt, [{ name: `${p}self_attn.o_proj.weight`, rows: H }], qRows, `layer ${i} o_proj`),
         postNorm: await uploadVector(d, ckpt, `${p}post_attention_layernorm.weight`, H),
         gate: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.gate_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} gate_proj`),
         up: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.up_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} up_proj`),
         down: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.down_proj.weight`, rows: H }], c.intermediateSize, `layer ${i} down_proj`),
-        downT: options.sparse ? await uploadTransposed(d, ckpt, `${p}mlp.down_proj.weight`, H, c.intermediateSize, `layer ${i} down_proj^T`) : null,
+        downT: options.sparse
+          ? await uploadTransposed(d, ckpt, `${p}mlp.down_proj.weight`, H, c.intermediateSize, `layer ${i} down_proj^T`)
+          : null,
         k: d.createBuffer({ label: `layer ${i} k cache`, size: kvBytes, usage: STORAGE }),
         v: d.createBuffer({ label: `layer ${i} v cache`, size: kvBytes, usage: STORAGE }),
       });
@@ -225,7 +266,12 @@ export class LlamaEngine {
   private matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, opts: { fixedNtok?: number; accumulate?: boolean }): Dispatch {
     const params = this.pipes.uniform([w.rows, w.cols4, w.cols4, padCols(w.rows), opts.fixedNtok ?? 0, opts.accumulate ? 1 : 0, 0, 0]);
     const grid = rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok);
-    const d = withSingleToken(this.pipes, ["common", `weights_${w.dtype}`, "matmul_params", ...(this.cpuKernels ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])], [w.buffer, params, this.buf.state, x, y], grid);
+    const d = withSingleToken(
+      this.pipes,
+      ["common", `weights_${w.dtype}`, "matmul_params", ...(this.cpuKernels ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])],
+      [w.buffer, params, this.buf.state, x, y],
+      grid,
+    );
     // lm_head on the last token reads one row whatever the pass's size.
     return opts.fixedNtok === 1 ? { ...d, pipeline: d.one!.pipeline, bindGroup: d.one!.bindGroup } : d;
   }
@@ -234,7 +280,11 @@ export class LlamaEngine {
     const H = this.config.hiddenSize;
     const pipeline = this.pipes.get(["common", "rmsnorm"]);
     const params = this.pipes.uniform([H, padCols(H) / 4, this.config.rmsNormEps, lastOnly ? 1 : 0], [2]);
-    return { pipeline, bindGroup: this.pipes.bind(pipeline, [gain, params, this.buf.state, x, y]), grid: (n) => [lastOnly ? 1 : cdiv(n, 64), 1, 1] };
+    return {
+      pipeline,
+      bindGroup: this.pipes.bind(pipeline, [gain, params, this.buf.state, x, y]),
+      grid: (n) => [lastOnly ? 1 : cdiv(n, 64), 1, 1],
+    };
   }
 
   private embedDispatch(): Dispatch {
@@ -265,8 +315,16 @@ export class LlamaEngine {
     return [
       this.normDispatch(l.inputNorm, b.x, b.h, false),
       this.matmul(l.qkv, b.h, b.qkv, {}),
-      { pipeline: rope, bindGroup: this.pipes.bind(rope, [undefined, ropeParams, b.state, b.qkv, b.rope, b.q, l.k, l.v], `layer ${i} rope`), grid: (n) => [cdiv(c.numHeads + c.numKvHeads, 32), n, 1] },
-      { pipeline: attn, bindGroup: this.pipes.bind(attn, [undefined, attnParams, b.state, b.q, l.k, l.v, b.o], `layer ${i} attention`), grid: (n) => [cdiv(c.numHeads, 32), n, 1] },
+      {
+        pipeline: rope,
+        bindGroup: this.pipes.bind(rope, [undefined, ropeParams, b.state, b.qkv, b.rope, b.q, l.k, l.v], `layer ${i} rope`),
+        grid: (n) => [cdiv(c.numHeads + c.numKvHeads, 32), n, 1],
+      },
+      {
+        pipeline: attn,
+        bindGroup: this.pipes.bind(attn, [undefined, attnParams, b.state, b.q, l.k, l.v, b.o], `layer ${i} attention`),
+        grid: (n) => [cdiv(c.numHeads, 32), n, 1],
+      },
       this.matmul(l.o, b.o, b.x, { accumulate: true }),
       this.normDispatch(l.postNorm, b.x, b.h, false),
     ];
@@ -276,13 +334,21 @@ export class LlamaEngine {
     const wg = this.cpuKernels ? 1 : 256;
     const pipeline = this.pipes.get(["common", "argmax"], { WG: wg });
     const params = this.pipes.uniform([this.config.vocabSize, 0, 0, 0]);
-    return { pipeline, bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.tokens, this.buf.outIds]), grid: () => [1, 1, 1] };
+    return {
+      pipeline,
+      bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.tokens, this.buf.outIds]),
+      grid: () => [1, 1, 1],
+    };
   }
 
   private makeNllDispatch(): Dispatch {
     const pipeline = this.pipes.get(["common", "nll"]);
     const params = this.pipes.uniform([this.config.vocabSize, padCols(this.config.vocabSize), 0, 0]);
-    return { pipeline, bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.targets, this.buf.nll]), grid: (n) => [cdiv(n, 64), 1, 1] };
+    return {
+      pipeline,
+      bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.targets, this.buf.nll]),
+      grid: (n) => [cdiv(n, 64), 1, 1],
+    };
   }
 
   // ---- running ----
@@ -297,7 +363,9 @@ export class LlamaEngine {
 
   private checkRoom(ntok: number): void {
     if (this.pos + ntok > this.contextLength) {
-      throw new CatsError(`sequence of ${this.pos + ntok} tokens does not fit the model's context of ${this.contextLength} (max_position_embeddings)`);
+      throw new CatsError(
+        `sequence of ${this.pos + ntok} tokens does not fit the model's context of ${this.contextLength} (max_position_embeddings)`,
+      );
     }
   }
 
@@ -308,7 +376,12 @@ export class LlamaEngine {
     encodeDispatches(pass, this.tail[output], ntok);
   }
 
-  private async submitAndRead(encoder: GPUCommandEncoder, staging: GPUBuffer | null, bytes: number, what: string): Promise<ArrayBuffer | null> {
+  private async submitAndRead(
+    encoder: GPUCommandEncoder,
+    staging: GPUBuffer | null,
+    bytes: number,
+    what: string,
+  ): Promise<ArrayBuffer | null> {
     this.device.queue.submit([encoder.finish()]);
     if (!staging) {
       await this.device.queue.onSubmittedWorkDone();

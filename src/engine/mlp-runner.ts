@@ -30,7 +30,13 @@ export interface MlpRunner {
   destroy(): void;
 }
 
-function randomWeights(rows: number, cols: number, f16: boolean, random: () => number, scale: number): { data: Uint8Array; values: Float32Array } {
+function randomWeights(
+  rows: number,
+  cols: number,
+  f16: boolean,
+  random: () => number,
+  scale: number,
+): { data: Uint8Array; values: Float32Array } {
   const n = rows * cols;
   if (!f16) {
     const values = new Float32Array(n);
@@ -58,7 +64,16 @@ export async function createMlpRunner(
   const up = randomWeights(I, H, shape.f16, random, Math.sqrt(3 / H));
   const down = randomWeights(H, I, shape.f16, random, Math.sqrt(3 / I));
   const dtype = shape.f16 ? "F16" : "F32";
-  const config = { architectures: ["LlamaForCausalLM"], hidden_size: H, intermediate_size: I, num_hidden_layers: 1, num_attention_heads: 1, head_dim: 4, max_position_embeddings: 8, vocab_size: 8 };
+  const config = {
+    architectures: ["LlamaForCausalLM"],
+    hidden_size: H,
+    intermediate_size: I,
+    num_hidden_layers: 1,
+    num_attention_heads: 1,
+    head_dim: 4,
+    max_position_embeddings: 8,
+    vocab_size: 8,
+  };
   const st = encodeSafetensors([
     { name: "gate", dtype, shape: [I, H], data: gate.data },
     { name: "up", dtype, shape: [I, H], data: up.data },
@@ -79,7 +94,19 @@ export async function createMlpRunner(
     made.push(b);
     return b;
   };
-  const b = { state: make(4), h: make(4 * padCols(H)), act: make(4 * padCols(I)), x: make(4 * padCols(H)), idx: make(I), val: make(I), actv: make(I), counts: make(1), totals: make(1), capture: make(4), partial: make(DOWN_SLICES * padCols(H)) };
+  const b = {
+    state: make(4),
+    h: make(4 * padCols(H)),
+    act: make(4 * padCols(I)),
+    x: make(4 * padCols(H)),
+    idx: make(I),
+    val: make(I),
+    actv: make(I),
+    counts: make(1),
+    totals: make(1),
+    capture: make(4),
+    partial: make(DOWN_SLICES * padCols(H)),
+  };
   const pipes = new PipelineCache(gpu, kernels);
   const mlp = new MlpBlock(pipes, d, gpu.flavour === "cpu", { hidden: H, inter: I, layer: 0, captureOffset: null }, weights, b);
   const stats = sparseStatsDispatch(pipes, 1, b.counts, b.totals);

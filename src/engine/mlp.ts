@@ -74,10 +74,25 @@ export class MlpBlock {
     this.gateUpParams = pipes.uniform(this.gateUpWords(null));
     const downParams = pipes.uniform([hidden, w.down.cols4, w.down.cols4, padCols(hidden), 0, 1, 0, 0]);
     this.dense = [
-      withSingleToken(pipes, ["common", `weights_${w.gate.dtype}`, `weights_${w.up.dtype}_b`, "gate_up_params", ...(cpu ? [] : ["wg_reduce"]), `gate_up_${flavour}`],
-        [w.gate.buffer, this.gateUpParams, b.state, b.h, b.act, b.capture, b.totals, w.up.buffer], rowGrid(cpu, maxDim, inter)),
-      withSingleToken(pipes, ["common", `weights_${w.down.dtype}`, "matmul_params", ...(cpu ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])],
-        [w.down.buffer, downParams, b.state, b.act, b.x], rowGrid(cpu, maxDim, hidden)),
+      withSingleToken(
+        pipes,
+        [
+          "common",
+          `weights_${w.gate.dtype}`,
+          `weights_${w.up.dtype}_b`,
+          "gate_up_params",
+          ...(cpu ? [] : ["wg_reduce"]),
+          `gate_up_${flavour}`,
+        ],
+        [w.gate.buffer, this.gateUpParams, b.state, b.h, b.act, b.capture, b.totals, w.up.buffer],
+        rowGrid(cpu, maxDim, inter),
+      ),
+      withSingleToken(
+        pipes,
+        ["common", `weights_${w.down.dtype}`, "matmul_params", ...(cpu ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])],
+        [w.down.buffer, downParams, b.state, b.act, b.x],
+        rowGrid(cpu, maxDim, hidden),
+      ),
     ];
     if (!w.downT) {
       this.sparse = null;
@@ -91,7 +106,11 @@ export class MlpBlock {
     const h4 = padCols(hidden) / 4;
     const oneToken = rowGrid(cpu, maxDim, inter, 1);
     this.sparse = [
-      { pipeline: gate, bindGroup: pipes.bind(gate, [w.gate.buffer, this.gateParams, undefined, b.h, b.idx, b.val, b.counts]), grid: oneToken },
+      {
+        pipeline: gate,
+        bindGroup: pipes.bind(gate, [w.gate.buffer, this.gateParams, undefined, b.h, b.idx, b.val, b.counts]),
+        grid: oneToken,
+      },
       { pipeline: up, bindGroup: pipes.bind(up, [w.up.buffer, upParams, undefined, b.h, b.idx, b.val, b.counts, b.actv]), grid: oneToken },
     ];
     if (cpu && h4 <= ROWS_KERNEL_MAX_H4) {
@@ -100,13 +119,25 @@ export class MlpBlock {
       const reduce = pipes.get(["common", "sparse_reduce"]);
       const reduceParams = pipes.uniform([h4, DOWN_SLICES, 0, 0]);
       this.sparse.push(
-        { pipeline: down, bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.partial]), grid: () => [DOWN_SLICES, 1, 1] },
-        { pipeline: reduce, bindGroup: pipes.bind(reduce, [undefined, reduceParams, undefined, b.partial, undefined, undefined, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] },
+        {
+          pipeline: down,
+          bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.partial]),
+          grid: () => [DOWN_SLICES, 1, 1],
+        },
+        {
+          pipeline: reduce,
+          bindGroup: pipes.bind(reduce, [undefined, reduceParams, undefined, b.partial, undefined, undefined, b.x]),
+          grid: () => [Math.ceil(h4 / 64), 1, 1],
+        },
       );
     } else {
       const down = pipes.get(["common", `weights_${w.downT.dtype}`, "down_sparse"]);
       const downParams = pipes.uniform([h4, layer, 0, 0]);
-      this.sparse.push({ pipeline: down, bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.x]), grid: () => [Math.ceil(h4 / 64), 1, 1] });
+      this.sparse.push({
+        pipeline: down,
+        bindGroup: pipes.bind(down, [w.downT.buffer, downParams, undefined, b.idx, b.actv, b.counts, b.x]),
+        grid: () => [Math.ceil(h4 / 64), 1, 1],
+      });
     }
   }
 

@@ -24,7 +24,9 @@ function tensorOf(ckpt: Checkpoint, name: string, shape: number[]): CheckpointTe
   const t = ckpt.tensors.get(name);
   if (!t) throw new CatsError(`${ckpt.files.location}: tensor "${name}" is missing from the checkpoint`);
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new CatsError(`${t.source.name}: tensor "${name}": field "shape": expected ${JSON.stringify(shape)} from config.json, got ${JSON.stringify(t.shape)}`);
+    throw new CatsError(
+      `${t.source.name}: tensor "${name}": field "shape": expected ${JSON.stringify(shape)} from config.json, got ${JSON.stringify(t.shape)}`,
+    );
   }
   return t;
 }
@@ -32,7 +34,9 @@ function tensorOf(ckpt: Checkpoint, name: string, shape: number[]): CheckpointTe
 function checkBinding(device: GPUDevice, bytes: number, what: string): void {
   const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
   if (bytes > limit) {
-    throw new CatsError(`${what} needs a ${bytes}-byte GPU buffer but this adapter allows ${limit} bytes per binding; the model cannot run on it`);
+    throw new CatsError(
+      `${what} needs a ${bytes}-byte GPU buffer but this adapter allows ${limit} bytes per binding; the model cannot run on it`,
+    );
   }
 }
 
@@ -89,7 +93,14 @@ export async function uploadVector(device: GPUDevice, ckpt: Checkpoint, name: st
  * Uploads a [rows, cols] tensor transposed, as a [cols, rows] matrix: for W_down this puts each
  * neuron's weights in one contiguous row, which the sparse down projection reads.
  */
-export async function uploadTransposed(device: GPUDevice, ckpt: Checkpoint, name: string, rows: number, cols: number, label: string): Promise<GpuMatrix> {
+export async function uploadTransposed(
+  device: GPUDevice,
+  ckpt: Checkpoint,
+  name: string,
+  rows: number,
+  cols: number,
+  label: string,
+): Promise<GpuMatrix> {
   const t = tensorOf(ckpt, name, [rows, cols]);
   const dtype: GpuDtype = t.dtype === "F16" ? "f16" : "f32";
   const pr = padCols(rows);

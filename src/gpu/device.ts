@@ -85,7 +85,9 @@ export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext
   const gpu = nav?.gpu ?? (await nodeGpu());
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
-    throw new CatsError("no WebGPU adapter: install a Vulkan driver (scripts/setup.sh installs Mesa lavapipe) or enable WebGPU in the browser");
+    throw new CatsError(
+      "no WebGPU adapter: install a Vulkan driver (scripts/setup.sh installs Mesa lavapipe) or enable WebGPU in the browser",
+    );
   }
   keepAlive.push(adapter);
   const requiredLimits: Record<string, number> = {};

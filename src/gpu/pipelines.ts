@@ -60,7 +60,12 @@ export interface Dispatch {
  * A dispatch of a tiled kernel with its single-token entry point `main_one` beside it; each needs
  * its own bind group because "auto" layouts are distinct per pipeline.
  */
-export function withSingleToken(pipes: PipelineCache, parts: string[], buffers: (GPUBuffer | undefined)[], grid: Dispatch["grid"]): Dispatch {
+export function withSingleToken(
+  pipes: PipelineCache,
+  parts: string[],
+  buffers: (GPUBuffer | undefined)[],
+  grid: Dispatch["grid"],
+): Dispatch {
   const pipeline = pipes.get(parts);
   const one = pipes.get(parts, undefined, "main_one");
   return { pipeline, bindGroup: pipes.bind(pipeline, buffers), grid, one: { pipeline: one, bindGroup: pipes.bind(one, buffers) } };

@@ -53,7 +53,9 @@ async function shardNames(files: ModelFiles): Promise<string[]> {
   const names = new Set<string>();
   for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
     if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\") || !shard.endsWith(".safetensors")) {
-      throw new CatsError(`${files.pathOf(indexName)}: field "weight_map.${tensor}": expected a .safetensors file name in the same directory, got ${JSON.stringify(shard)}`);
+      throw new CatsError(
+        `${files.pathOf(indexName)}: field "weight_map.${tensor}": expected a .safetensors file name in the same directory, got ${JSON.stringify(shard)}`,
+      );
     }
     names.add(shard);
   }

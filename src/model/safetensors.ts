@@ -47,7 +47,8 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(json as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) bad(file, 'field "__metadata__": expected an object of strings');
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry))
+        bad(file, 'field "__metadata__": expected an object of strings');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
         if (typeof v !== "string") bad(file, `field "__metadata__.${k}": expected a string, got ${JSON.stringify(v)}`);
       }
@@ -55,7 +56,8 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
       continue;
     }
     const where = `tensor "${name}"`;
-    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) bad(file, `${where}: expected an object with dtype, shape, data_offsets`);
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry))
+      bad(file, `${where}: expected an object with dtype, shape, data_offsets`);
     const e = entry as Record<string, unknown>;
     const dtype = e.dtype;
     if (typeof dtype !== "string") bad(file, `${where}: field "dtype": expected a string, got ${JSON.stringify(dtype)}`);
@@ -75,10 +77,16 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
     const expectedBytes = elements * DTYPE_BYTES[dtype as TensorDtype];
     if (!Number.isSafeInteger(expectedBytes) || expectedBytes !== end - begin) {
-      bad(file, `${where}: field "data_offsets": holds ${end - begin} bytes but shape ${JSON.stringify(shape)} of ${dtype} needs ${expectedBytes}`);
+      bad(
+        file,
+        `${where}: field "data_offsets": holds ${end - begin} bytes but shape ${JSON.stringify(shape)} of ${dtype} needs ${expectedBytes}`,
+      );
     }
     if (end > dataSize) {
-      bad(file, `${where}: field "data_offsets": end ${end} lies outside the data section (${Math.max(dataSize, 0)} bytes; file truncated?)`);
+      bad(
+        file,
+        `${where}: field "data_offsets": end ${end} lies outside the data section (${Math.max(dataSize, 0)} bytes; file truncated?)`,
+      );
     }
     tensors.set(name, { name, dtype: dtype as TensorDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
   }

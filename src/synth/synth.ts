@@ -82,7 +82,13 @@ export function synthConfig(name: string, s: SynthShape): Record<string, unknown
  * Writes model.safetensors tensor by tensor (one tensor in memory at a time), deterministic for a
  * seed: the same shape, dtype and seed give the same bytes.
  */
-export async function writeSynthWeights(path: string, s: SynthShape, dtype: TensorDtype, seed: number, onTensor?: (done: number, total: number) => void): Promise<void> {
+export async function writeSynthWeights(
+  path: string,
+  s: SynthShape,
+  dtype: TensorDtype,
+  seed: number,
+  onTensor?: (done: number, total: number) => void,
+): Promise<void> {
   const plan = tensorPlan(s);
   const elem = dtype === "F32" ? 4 : 2;
   const header: Record<string, unknown> = { __metadata__: { format: "pt", cats_synthetic: "true" } };
