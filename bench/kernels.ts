@@ -1,82 +1,161 @@
 /**
- * `npm run bench:kernels`: tinybench microbenchmarks of the decode kernels — matrix-vector product
- * (one token) for f32 and f16 weights, then the MLP block dense vs sparse.
- *   node dist/bench/kernels.js [--kernels cpu|gpu] [--time MS] [--shapes ...] [--json]
+ * `npm run bench:kernels`: the decode kernels against the adapter's read ceiling. First the
+ * ceiling (a pure streaming read), then every kernel's effective GB/s as a share of it, each timed
+ * right after the ceiling in every round (medians of the per-round ratios): matrix-vector products
+ * (f32, f16) at real shapes, and the MLP block dense and CATS-sparse at 0/50/70/90%.
+ *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--mlp ...] [--variant op=name,...] [--json]
  */
 import { Command } from "commander";
-import { Bench } from "tinybench";
-import { kernelFlavour, positiveInt } from "../src/cli/args.js";
-import { Usage } from "../src/gpu/flags.js";
-import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { OpHarness, opShape, randomMatrix, randomVector, transpose } from "../harness/ops.js";
+import { positiveInt } from "../src/cli/args.js";
+import { createGpu } from "../src/gpu/device.js";
+import { KernelCache } from "../src/gpu/kernel.js";
 import { nodeKernelSource } from "../src/gpu/nodekernels.js";
-import { encodeDispatches, PipelineCache, rowGrid, withSingleToken } from "../src/gpu/pipelines.js";
-import { padCols } from "../src/engine/weights.js";
-import { kernelTable, mlpCases, type KernelRow } from "./mlp-cases.js";
+import { PairedTimer, readCeiling, type PairedResult, type Timed } from "../src/gpu/roofline.js";
+import { parseOverrides, VariantTable } from "../src/gpu/variants.js";
+import { encodeSteps } from "../src/engine/ops.js";
+import { padCols, type GpuMatrix } from "../src/engine/weights.js";
+import { quantileOfSorted } from "../src/cats/quantiles.js";
 
 const opts = new Command("bench-kernels")
-  .option("--kernels <flavour>", "cpu or gpu kernel variants", kernelFlavour)
-  .option("--time <ms>", "tinybench time per task", positiveInt, 1000)
-  .option("--shapes <list>", "MLP shapes", "stories260K,llama-110m")
-  .option("--json", "print JSON rows")
+  .option("--rounds <r>", "paired rounds per table", positiveInt, 9)
+  .option("--shapes <list>", "matrix-vector shapes, rows x cols", "768x768,768x2048,4096x4096,4096x11008,32000x768")
+  .option("--mlp <list>", "MLP shapes, hidden x inter", "768x2048,4096x11008")
+  .option("--variant <list>", "force kernel variants, op=name,...")
+  .option("--json", "print JSON")
   .parse()
-  .opts<{ kernels?: string; time: number; shapes: string; json?: boolean }>();
+  .opts<{ rounds: number; shapes: string; mlp: string; variant?: string; json?: boolean }>();
 
-/** y = W x for one token with the engine's matmul kernel, on uninitialised (zero) weights: only bytes and time matter here. */
-async function matvecCases(gpu: GpuContext, timeMs: number): Promise<KernelRow[]> {
-  const d = gpu.device;
-  const pipes = new PipelineCache(gpu, nodeKernelSource);
-  const cpu = gpu.flavour === "cpu";
-  const rows: KernelRow[] = [];
-  const shapes: [string, number, number][] = [
-    ["4096 x 4096 (7B attention projection)", 4096, 4096],
-    ["32000 x 768 (110M lm_head)", 32000, 768],
-  ];
-  for (const [label, R, C] of shapes) {
-    for (const dtype of ["f32", "f16"] as const) {
-      const elem = dtype === "f32" ? 4 : 2;
-      const bytes = R * padCols(C) * elem;
-      const storage = Usage.STORAGE | Usage.COPY_DST;
-      const w = d.createBuffer({ size: bytes, usage: storage });
-      const x = d.createBuffer({ size: 4 * padCols(C) * 4, usage: storage });
-      const y = d.createBuffer({ size: 4 * padCols(R) * 4, usage: storage });
-      const state = d.createBuffer({ size: 16, usage: storage });
-      d.queue.writeBuffer(state, 0, new Uint32Array([0, 1, 0, 0]));
-      const params = pipes.uniform([R, padCols(C) / 4, padCols(C) / 4, padCols(R), 0, 0, 0, 0]);
-      const parts = ["common", `weights_${dtype}`, "matmul_params", ...(cpu ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])];
-      const dispatch = withSingleToken(pipes, parts, [w, params, state, x, y], rowGrid(cpu, d.limits.maxComputeWorkgroupsPerDimension, R));
-      const calls = Math.max(2, Math.round(5e7 / bytes));
-      const bench = new Bench({ time: timeMs, warmup: true });
-      bench.add(`${label} ${dtype}`, async () => {
-        const enc = d.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        for (let i = 0; i < calls; i++) encodeDispatches(pass, [dispatch], 1);
-        pass.end();
-        d.queue.submit([enc.finish()]);
-        await d.queue.onSubmittedWorkDone();
-      });
-      await bench.run();
-      const r = bench.tasks[0].result;
-      if (r.state !== "completed") throw new Error(`${label}: ${r.state}`);
-      const ms = r.latency.p50 / calls;
-      rows.push({
-        kernel: "matvec",
-        shape: label,
-        case: dtype,
-        active_fraction: 1,
-        ms_per_call: ms,
-        bytes_per_call: bytes,
-        gb_per_s: bytes / ms / 1e6,
-        speedup_vs_dense: 1,
-      });
-      for (const b of [w, x, y, state]) b.destroy();
-    }
+/** Enough copies of a matrix that cycling through them reads well past any CPU cache. */
+const COPY_BYTES = 192 << 20;
+const dims = (s: string): [number, number] => s.split("x").map(Number) as [number, number];
+
+const gpu = await createGpu();
+const kernels = new KernelCache(gpu, nodeKernelSource);
+const overrides = parseOverrides(opts.variant);
+const variants = new VariantTable(gpu, overrides);
+const ceiling = await readCeiling(gpu, kernels);
+const timer = new PairedTimer(gpu);
+
+interface Row extends PairedResult {
+  kernel: string;
+  active: number;
+  speedup?: number;
+}
+const rows: Row[] = [];
+
+for (const shape of opts.shapes.split(",")) {
+  const [R, C] = dims(shape);
+  for (const f16 of [false, true]) {
+    const h = new OpHarness(
+      gpu,
+      nodeKernelSource,
+      opShape({ hidden: C, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 }),
+      overrides,
+      8,
+      kernels,
+    );
+    const w = randomMatrix(R, C, f16, R + C, 1 / Math.sqrt(C));
+    const copies: GpuMatrix[] = [];
+    const bytes = R * padCols(C) * (f16 ? 2 : 4);
+    for (let i = 0; i < Math.max(1, Math.min(16, Math.ceil(COPY_BYTES / bytes))); i++) copies.push(await h.matrix(w));
+    const x = h.rows([randomVector(C, 1)], padCols(C));
+    const y = h.buffer(padCols(R) * 2);
+    h.setState(0, 1);
+    const steps = copies.map((m) => h.ops.project("matvec", m, x, y, { batch: false, xStride: padCols(C), yStride: padCols(R) }));
+    const timed: Timed = {
+      name: `matvec ${shape} ${f16 ? "f16" : "f32"}`,
+      bytes,
+      encode: (pass, i) => encodeSteps(pass, steps[i % steps.length], 1),
+    };
+    const { cases } = await timer.paired(ceiling.timed, [timed], opts.rounds);
+    rows.push({ ...cases[0], kernel: `matvec (${variants.pick("matvec").name})`, active: 1 });
+    h.destroy();
   }
-  gpu.check("matvec benchmark");
-  return rows;
 }
 
-const gpu = await createGpu({ flavour: opts.kernels });
-const rows = [...(await matvecCases(gpu, opts.time)), ...(await mlpCases(gpu, opts.shapes.split(","), opts.time))];
-console.log(opts.json ? JSON.stringify(rows, null, 1) : kernelTable(gpu, rows, "Decode kernels, one token"));
+for (const shape of opts.mlp.split(",")) {
+  const [H, I] = dims(shape);
+  const h = new OpHarness(
+    gpu,
+    nodeKernelSource,
+    opShape({ hidden: H, inter: I, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 }),
+    overrides,
+    8,
+    kernels,
+  );
+  const gate = randomMatrix(I, H, true, 1, Math.sqrt(3 / H));
+  const up = randomMatrix(I, H, true, 2, Math.sqrt(3 / H));
+  const down = randomMatrix(H, I, true, 3, Math.sqrt(3 / I));
+  const [g, u, d] = [await h.matrix(gate), await h.matrix(up), await h.matrix(transpose(down))];
+  const xv = randomVector(H, 4);
+  const x = h.rows([xv], padCols(H));
+  const act = h.buffer(2 * padCols(I));
+  const totals = h.buffer(new Uint32Array(4));
+  const ones = h.buffer(new Float32Array(padCols(H)).fill(1));
+  // Thresholds at exact quantiles of this input's |silu(gate)|, so the active fraction is exact.
+  const scale = 1 / Math.sqrt(xv.reduce((a, v) => a + v * v, 0) / H + 1e-5);
+  const absActs = Array.from({ length: I }, (_, n) => {
+    let s = 0;
+    for (let k = 0; k < H; k++) s += gate.values[n * H + k] * xv[k];
+    const a = s * scale;
+    return Math.abs(a / (1 + Math.exp(-a)));
+  }).sort((a, b) => a - b);
+  const steps = [
+    ...h.ops.gateUp("gate_up", g, u, x, act, { batch: false, gain: ones, layer: 0, totals, capture: h.buffer(4), captureOffset: null }),
+    ...h.ops.down("down", d, act, x, { batch: false }),
+  ];
+  h.setState(0, 1);
+  const elem = 2;
+  const cases: { label: string; threshold: number; active: number }[] = [{ label: "dense", threshold: -1, active: 1 }];
+  for (const level of [0, 0.5, 0.7, 0.9]) {
+    const threshold = level === 0 ? 0 : quantileOfSorted(absActs, level);
+    cases.push({ label: `sparse ${level * 100}%`, threshold, active: absActs.filter((a) => a >= threshold).length / I });
+  }
+  const timed = cases.map((c): Timed => ({
+    name: `mlp ${shape} ${c.label}`,
+    bytes: (I * padCols(H) + 2 * Math.round(c.active * I) * padCols(H)) * elem,
+    encode: (pass) => encodeSteps(pass, steps, 1),
+  }));
+  // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds.
+  const withThreshold = timed.map((t, i) => ({
+    ...t,
+    encode: (pass: GPUComputePassEncoder, call: number) => {
+      if (call === 0) for (const s of steps) if (s.gateOfLayer !== undefined) s.bound.setParams({ threshold: cases[i].threshold });
+      t.encode(pass, call);
+    },
+  }));
+  const result = await timer.paired(ceiling.timed, withThreshold, opts.rounds);
+  const dense = result.cases[0].ms;
+  result.cases.forEach((r, i) =>
+    rows.push({
+      ...r,
+      kernel: `mlp (${variants.pick("gate_up_vec").name} + ${variants.pick("down_vec").name})`,
+      active: cases[i].active,
+      speedup: dense / r.ms,
+    }),
+  );
+  h.destroy();
+}
+
+const a = gpu.adapter;
+if (opts.json) {
+  console.log(JSON.stringify({ adapter: a, ceiling: { gb_per_s: ceiling.gbPerS, kernel: ceiling.shape }, rows }, null, 1));
+} else {
+  const f = (v: number, d: number) => v.toFixed(d);
+  console.log(
+    `Decode kernels on ${a.description || a.device || a.vendor}; read ceiling ${f(ceiling.gbPerS, 2)} GB/s (${ceiling.shape}); medians of ${opts.rounds} paired rounds`,
+  );
+  console.log("| kernel | case | active | ms/call | MB/call | GB/s | share of ceiling (p25-p75) | speed-up vs dense |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const share = `${f(r.share.median * 100, 0)}% (${f(r.share.p25 * 100, 0)}-${f(r.share.p75 * 100, 0)}%)`;
+    console.log(
+      `| ${r.kernel} | ${r.name} | ${f(r.active, 2)} | ${f(r.ms, 3)} | ${f(r.bytes / 1e6, 2)} | ${f(r.gbPerS, 2)} | ${share} | ${r.speedup ? f(r.speedup, 2) : ""} |`,
+    );
+  }
+}
+ceiling.destroy();
+timer.destroy();
 gpu.destroy();
 process.exit(0);

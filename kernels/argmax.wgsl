@@ -1,18 +1,16 @@
 // Greedy pick on the GPU, then advance the decode state: the next pass embeds this token at the
-// next position. No CPU round trip is needed between greedy steps.
+// next position. No CPU round trip is needed between greedy steps. Const WG: lanes (1 on CPU drivers).
+//#include common
+
 struct ArgmaxParams {
   vocab: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
 }
-@group(0) @binding(1) var<uniform> p: ArgmaxParams;
-@group(0) @binding(2) var<storage, read_write> state: State;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> tokens: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out_ids: array<u32>;
+@group(0) @binding(0) var<uniform> p: ArgmaxParams;
+@group(0) @binding(1) var<storage, read_write> state: State;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out_ids: array<u32>;
 
-override WG: u32 = 64u;
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
 

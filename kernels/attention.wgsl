@@ -1,5 +1,7 @@
-// Causal attention over the KV cache with grouped-query heads: one invocation per (token, head),
-// single pass with an online softmax so no score buffer is needed.
+// Batched passes: causal attention over the KV cache with grouped-query heads, one invocation per
+// (head, token), single pass with an online softmax so no score buffer is needed.
+//#include common
+
 struct AttnParams {
   n_heads: u32,
   group: u32,      // query heads per kv head
@@ -8,14 +10,13 @@ struct AttnParams {
   kv_stride4: u32,
   o_stride4: u32,
   scale: f32,
-  pad: u32,
 }
-@group(0) @binding(1) var<uniform> p: AttnParams;
-@group(0) @binding(2) var<storage, read> state: State;
-@group(0) @binding(3) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> K: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> V: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> O: array<vec4<f32>>;
+@group(0) @binding(0) var<uniform> p: AttnParams;
+@group(0) @binding(1) var<storage, read> state: State;
+@group(0) @binding(2) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> K: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> V: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> O: array<vec4<f32>>;
 
 const MAX_HD4: u32 = 64u;
 

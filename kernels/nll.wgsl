@@ -1,15 +1,15 @@
 // Negative log-likelihood of each next token: logsumexp(logits[t]) - logits[t][target[t]].
+//#include common
+
 struct NllParams {
   vocab: u32,
   stride: u32,
-  pad0: u32,
-  pad1: u32,
 }
-@group(0) @binding(1) var<uniform> p: NllParams;
-@group(0) @binding(2) var<storage, read> state: State;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
-@group(0) @binding(4) var<storage, read> targets: array<u32>;
-@group(0) @binding(5) var<storage, read_write> nll: array<f32>;
+@group(0) @binding(0) var<uniform> p: NllParams;
+@group(0) @binding(1) var<storage, read> state: State;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> targets: array<u32>;
+@group(0) @binding(4) var<storage, read_write> nll: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -1,6 +1,6 @@
-// Row-major weights, rows padded to a multiple of 8 columns so a row is whole vec4s.
-@group(0) @binding(0) var<storage, read> W: array<vec4<f32>>;
+// Template: weight matrix $W stored as f32. A block is 4 consecutive columns of a row (a vec4).
+@group(0) @binding($BINDING) var<storage, read> $W: array<vec4<f32>>;
 
-fn load_w4(i: u32) -> vec4<f32> {
-  return W[i];
+fn load_$W(row: u32, k: u32, cols4: u32) -> vec4<f32> {
+  return $W[row * cols4 + k];
 }

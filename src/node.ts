@@ -5,6 +5,7 @@ import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
 import { directoryFiles } from "./model/nodefiles.js";
 import { resolveModelDir } from "./model/resolve.js";
 import { TextTokenizer } from "./tokenizer/tokenizer.js";
+import { parseOverrides } from "./gpu/variants.js";
 
 export interface LoadedModel {
   dir: string;
@@ -17,11 +18,13 @@ export interface LoadedModel {
 }
 
 export interface LoadOptions {
-  sparse?: boolean;
   capture?: boolean;
   flavour?: string;
   chunk?: number;
   gpu?: GpuContext;
+  /** Variant overrides per op, "op=variant,..." (the --variant flags; CATS_VARIANTS otherwise). */
+  variants?: string;
+  maxBindingBytes?: number;
 }
 
 /** Resolves `model` (a directory or a name), opens it, uploads it to a Dawn device. */
@@ -36,8 +39,9 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
     const engine = await LlamaEngine.load(gpu, checkpoint, {
       kernels: nodeKernelSource,
       chunk: options.chunk,
-      sparse: options.sparse,
       capture: options.capture,
+      variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
+      maxBindingBytes: options.maxBindingBytes,
     });
     return {
       dir,

@@ -25,7 +25,7 @@ describe("sparse decoding at sparsity 0", () => {
   for (const flavour of ["cpu", "gpu"] as const) {
     it(`gives the dense greedy ids on stories260K (${flavour} kernels)`, async () => {
       const ref = reference("stories260K");
-      const lm = await loadModel(join(MODELS, "stories260K"), { gpu: { ...gpu, flavour }, sparse: true });
+      const lm = await loadModel(join(MODELS, "stories260K"), { gpu: { ...gpu, flavour } });
       lm.engine.setThresholds(new Array(lm.checkpoint.config.numLayers).fill(0));
       lm.engine.reset();
       const first = await lm.engine.prefill(ref.prompt_ids);

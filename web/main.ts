@@ -24,8 +24,7 @@ async function main(): Promise<void> {
   const files = urlFiles(model);
   const ckpt = await openCheckpoint(files);
   const tokenizer = await TextTokenizer.load(files, ckpt.config);
-  const sparse = levelsWanted.some((l) => l > 0);
-  const engine = await LlamaEngine.load(gpu, ckpt, { kernels: bundledKernels, sparse });
+  const engine = await LlamaEngine.load(gpu, ckpt, { kernels: bundledKernels });
   const levels: LayerThresholds[] = [];
   const thresholdsUrl = q.get("thresholds");
   const file = thresholdsUrl ? await checkThresholdsFile(await (await fetch(thresholdsUrl)).json(), thresholdsUrl, ckpt) : null;

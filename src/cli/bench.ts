@@ -56,7 +56,7 @@ export async function runBenchCommand(
   const wantsSparse = flags.sparsity.some((l) => l > 0);
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
   const evalText = flags.evalData ? (await readText(flags.evalData)).trim() : null;
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, sparse: wantsSparse });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels });
   try {
     let file: ThresholdsFile | null = null;
     if (flags.thresholds) file = await checkThresholdsFile(await readThresholdsFile(flags.thresholds), flags.thresholds, lm.checkpoint);

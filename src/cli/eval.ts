@@ -23,7 +23,8 @@ export async function readText(path: string): Promise<string> {
 
 export async function runEval(flags: EvalFlags): Promise<void> {
   const text = (await readText(flags.data)).trim();
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, sparse: wantsSparsity(flags) });
+  wantsSparsity(flags);
+  const lm = await loadModel(flags.model, { flavour: flags.kernels });
   try {
     const level = await applySparsity(lm, flags);
     const ids = lm.tokenizer.encode(text, false);

@@ -15,7 +15,8 @@ export interface GenerateFlags extends SparsityFlags {
 }
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, sparse: wantsSparsity(flags) });
+  wantsSparsity(flags);
+  const lm = await loadModel(flags.model, { flavour: flags.kernels });
   try {
     const level = await applySparsity(lm, flags);
     const promptIds = lm.tokenizer.encode(prompt);

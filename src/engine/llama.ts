@@ -1,12 +1,16 @@
-import { MAP_READ, Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { GpuContext } from "../gpu/device.js";
+import { Usage } from "../gpu/flags.js";
+import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
-import { encodeDispatches, PipelineCache, rowGrid, withSingleToken, type Dispatch } from "../gpu/pipelines.js";
+import { Submitter, type Readback } from "../gpu/submit.js";
+import { VariantTable, type OpName } from "../gpu/variants.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
-import { DOWN_SLICES, MlpBlock, sparseStatsDispatch } from "./mlp.js";
-import { padCols, uploadMatrix, uploadTransposed, uploadVector, type GpuMatrix } from "./weights.js";
+import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
+import { loadWeights } from "./load.js";
+import { encodeSteps, Ops, type Step } from "./ops.js";
+import { padCols } from "./weights.js";
 
 export interface EngineOptions {
   kernels: KernelSource;
@@ -14,10 +18,14 @@ export interface EngineOptions {
   chunk?: number;
   /** Most greedy steps chained in one submission. */
   maxChain?: number;
-  /** Also upload W_down transposed and build the CATS sparse decode kernels. */
-  sparse?: boolean;
-  /** Dump |silu(gate)| of every position during passes, for calibration. */
+  /** Dump |silu(gate)| of every position during batched passes, for calibration. */
   capture?: boolean;
+  /** Variant overrides per op (the --variant flags). */
+  variants?: Partial<Record<OpName, string>>;
+  /** Variants measured for this adapter (the autotune cache). */
+  tuned?: Partial<Record<OpName, string>>;
+  /** Split weight matrices at this many bytes instead of the adapter's binding limit (tests). */
+  maxBindingBytes?: number;
 }
 
 /** Share of MLP neurons that CATS zeroed, per layer and over all layers, since the last reset. */
@@ -27,100 +35,67 @@ export interface SparsityStats {
   overall: number;
 }
 
-interface LayerWeights {
-  inputNorm: GPUBuffer;
-  qkv: GpuMatrix;
-  o: GpuMatrix;
-  postNorm: GPUBuffer;
-  gate: GpuMatrix;
-  up: GpuMatrix;
-  down: GpuMatrix;
-  downT: GpuMatrix | null;
-  k: GPUBuffer;
-  v: GPUBuffer;
+/** A step's output, read back by the debug path: one row per token. */
+export interface NamedTensor {
+  name: string;
+  rows: Float32Array[];
 }
 
-/** What the end of a pass produces: nothing (an inner prefill chunk), the last token's logits, or every token's. */
-type PassOutput = "none" | "last" | "all";
-
 const STORAGE = Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC;
+/** Activation rows are allocated in whole tiles of the largest token tile a variant uses. */
+const TILE = 8;
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
 /**
- * A Llama model resident on the GPU: weights, KV cache, activations, and the dispatch lists of
- * its forward pass, all built once at load. Nothing is created per token.
+ * A Llama model resident on the GPU: weights, KV cache, activations, the steps of its forward
+ * passes (built once at load; nothing is created per token), the decode state, and submission.
  */
 export class LlamaEngine {
   readonly config: LlamaConfig;
   readonly contextLength: number;
   readonly chunk: number;
   readonly maxChain: number;
+  readonly variants: VariantTable;
 
   private readonly device: GPUDevice;
-  private readonly pipes: PipelineCache;
-  private readonly buf: Record<
-    | "state"
-    | "tokens"
-    | "x"
-    | "h"
-    | "qkv"
-    | "q"
-    | "o"
-    | "act"
-    | "logits"
-    | "rope"
-    | "outIds"
-    | "targets"
-    | "nll"
-    | "idx"
-    | "val"
-    | "actv"
-    | "counts"
-    | "totals"
-    | "capture"
-    | "partial",
-    GPUBuffer
-  >;
-  private readonly staging: Record<"ids" | "logits" | "nll", GPUBuffer>;
-  private readonly mlps: MlpBlock[] = [];
-  /** The forward pass up to the final norm: dense MLPs (masked when thresholds are set). */
-  private readonly body: Dispatch[] = [];
-  /** The same for one decode token with sparse MLP kernels, or null when the engine is dense-only. */
-  private readonly sparseBody: Dispatch[] | null;
+  private readonly submitter: Submitter;
+  private readonly buf: Activations & Record<"rope" | "ones" | "outIds" | "targets" | "nll", GPUBuffer>;
+  private readonly strides: Strides;
+  private readonly decodeStep: Step[];
+  private readonly batch: Record<PassOutput, Step[]>;
+  private readonly captureRows: number;
   private thresholds: number[] | null = null;
   private statTokens = 0;
   /** Active-neuron totals folded in from the GPU's u32 counters, which would wrap on long runs. */
   private readonly foldedTotals: Float64Array;
-  private readonly captureTokens: number;
-  private readonly tail: Record<PassOutput, Dispatch[]>;
-  private readonly argmax: Dispatch;
-  private readonly nllDispatch: Dispatch;
   /** Absolute position of the next token to be processed. */
   private pos = 0;
   private step = 0;
 
   private constructor(
     readonly gpu: GpuContext,
-    ckpt: Checkpoint,
+    config: LlamaConfig,
     options: EngineOptions,
-    private readonly layers: LayerWeights[],
-    private readonly embed: GpuMatrix,
-    private readonly lmHead: GpuMatrix,
-    finalNorm: GPUBuffer,
+    private readonly weights: ModelWeights,
   ) {
-    const c = ckpt.config;
+    const c = config;
     this.config = c;
     this.device = gpu.device;
     this.contextLength = c.maxPositions;
     this.chunk = Math.min(options.chunk ?? 512, c.maxPositions);
     this.maxChain = options.maxChain ?? 256;
-    this.pipes = new PipelineCache(gpu, options.kernels);
-    const tokens4 = cdiv(this.chunk, 4) * 4;
-    const H = padCols(c.hiddenSize);
-    const qkvRows = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
-    const qDim = padCols(c.numHeads * c.headDim);
-    const I = padCols(c.intermediateSize);
-    const V = padCols(c.vocabSize);
+    this.submitter = new Submitter(gpu);
+    const rows = cdiv(this.chunk, TILE) * TILE;
+    const qkvWidth = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
+    this.strides = {
+      hidden: padCols(c.hiddenSize),
+      inter: padCols(c.intermediateSize),
+      qkv: padCols(qkvWidth),
+      q: padCols(c.numHeads * c.headDim),
+      vocab: padCols(c.vocabSize),
+    };
+    const s = this.strides;
+    this.captureRows = options.capture ? rows : 0;
     const make = (label: string, bytes: number): GPUBuffer => {
       if (bytes > this.device.limits.maxStorageBufferBindingSize) {
         throw new CatsError(
@@ -131,119 +106,63 @@ export class LlamaEngine {
     };
     this.buf = {
       state: make("state", 16),
-      tokens: make("tokens", tokens4 * 4),
-      x: make("x", tokens4 * H * 4),
-      h: make("h", tokens4 * H * 4),
-      qkv: make("qkv", tokens4 * padCols(qkvRows) * 4),
-      q: make("q", tokens4 * qDim * 4),
-      o: make("o", tokens4 * qDim * 4),
-      act: make("act", tokens4 * I * 4),
-      logits: make("logits", tokens4 * V * 4),
-      rope: make("rope", this.contextLength * (c.headDim / 2) * 8),
-      outIds: make("out_ids", this.maxChain * 4 + 4),
-      targets: make("targets", tokens4 * 4),
-      nll: make("nll", tokens4 * 4),
-      idx: make("active idx", I * 4),
-      val: make("active val", I * 4),
-      actv: make("active act", I * 4),
-      counts: make("active counts", c.numLayers * 4),
+      tokens: make("tokens", rows * 4),
+      x: make("x", rows * s.hidden * 4),
+      qkv: make("qkv", rows * s.qkv * 4),
+      q: make("q", rows * s.q * 4),
+      o: make("o", rows * s.q * 4),
+      act: make("act", rows * s.inter * 4),
+      logits: make("logits", rows * s.vocab * 4),
       totals: make("active totals", c.numLayers * 4),
-      capture: make("capture", options.capture ? c.numLayers * tokens4 * c.intermediateSize * 4 : 16),
-      partial: make("down partials", options.sparse ? DOWN_SLICES * H * 4 : 16),
+      capture: make("capture", options.capture ? c.numLayers * rows * s.inter * 4 : 16),
+      rope: make("rope", this.contextLength * (c.headDim / 2) * 8),
+      ones: make("ones", Math.max(s.hidden, s.q, s.inter) * 4),
+      outIds: make("out_ids", this.maxChain * 4 + 4),
+      targets: make("targets", rows * 4),
+      nll: make("nll", rows * 4),
     };
-    this.captureTokens = options.capture ? tokens4 : 0;
     this.foldedTotals = new Float64Array(c.numLayers);
-    const readable = (label: string, bytes: number): GPUBuffer =>
-      this.device.createBuffer({ label, size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
-    this.staging = {
-      ids: readable("ids readback", this.maxChain * 4 + 4),
-      logits: readable("logits readback", c.vocabSize * 4),
-      nll: readable("nll readback", tokens4 * 4),
-    };
     this.writeRopeTable();
-
-    const embedDispatch = this.embedDispatch();
-    this.body.push(embedDispatch);
-    const sparseBody: Dispatch[] = [embedDispatch];
-    layers.forEach((l, i) => {
-      const attention = this.attentionDispatches(l, i);
-      const mlp = new MlpBlock(
-        this.pipes,
-        this.device,
-        this.cpuKernels,
-        {
-          hidden: c.hiddenSize,
-          inter: c.intermediateSize,
-          layer: i,
-          captureOffset: options.capture ? i * tokens4 * c.intermediateSize : null,
-        },
-        l,
-        this.buf,
-      );
-      this.mlps.push(mlp);
-      this.body.push(...attention, ...mlp.dense);
-      if (mlp.sparse) sparseBody.push(...attention, ...mlp.sparse);
+    this.device.queue.writeBuffer(this.buf.ones, 0, new Float32Array(Math.max(s.hidden, s.q, s.inter)).fill(1));
+    this.variants = new VariantTable(gpu, options.variants, options.tuned);
+    const ops = new Ops(gpu, new KernelCache(gpu, options.kernels), this.variants, this.buf, {
+      hidden: c.hiddenSize,
+      inter: c.intermediateSize,
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      vocab: c.vocabSize,
+      eps: c.rmsNormEps,
+      hiddenStride: s.hidden,
+      interStride: s.inter,
+      qkvStride: s.qkv,
+      qStride: s.q,
     });
-    this.sparseBody = options.sparse
-      ? [...sparseBody, sparseStatsDispatch(this.pipes, c.numLayers, this.buf.counts, this.buf.totals)]
-      : null;
-    this.tail = {
-      none: [],
+    const capture = options.capture ? rows : null;
+    this.decodeStep = [
+      ...forwardSteps(ops, weights, this.buf, s, { batch: false, output: "last", captureRows: null }),
+      ops.argmax(this.buf.logits, this.buf.tokens, this.buf.outIds),
+    ];
+    this.batch = {
+      none: forwardSteps(ops, weights, this.buf, s, { batch: true, output: "none", captureRows: capture }),
       last: [
-        this.normDispatch(finalNorm, this.buf.x, this.buf.h, true),
-        this.matmul(lmHead, this.buf.h, this.buf.logits, { fixedNtok: 1 }),
+        ...forwardSteps(ops, weights, this.buf, s, { batch: true, output: "last", captureRows: capture }),
+        ops.argmax(this.buf.logits, this.buf.tokens, this.buf.outIds),
       ],
-      all: [this.normDispatch(finalNorm, this.buf.x, this.buf.h, false), this.matmul(lmHead, this.buf.h, this.buf.logits, {})],
+      all: [
+        ...forwardSteps(ops, weights, this.buf, s, { batch: true, output: "all", captureRows: capture }),
+        ops.nll(this.buf.logits, s.vocab, this.buf.targets, this.buf.nll),
+      ],
     };
-    this.argmax = this.argmaxDispatch();
-    this.nllDispatch = this.makeNllDispatch();
   }
 
   static async load(gpu: GpuContext, ckpt: Checkpoint, options: EngineOptions): Promise<LlamaEngine> {
-    const c = ckpt.config;
-    const d = gpu.device;
-    const H = c.hiddenSize;
-    const embed = await uploadMatrix(d, ckpt, [{ name: "model.embed_tokens.weight", rows: c.vocabSize }], H, "embed_tokens");
-    const lmHead = c.tieWordEmbeddings ? embed : await uploadMatrix(d, ckpt, [{ name: "lm_head.weight", rows: c.vocabSize }], H, "lm_head");
-    const layers: LayerWeights[] = [];
-    const kvBytes = c.maxPositions * c.numKvHeads * c.headDim * 4;
-    for (let i = 0; i < c.numLayers; i++) {
-      const p = `model.layers.${i}.`;
-      const qRows = c.numHeads * c.headDim;
-      const kvRows = c.numKvHeads * c.headDim;
-      layers.push({
-        inputNorm: await uploadVector(d, ckpt, `${p}input_layernorm.weight`, H),
-        qkv: await uploadMatrix(
-          d,
-          ckpt,
-          [
-            { name: `${p}self_attn.q_proj.weight`, rows: qRows },
-            { name: `${p}self_attn.k_proj.weight`, rows: kvRows },
-            { name: `${p}self_attn.v_proj.weight`, rows: kvRows },
-          ],
-          H,
-          `layer ${i} qkv`,
-        ),
-        o: await uploadMatrix(d, ckpt, [{ name: `${p}self_attn.o_proj.weight`, rows: H }], qRows, `layer ${i} o_proj`),
-        postNorm: await uploadVector(d, ckpt, `${p}post_attention_layernorm.weight`, H),
-        gate: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.gate_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} gate_proj`),
-        up: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.up_proj.weight`, rows: c.intermediateSize }], H, `layer ${i} up_proj`),
-        down: await uploadMatrix(d, ckpt, [{ name: `${p}mlp.down_proj.weight`, rows: H }], c.intermediateSize, `layer ${i} down_proj`),
-        downT: options.sparse
-          ? await uploadTransposed(d, ckpt, `${p}mlp.down_proj.weight`, H, c.intermediateSize, `layer ${i} down_proj^T`)
-          : null,
-        k: d.createBuffer({ label: `layer ${i} k cache`, size: kvBytes, usage: STORAGE }),
-        v: d.createBuffer({ label: `layer ${i} v cache`, size: kvBytes, usage: STORAGE }),
-      });
-    }
-    const finalNorm = await uploadVector(d, ckpt, "model.norm.weight", H);
-    const engine = new LlamaEngine(gpu, ckpt, options, layers, embed, lmHead, finalNorm);
-    await d.queue.onSubmittedWorkDone();
+    const weights = await loadWeights(gpu.device, ckpt, options.maxBindingBytes);
+    const engine = new LlamaEngine(gpu, ckpt.config, options, weights);
+    await gpu.device.queue.onSubmittedWorkDone();
     gpu.check("model load");
     return engine;
   }
-
-  // ---- dispatch builders (run once, at load) ----
 
   private writeRopeTable(): void {
     const c = this.config;
@@ -259,106 +178,13 @@ export class LlamaEngine {
     this.device.queue.writeBuffer(this.buf.rope, 0, table);
   }
 
-  private get cpuKernels(): boolean {
-    return this.gpu.flavour === "cpu";
+  /** Dispatches of one decode step (argmax included): the figure the dispatch-count target is about. */
+  get decodeDispatches(): number {
+    return this.decodeStep.length;
   }
-
-  private matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, opts: { fixedNtok?: number; accumulate?: boolean }): Dispatch {
-    const params = this.pipes.uniform([w.rows, w.cols4, w.cols4, padCols(w.rows), opts.fixedNtok ?? 0, opts.accumulate ? 1 : 0, 0, 0]);
-    const grid = rowGrid(this.cpuKernels, this.device.limits.maxComputeWorkgroupsPerDimension, w.rows, opts.fixedNtok);
-    const d = withSingleToken(
-      this.pipes,
-      ["common", `weights_${w.dtype}`, "matmul_params", ...(this.cpuKernels ? ["matmul_rows"] : ["wg_reduce", "matmul_wg"])],
-      [w.buffer, params, this.buf.state, x, y],
-      grid,
-    );
-    // lm_head on the last token reads one row whatever the pass's size.
-    return opts.fixedNtok === 1 ? { ...d, pipeline: d.one!.pipeline, bindGroup: d.one!.bindGroup } : d;
-  }
-
-  private normDispatch(gain: GPUBuffer, x: GPUBuffer, y: GPUBuffer, lastOnly: boolean): Dispatch {
-    const H = this.config.hiddenSize;
-    const pipeline = this.pipes.get(["common", "rmsnorm"]);
-    const params = this.pipes.uniform([H, padCols(H) / 4, this.config.rmsNormEps, lastOnly ? 1 : 0], [2]);
-    return {
-      pipeline,
-      bindGroup: this.pipes.bind(pipeline, [gain, params, this.buf.state, x, y]),
-      grid: (n) => [lastOnly ? 1 : cdiv(n, 64), 1, 1],
-    };
-  }
-
-  private embedDispatch(): Dispatch {
-    const stride4 = padCols(this.config.hiddenSize) / 4;
-    const pipeline = this.pipes.get(["common", `weights_${this.embed.dtype}`, "embed"]);
-    const params = this.pipes.uniform([stride4, this.config.vocabSize, 0, 0]);
-    return {
-      pipeline,
-      bindGroup: this.pipes.bind(pipeline, [this.embed.buffer, params, this.buf.state, this.buf.tokens, this.buf.x]),
-      grid: (n) => [cdiv(stride4, 64), n, 1],
-    };
-  }
-
-  /** A layer's attention half and the norm before its MLP: the part dense and sparse passes share. */
-  private attentionDispatches(l: LayerWeights, i: number): Dispatch[] {
-    const c = this.config;
-    const b = this.buf;
-    const qkvStride = padCols((c.numHeads + 2 * c.numKvHeads) * c.headDim);
-    const qStride = padCols(c.numHeads * c.headDim);
-    const kvStride = c.numKvHeads * c.headDim;
-    const rope = this.pipes.get(["common", "rope_kv"]);
-    const ropeParams = this.pipes.uniform([c.numHeads, c.numKvHeads, c.headDim, qkvStride, qStride, kvStride, 0, 0]);
-    const attn = this.pipes.get(["common", "attention"]);
-    const attnParams = this.pipes.uniform(
-      [c.numHeads, c.numHeads / c.numKvHeads, c.headDim / 4, qStride / 4, kvStride / 4, qStride / 4, 1 / Math.sqrt(c.headDim), 0],
-      [6],
-    );
-    return [
-      this.normDispatch(l.inputNorm, b.x, b.h, false),
-      this.matmul(l.qkv, b.h, b.qkv, {}),
-      {
-        pipeline: rope,
-        bindGroup: this.pipes.bind(rope, [undefined, ropeParams, b.state, b.qkv, b.rope, b.q, l.k, l.v], `layer ${i} rope`),
-        grid: (n) => [cdiv(c.numHeads + c.numKvHeads, 32), n, 1],
-      },
-      {
-        pipeline: attn,
-        bindGroup: this.pipes.bind(attn, [undefined, attnParams, b.state, b.q, l.k, l.v, b.o], `layer ${i} attention`),
-        grid: (n) => [cdiv(c.numHeads, 32), n, 1],
-      },
-      this.matmul(l.o, b.o, b.x, { accumulate: true }),
-      this.normDispatch(l.postNorm, b.x, b.h, false),
-    ];
-  }
-
-  private argmaxDispatch(): Dispatch {
-    const wg = this.cpuKernels ? 1 : 256;
-    const pipeline = this.pipes.get(["common", "argmax"], { WG: wg });
-    const params = this.pipes.uniform([this.config.vocabSize, 0, 0, 0]);
-    return {
-      pipeline,
-      bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.tokens, this.buf.outIds]),
-      grid: () => [1, 1, 1],
-    };
-  }
-
-  private makeNllDispatch(): Dispatch {
-    const pipeline = this.pipes.get(["common", "nll"]);
-    const params = this.pipes.uniform([this.config.vocabSize, padCols(this.config.vocabSize), 0, 0]);
-    return {
-      pipeline,
-      bindGroup: this.pipes.bind(pipeline, [undefined, params, this.buf.state, this.buf.logits, this.buf.targets, this.buf.nll]),
-      grid: (n) => [cdiv(n, 64), 1, 1],
-    };
-  }
-
-  // ---- running ----
 
   get position(): number {
     return this.pos;
-  }
-
-  private writeState(pos: number, ntok: number, step: number): void {
-    this.device.queue.writeBuffer(this.buf.state, 0, new Uint32Array([pos, ntok, step, 0]));
   }
 
   private checkRoom(ntok: number): void {
@@ -369,53 +195,56 @@ export class LlamaEngine {
     }
   }
 
-  private encodePass(pass: GPUComputePassEncoder, ntok: number, output: PassOutput): void {
-    const sparse = this.thresholds !== null && ntok === 1 && this.sparseBody !== null;
-    encodeDispatches(pass, sparse ? this.sparseBody! : this.body, ntok);
-    if (this.thresholds !== null) this.statTokens += ntok;
-    encodeDispatches(pass, this.tail[output], ntok);
-  }
-
-  private async submitAndRead(
-    encoder: GPUCommandEncoder,
-    staging: GPUBuffer | null,
-    bytes: number,
+  /**
+   * The one way work reaches the GPU: writes the decode state (and tokens, targets), encodes the
+   * passes in order, submits, and reads back the requested ranges.
+   */
+  private async run(
     what: string,
-  ): Promise<ArrayBuffer | null> {
-    this.device.queue.submit([encoder.finish()]);
-    if (!staging) {
-      await this.device.queue.onSubmittedWorkDone();
-      this.gpu.check(what);
-      return null;
-    }
-    try {
-      await staging.mapAsync(MAP_READ, 0, bytes);
-    } catch (e) {
-      this.gpu.check(what);
-      throw new CatsError(`GPU readback failed during ${what}: ${(e as Error).message}`);
-    }
-    const out = staging.getMappedRange(0, bytes).slice(0);
-    staging.unmap();
-    this.gpu.check(what);
-    return out;
+    o: {
+      pos: number;
+      ntok: number;
+      step?: number;
+      tokens?: number[];
+      targets?: number[];
+      passes: { steps: Step[]; ntok: number; times?: number }[];
+      read?: Readback[];
+      kind?: string;
+    },
+  ): Promise<Uint8Array[]> {
+    const q = this.device.queue;
+    q.writeBuffer(this.buf.state, 0, new Uint32Array([o.pos, o.ntok, o.step ?? this.step, 0]));
+    if (o.tokens) q.writeBuffer(this.buf.tokens, 0, new Uint32Array(o.tokens));
+    if (o.targets) q.writeBuffer(this.buf.targets, 0, new Uint32Array(o.targets));
+    if (this.thresholds !== null) this.statTokens += o.passes.reduce((n, p) => n + p.ntok * (p.times ?? 1), 0);
+    return this.submitter.run(
+      what,
+      (encoder) => {
+        const pass = encoder.beginComputePass();
+        for (const p of o.passes) for (let i = 0; i < (p.times ?? 1); i++) encodeSteps(pass, p.steps, p.ntok);
+        pass.end();
+      },
+      o.read ?? [],
+      o.kind,
+    );
   }
 
   /**
-   * Weight bytes one decode step reads: every matrix whole, except W_up and W_down, which a sparse
+   * Weight bytes one decode step reads: every matrix whole, except W_up and W_down, which a CATS
    * step reads only for its active neurons (`activeFraction` per layer; null: dense).
    */
   weightBytesPerToken(activeFraction: number[] | null): number {
-    let bytes = this.lmHead.bytes + this.embed.bytes / this.config.vocabSize;
-    this.layers.forEach((l, i) => {
-      const mlp = l.up.bytes + l.down.bytes;
-      bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + mlp * (activeFraction ? activeFraction[i] : 1);
+    const m = this.weights;
+    let bytes = m.lmHead.bytes + m.embed.bytes / this.config.vocabSize;
+    m.layers.forEach((l, i) => {
+      bytes += l.qkv.bytes + l.o.bytes + l.gate.bytes + (l.up.bytes + l.downT.bytes) * (activeFraction ? activeFraction[i] : 1);
     });
     return bytes;
   }
 
   /**
-   * Sets one CATS threshold per layer (null: dense). Decode steps then run the sparse kernels (when
-   * the engine has them), batched passes the dense kernels with the same mask. Changeable between
+   * Sets one CATS threshold per layer (null: dense). Every pass then masks the MLP with it; a
+   * decode step also skips the inactive neurons' W_up and W_down rows. Changeable between
    * submissions.
    */
   setThresholds(thresholds: number[] | null): void {
@@ -423,24 +252,21 @@ export class LlamaEngine {
       throw new CatsError(`expected ${this.config.numLayers} thresholds (one per layer), got ${thresholds.length}`);
     }
     this.thresholds = thresholds ? [...thresholds] : null;
-    this.mlps.forEach((m, i) => m.setThreshold(thresholds ? thresholds[i] : null));
+    for (const step of [...this.decodeStep, ...this.batch.none, ...this.batch.last, ...this.batch.all]) {
+      if (step.gateOfLayer !== undefined) step.bound.setParams({ threshold: thresholds ? thresholds[step.gateOfLayer] : -1 });
+    }
   }
 
   /** Adds the GPU's active-neuron counters to the float64 totals and clears them. */
   private async foldActiveCounts(): Promise<void> {
     const L = this.config.numLayers;
-    const staging = this.device.createBuffer({ size: L * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(this.buf.totals, 0, staging, 0, L * 4);
-    const totals = new Uint32Array((await this.submitAndRead(enc, staging, L * 4, "sparsity stats"))!);
-    staging.destroy();
+    const [bytes] = await this.submitter.run("sparsity stats", () => {}, [{ buffer: this.buf.totals, bytes: L * 4 }]);
     this.device.queue.writeBuffer(this.buf.totals, 0, new Uint32Array(L));
-    totals.forEach((v, l) => (this.foldedTotals[l] += v));
+    new Uint32Array(bytes.buffer, bytes.byteOffset, L).forEach((v, l) => (this.foldedTotals[l] += v));
   }
 
   /** Reads and clears the sparsity reached since the last call. */
   async takeSparsityStats(): Promise<SparsityStats> {
-    const L = this.config.numLayers;
     await this.foldActiveCounts();
     const totals = [...this.foldedTotals];
     this.foldedTotals.fill(0);
@@ -448,41 +274,8 @@ export class LlamaEngine {
     this.statTokens = 0;
     const inter = this.config.intermediateSize;
     const perLayer = totals.map((active) => (tokens > 0 ? 1 - active / (tokens * inter) : 0));
-    const overall = perLayer.reduce((a, b) => a + b, 0) / L;
+    const overall = perLayer.reduce((a, b) => a + b, 0) / this.config.numLayers;
     return { tokens, perLayer, overall };
-  }
-
-  /**
-   * Runs one window from position 0 and returns |silu(gate)| of every position and neuron, per
-   * layer ([position][neuron]). One readback per pass, never per token.
-   */
-  async captureActivations(ids: number[]): Promise<Float32Array[]> {
-    if (this.captureTokens === 0) throw new CatsError("this engine was loaded without activation capture (EngineOptions.capture)");
-    this.reset();
-    this.checkRoom(ids.length);
-    const L = this.config.numLayers;
-    const inter = this.config.intermediateSize;
-    const out = Array.from({ length: L }, () => new Float32Array(ids.length * inter));
-    const staging = this.device.createBuffer({ size: L * this.captureTokens * inter * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
-    for (let off = 0; off < ids.length; off += this.chunk) {
-      const part = ids.slice(off, off + this.chunk);
-      this.writeState(off, part.length, 0);
-      this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(part));
-      const enc = this.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      this.encodePass(pass, part.length, "none");
-      pass.end();
-      const bytes = L * this.captureTokens * inter * 4;
-      enc.copyBufferToBuffer(this.buf.capture, 0, staging, 0, bytes);
-      const data = new Float32Array((await this.submitAndRead(enc, staging, bytes, "calibration"))!);
-      for (let l = 0; l < L; l++) {
-        const base = l * this.captureTokens * inter;
-        out[l].set(data.subarray(base, base + part.length * inter), off * inter);
-      }
-      this.pos = off + part.length;
-    }
-    staging.destroy();
-    return out;
   }
 
   /** Starts a new sequence: forgets the KV cache contents (they are overwritten position by position). */
@@ -491,20 +284,13 @@ export class LlamaEngine {
     this.step = 0;
   }
 
-  /** Runs all but the last chunk of `ids` through the model, one submission per chunk, filling the KV cache. */
-  private async prefillInner(ids: number[]): Promise<number[]> {
+  /** Cuts `ids` into passes of at most `chunk` tokens from the current position; runs all but the last with `inner`. */
+  private async inChunks(ids: number[], inner: (part: number[], at: number) => Promise<void>): Promise<number[]> {
     this.checkRoom(ids.length);
     let rest = ids;
     while (rest.length > this.chunk) {
-      const part = rest.slice(0, this.chunk);
-      this.writeState(this.pos, part.length, this.step);
-      this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(part));
-      const enc = this.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      this.encodePass(pass, part.length, "none");
-      pass.end();
-      await this.submitAndRead(enc, null, 0, "prefill");
-      this.pos += part.length;
+      await inner(rest.slice(0, this.chunk), this.pos);
+      this.pos += this.chunk;
       rest = rest.slice(this.chunk);
     }
     return rest;
@@ -516,61 +302,66 @@ export class LlamaEngine {
    */
   async prefill(ids: number[], withLogits = false): Promise<{ token: number; logits: Float32Array | null }> {
     if (ids.length === 0) throw new CatsError("empty prompt: nothing to process");
-    const last = await this.prefillInner(ids);
-    this.writeState(this.pos, last.length, this.step);
-    this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(last));
-    return this.finishStep(last.length, withLogits, "prefill");
+    const last = await this.inChunks(ids, async (part, pos) => {
+      await this.run("prefill", {
+        pos,
+        ntok: part.length,
+        tokens: part,
+        passes: [{ steps: this.batch.none, ntok: part.length }],
+        kind: "prefill",
+      });
+    });
+    return this.finishStep("prefill", { steps: this.batch.last, ntok: last.length }, last, withLogits);
   }
 
   /** One decode step on the token the previous step chose (or that setNextToken() wrote). */
   async decode(withLogits = false): Promise<{ token: number; logits: Float32Array | null }> {
     this.checkRoom(1);
-    this.writeState(this.pos, 1, this.step);
-    return this.finishStep(1, withLogits, "decode");
+    return this.finishStep("decode", { steps: this.decodeStep, ntok: 1 }, undefined, withLogits);
   }
 
-  private async finishStep(ntok: number, withLogits: boolean, what: string): Promise<{ token: number; logits: Float32Array | null }> {
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    this.encodePass(pass, ntok, "last");
-    encodeDispatches(pass, [this.argmax], 1);
-    pass.end();
+  private async finishStep(
+    what: string,
+    pass: { steps: Step[]; ntok: number },
+    tokens: number[] | undefined,
+    withLogits: boolean,
+  ): Promise<{ token: number; logits: Float32Array | null }> {
     const V = this.config.vocabSize;
-    if (withLogits) enc.copyBufferToBuffer(this.buf.logits, 0, this.staging.logits, 0, V * 4);
-    enc.copyBufferToBuffer(this.buf.outIds, this.step * 4, this.staging.ids, 0, 4);
-    const idBuf = await this.submitAndRead(enc, this.staging.ids, 4, what);
-    let logits: Float32Array | null = null;
-    if (withLogits) {
-      await this.staging.logits.mapAsync(MAP_READ, 0, V * 4);
-      logits = new Float32Array(this.staging.logits.getMappedRange(0, V * 4).slice(0));
-      this.staging.logits.unmap();
-    }
-    this.pos += ntok;
-    this.step += 1;
-    if (this.step >= this.maxChain) this.step = 0;
-    return { token: new Uint32Array(idBuf!)[0], logits };
+    const read: Readback[] = [{ buffer: this.buf.outIds, offset: this.step * 4, bytes: 4 }];
+    if (withLogits) read.push({ buffer: this.buf.logits, bytes: V * 4 });
+    const [id, logits] = await this.run(what, {
+      pos: this.pos,
+      ntok: pass.ntok,
+      tokens,
+      passes: [pass],
+      read,
+      kind: `${what} ${pass.ntok}`,
+    });
+    this.pos += pass.ntok;
+    this.step = (this.step + 1) % this.maxChain;
+    return {
+      token: new Uint32Array(id.buffer, id.byteOffset, 1)[0],
+      logits: withLogits ? new Float32Array(logits.buffer, logits.byteOffset, V) : null,
+    };
   }
 
-  /** Chains `count` greedy decode steps in one submission; returns the chosen ids in order. */
+  /** Chains `count` greedy decode steps in one submission (at most maxChain); returns the chosen ids in order. */
   async decodeGreedy(count: number): Promise<number[]> {
     if (count <= 0) return [];
     const n = Math.min(count, this.maxChain);
     this.checkRoom(n);
     if (this.step + n > this.maxChain) this.step = 0;
-    this.writeState(this.pos, 1, this.step);
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    for (let i = 0; i < n; i++) {
-      this.encodePass(pass, 1, "last");
-      encodeDispatches(pass, [this.argmax], 1);
-    }
-    pass.end();
-    enc.copyBufferToBuffer(this.buf.outIds, this.step * 4, this.staging.ids, 0, n * 4);
-    const out = await this.submitAndRead(enc, this.staging.ids, n * 4, "decode");
+    const [ids] = await this.run("decode", {
+      pos: this.pos,
+      ntok: 1,
+      passes: [{ steps: this.decodeStep, ntok: 1, times: n }],
+      read: [{ buffer: this.buf.outIds, offset: this.step * 4, bytes: n * 4 }],
+      kind: `decode x${n}`,
+    });
     this.pos += n;
     this.step += n;
-    const ids = [...new Uint32Array(out!)];
-    return count > n ? ids.concat(await this.decodeGreedy(count - n)) : ids;
+    const out = [...new Uint32Array(ids.buffer, ids.byteOffset, n)];
+    return count > n ? out.concat(await this.decodeGreedy(count - n)) : out;
   }
 
   /** Makes `id` the input of the next decode step (sampling replaces the GPU's greedy pick). */
@@ -590,16 +381,17 @@ export class LlamaEngine {
       const part = ids.slice(off, off + this.chunk);
       const targets = ids.slice(off + 1, off + 1 + this.chunk);
       while (targets.length < part.length) targets.push(0);
-      this.writeState(off, part.length, 0);
-      this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(part));
-      this.device.queue.writeBuffer(this.buf.targets, 0, new Uint32Array(targets));
-      const enc = this.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      this.encodePass(pass, part.length, "all");
-      encodeDispatches(pass, [this.nllDispatch], part.length);
-      pass.end();
-      enc.copyBufferToBuffer(this.buf.nll, 0, this.staging.nll, 0, part.length * 4);
-      const nll = new Float32Array((await this.submitAndRead(enc, this.staging.nll, part.length * 4, "eval"))!);
+      const [bytes] = await this.run("eval", {
+        pos: off,
+        ntok: part.length,
+        step: 0,
+        tokens: part,
+        targets,
+        passes: [{ steps: this.batch.all, ntok: part.length }],
+        read: [{ buffer: this.buf.nll, bytes: part.length * 4 }],
+        kind: `eval ${part.length}`,
+      });
+      const nll = new Float32Array(bytes.buffer, bytes.byteOffset, part.length);
       for (let t = 0; t < part.length && off + t < out.length; t++) out[off + t] = nll[t];
       this.pos = off + part.length;
       // A chunk adds at most chunk * inter per layer, far below 2^32; folding each one keeps long evals exact.
@@ -608,25 +400,88 @@ export class LlamaEngine {
     return out;
   }
 
-  /** Logits at every position of `ids` (at most one chunk) from position 0: for tests and debugging. */
-  async allLogits(ids: number[]): Promise<Float32Array[]> {
-    if (ids.length > this.chunk) throw new CatsError(`allLogits takes at most ${this.chunk} tokens`);
+  /**
+   * Runs one window from position 0 and returns |silu(gate)| of every position and neuron, per
+   * layer ([position][neuron]). One readback per pass, never per token.
+   */
+  async captureActivations(ids: number[]): Promise<Float32Array[]> {
+    if (this.captureRows === 0) throw new CatsError("this engine was loaded without activation capture (EngineOptions.capture)");
     this.reset();
     this.checkRoom(ids.length);
-    this.writeState(0, ids.length, 0);
-    this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(ids));
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    this.encodePass(pass, ids.length, "all");
-    pass.end();
-    const V = this.config.vocabSize;
-    const stride = padCols(V);
-    const bytes = ids.length * stride * 4;
-    const staging = this.device.createBuffer({ size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
-    enc.copyBufferToBuffer(this.buf.logits, 0, staging, 0, bytes);
-    const data = new Float32Array((await this.submitAndRead(enc, staging, bytes, "forward"))!);
-    staging.destroy();
-    this.pos = ids.length;
-    return ids.map((_, t) => data.slice(t * stride, t * stride + V));
+    const L = this.config.numLayers;
+    const inter = this.config.intermediateSize;
+    const stride = this.strides.inter;
+    const out = Array.from({ length: L }, () => new Float32Array(ids.length * inter));
+    for (let off = 0; off < ids.length; off += this.chunk) {
+      const part = ids.slice(off, off + this.chunk);
+      const [bytes] = await this.run("calibration", {
+        pos: off,
+        ntok: part.length,
+        step: 0,
+        tokens: part,
+        passes: [{ steps: this.batch.none, ntok: part.length }],
+        read: [{ buffer: this.buf.capture, bytes: L * this.captureRows * stride * 4 }],
+        kind: `capture ${part.length}`,
+      });
+      const data = new Float32Array(bytes.buffer, bytes.byteOffset, L * this.captureRows * stride);
+      for (let l = 0; l < L; l++) {
+        for (let t = 0; t < part.length; t++) {
+          const src = (l * this.captureRows + t) * stride;
+          out[l].set(data.subarray(src, src + inter), (off + t) * inter);
+        }
+      }
+      this.pos = off + part.length;
+    }
+    return out;
+  }
+
+  /** Logits at every position of `ids` (at most one chunk) from position 0: for tests and debugging. */
+  async allLogits(ids: number[]): Promise<Float32Array[]> {
+    return (await this.inspect(ids, ["lm_head"]))[0].rows;
+  }
+
+  /**
+   * The debug path: runs `ids` (at most one chunk) from position 0 through the batched forward
+   * pass and returns what the named steps wrote (all steps when `names` is omitted), one row per
+   * token, to compare with a reference implementation step by step.
+   */
+  async inspect(ids: number[], names?: string[]): Promise<NamedTensor[]> {
+    if (ids.length > this.chunk) throw new CatsError(`inspect takes at most ${this.chunk} tokens`);
+    if (ids.length === 0) throw new CatsError("inspect needs at least one token");
+    this.reset();
+    const steps = this.batch.all.filter((s) => s.name !== "nll");
+    const wanted = names ?? [...new Set(steps.map((s) => s.name))];
+    for (const n of wanted) if (!steps.some((s) => s.name === n)) throw new CatsError(`no step named "${n}"`);
+    const ntok = ids.length;
+    // After the last step of each wanted name (a split matrix has one step per part), copy its output aside.
+    const lastOf = new Map(steps.map((s, i) => [s.name, i]));
+    const copies: { name: string; buffer: GPUBuffer; rows: number; stride: number; width: number }[] = [];
+    const q = this.device.queue;
+    q.writeBuffer(this.buf.state, 0, new Uint32Array([0, ntok, 0, 0]));
+    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(ids));
+    await this.submitter.run("inspect", (encoder) => {
+      steps.forEach((s, i) => {
+        const pass = encoder.beginComputePass();
+        encodeSteps(pass, [s], ntok);
+        pass.end();
+        if (lastOf.get(s.name) !== i || !wanted.includes(s.name)) return;
+        const rows = s.writes.rows === 1 ? 1 : ntok;
+        const bytes = rows * s.writes.stride * 4;
+        const buffer = this.device.createBuffer({ label: `inspect ${s.name}`, size: Math.max(16, bytes), usage: STORAGE });
+        encoder.copyBufferToBuffer(s.writes.buffer, 0, buffer, 0, bytes);
+        copies.push({ name: s.name, buffer, rows, stride: s.writes.stride, width: s.writes.width });
+      });
+    });
+    const data = await this.submitter.run(
+      "inspect readback",
+      () => {},
+      copies.map((c) => ({ buffer: c.buffer, bytes: c.rows * c.stride * 4 })),
+    );
+    this.pos = ntok;
+    return copies.map((c, i) => {
+      c.buffer.destroy();
+      const all = new Float32Array(data[i].buffer, data[i].byteOffset, c.rows * c.stride);
+      return { name: c.name, rows: Array.from({ length: c.rows }, (_, t) => all.slice(t * c.stride, t * c.stride + c.width)) };
+    });
   }
 }

@@ -2,21 +2,28 @@ import { Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { Checkpoint, CheckpointTensor } from "../model/checkpoint.js";
 import { toFloat32 } from "../model/dtype.js";
+import type { WeightFormat } from "../gpu/wgsl.js";
 
-/** Storage format of a matrix on the GPU; the kernels pick weights_f32.wgsl or weights_f16.wgsl by it. */
-export type GpuDtype = "f32" | "f16";
-
-/** Row padding: every row is whole vec4s (f32) or whole packed quads (f16), so kernels never test a tail. */
+/** Row padding: rows are whole blocks of 8 columns (two vec4s, one f16 quad pair), so no kernel tests a tail. */
 export const ROW_ALIGN = 8;
 export const padCols = (n: number): number => Math.ceil(n / ROW_ALIGN) * ROW_ALIGN;
 
-export interface GpuMatrix {
+/** A run of a matrix's rows in one GPU buffer: matrices over the adapter's binding limit are split into several. */
+export interface MatrixPart {
   buffer: GPUBuffer;
-  dtype: GpuDtype;
+  /** First row of the matrix this part holds. */
+  row0: number;
+  rows: number;
+}
+
+export interface GpuMatrix {
+  format: WeightFormat;
   rows: number;
   cols: number;
-  /** Padded columns / 4: the row stride in vec4 (f32) or vec2<u32> (f16) units. */
+  /** Blocks of 4 columns per (padded) row: the row stride, in vec4s, the kernels use. */
   cols4: number;
+  parts: MatrixPart[];
+  /** Bytes of all parts: what reading the whole matrix once costs. */
   bytes: number;
 }
 
@@ -31,59 +38,116 @@ function tensorOf(ckpt: Checkpoint, name: string, shape: number[]): CheckpointTe
   return t;
 }
 
-function checkBinding(device: GPUDevice, bytes: number, what: string): void {
-  const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
-  if (bytes > limit) {
-    throw new CatsError(
-      `${what} needs a ${bytes}-byte GPU buffer but this adapter allows ${limit} bytes per binding; the model cannot run on it`,
-    );
-  }
-}
-
-/** Copies rows of `rowBytes` into rows of `paddedRowBytes` (zero tail), or returns the input when no padding is needed. */
-function padRows(src: Uint8Array, rows: number, rowBytes: number, paddedRowBytes: number): Uint8Array {
-  if (rowBytes === paddedRowBytes) return src;
-  const out = new Uint8Array(rows * paddedRowBytes);
-  for (let r = 0; r < rows; r++) out.set(src.subarray(r * rowBytes, (r + 1) * rowBytes), r * paddedRowBytes);
-  return out;
+/** The largest buffer one binding may hold on this device, or a smaller limit forced by the caller (tests). */
+export function bindingLimit(device: GPUDevice, forced?: number): number {
+  return Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize, forced ?? Infinity);
 }
 
 /**
- * Uploads one or more [rows, cols] tensors stacked into one GPU matrix (q/k/v, gate/up), one tensor
- * at a time, so the host holds at most one tensor (plus its padded copy) at once. f16 stays f16;
- * f32, bf16 and mixed groups become f32.
+ * Writes rows into GPU buffers of at most `limit` bytes each, rows padded to whole blocks, one
+ * part at a time. `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage
+ * format, into `dst` at the padded row stride `rowBytes`.
+ */
+async function uploadRows(
+  device: GPUDevice,
+  label: string,
+  format: WeightFormat,
+  rows: number,
+  cols: number,
+  limit: number,
+  fill: (dst: Uint8Array, row0: number, rows: number, rowBytes: number) => Promise<void>,
+): Promise<GpuMatrix> {
+  const cols4 = padCols(cols) / 4;
+  const rowBytes = cols4 * 4 * (format === "f16" ? 2 : 4);
+  const perPart = Math.floor(limit / rowBytes);
+  if (perPart < 1) throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  const parts: MatrixPart[] = [];
+  for (let row0 = 0; row0 < rows; row0 += perPart) {
+    const n = Math.min(perPart, rows - row0);
+    const buffer = device.createBuffer({
+      label: row0 > 0 ? `${label} [${row0}..]` : label,
+      size: n * rowBytes,
+      usage: Usage.STORAGE | Usage.COPY_DST,
+    });
+    const data = new Uint8Array(n * rowBytes);
+    await fill(data, row0, n, rowBytes);
+    device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    parts.push({ buffer, row0, rows: n });
+  }
+  return { format, rows, cols, cols4, parts, bytes: rows * rowBytes };
+}
+
+/** Uploads a row-major [rows, cols] array already in its storage format (f32 or f16 bits): kernel tests and benchmarks. */
+export function uploadArray(
+  device: GPUDevice,
+  data: Float32Array | Uint16Array,
+  rows: number,
+  cols: number,
+  label: string,
+  limit = bindingLimit(device),
+): Promise<GpuMatrix> {
+  const format: WeightFormat = data instanceof Uint16Array ? "f16" : "f32";
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const rowIn = cols * data.BYTES_PER_ELEMENT;
+  return uploadRows(device, label, format, rows, cols, limit, async (dst, row0, n, rowBytes) => {
+    for (let r = 0; r < n; r++) dst.set(bytes.subarray((row0 + r) * rowIn, (row0 + r + 1) * rowIn), r * rowBytes);
+  });
+}
+
+/** Storage format of a tensor group: f16 stays f16; f32, bf16 and mixed groups become f32. */
+function formatOf(tensors: CheckpointTensor[]): WeightFormat {
+  return tensors.every((t) => t.dtype === "F16") ? "f16" : "f32";
+}
+
+async function storedBytes(ckpt: Checkpoint, t: CheckpointTensor, format: WeightFormat): Promise<Uint8Array> {
+  const raw = await ckpt.read(t.name);
+  if (format === "f32" && t.dtype !== "F32") return new Uint8Array(toFloat32(raw, t.dtype as "F16" | "BF16").buffer);
+  return raw;
+}
+
+/**
+ * Uploads one or more [rows, cols] tensors stacked into one GPU matrix (q/k/v), one tensor at a
+ * time, so the host holds at most one tensor (plus a part's padded copy) at once.
  */
 export async function uploadMatrix(
   device: GPUDevice,
   ckpt: Checkpoint,
-  parts: { name: string; rows: number }[],
+  tensors: { name: string; rows: number }[],
   cols: number,
   label: string,
+  limit = bindingLimit(device),
 ): Promise<GpuMatrix> {
-  const tensors = parts.map((p) => tensorOf(ckpt, p.name, [p.rows, cols]));
-  const dtype: GpuDtype = tensors.every((t) => t.dtype === "F16") ? "f16" : "f32";
-  const elemBytes = dtype === "f16" ? 2 : 4;
-  const rows = parts.reduce((a, p) => a + p.rows, 0);
-  const pc = padCols(cols);
-  const bytes = rows * pc * elemBytes;
-  checkBinding(device, bytes, `weight ${label}`);
-  const buffer = device.createBuffer({ label, size: bytes, usage: Usage.STORAGE | Usage.COPY_DST });
-  let rowOffset = 0;
-  for (const t of tensors) {
-    let raw = await ckpt.read(t.name);
-    if (dtype === "f32" && t.dtype !== "F32") raw = new Uint8Array(toFloat32(raw, t.dtype).buffer);
-    const data = padRows(raw, t.shape[0], cols * elemBytes, pc * elemBytes);
-    device.queue.writeBuffer(buffer, rowOffset * pc * elemBytes, data.buffer, data.byteOffset, data.byteLength);
-    rowOffset += t.shape[0];
-  }
-  return { buffer, dtype, rows, cols, cols4: pc / 4, bytes };
+  const infos = tensors.map((p) => tensorOf(ckpt, p.name, [p.rows, cols]));
+  const format = formatOf(infos);
+  const elem = format === "f16" ? 2 : 4;
+  const rows = tensors.reduce((a, p) => a + p.rows, 0);
+  // Tensors are read in order and cached one at a time: parts are filled in row order too.
+  let current: { index: number; data: Uint8Array } | null = null;
+  const tensorAt = async (row: number): Promise<{ data: Uint8Array; start: number }> => {
+    let start = 0;
+    for (let i = 0; i < infos.length; i++) {
+      if (row < start + tensors[i].rows) {
+        if (current?.index !== i) current = { index: i, data: await storedBytes(ckpt, infos[i], format) };
+        return { data: current.data, start };
+      }
+      start += tensors[i].rows;
+    }
+    throw new Error("row out of range");
+  };
+  return uploadRows(device, label, format, rows, cols, limit, async (dst, row0, n, rowBytes) => {
+    for (let r = 0; r < n; r++) {
+      const { data, start } = await tensorAt(row0 + r);
+      const src = (row0 + r - start) * cols * elem;
+      dst.set(data.subarray(src, src + cols * elem), r * rowBytes);
+    }
+  });
 }
 
 /** Uploads a 1-D tensor (a norm's gain) as padded f32. */
 export async function uploadVector(device: GPUDevice, ckpt: Checkpoint, name: string, length: number): Promise<GPUBuffer> {
   const t = tensorOf(ckpt, name, [length]);
   const values = new Float32Array(padCols(length));
-  values.set(toFloat32(await ckpt.read(name), t.dtype));
+  values.set(toFloat32(await ckpt.read(name), t.dtype as "F32" | "F16" | "BF16"));
   const buffer = device.createBuffer({ label: name, size: values.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
   device.queue.writeBuffer(buffer, 0, values);
   return buffer;
@@ -91,7 +155,7 @@ export async function uploadVector(device: GPUDevice, ckpt: Checkpoint, name: st
 
 /**
  * Uploads a [rows, cols] tensor transposed, as a [cols, rows] matrix: for W_down this puts each
- * neuron's weights in one contiguous row, which the sparse down projection reads.
+ * neuron's weights in one contiguous row, which the down projection reads (and skips) by neuron.
  */
 export async function uploadTransposed(
   device: GPUDevice,
@@ -100,25 +164,27 @@ export async function uploadTransposed(
   rows: number,
   cols: number,
   label: string,
+  limit = bindingLimit(device),
 ): Promise<GpuMatrix> {
   const t = tensorOf(ckpt, name, [rows, cols]);
-  const dtype: GpuDtype = t.dtype === "F16" ? "f16" : "f32";
-  const pr = padCols(rows);
-  const raw = await ckpt.read(name);
-  let data: Uint8Array;
-  if (dtype === "f16") {
-    const src = new Uint16Array(raw.buffer, raw.byteOffset, rows * cols);
-    const out = new Uint16Array(cols * pr);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * pr + r] = src[r * cols + c];
-    data = new Uint8Array(out.buffer);
-  } else {
-    const src = toFloat32(raw, t.dtype);
-    const out = new Float32Array(cols * pr);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * pr + r] = src[r * cols + c];
-    data = new Uint8Array(out.buffer);
-  }
-  checkBinding(device, data.byteLength, `weight ${label}`);
-  const buffer = device.createBuffer({ label, size: data.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
-  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-  return { buffer, dtype, rows: cols, cols: rows, cols4: pr / 4, bytes: data.byteLength };
+  const format = formatOf([t]);
+  const raw = await storedBytes(ckpt, t, format);
+  const aligned = raw.byteOffset % 4 === 0 ? raw : raw.slice();
+  const src =
+    format === "f16"
+      ? new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols)
+      : new Float32Array(aligned.buffer, aligned.byteOffset, rows * cols);
+  return uploadRows(device, label, format, cols, rows, limit, async (dst, row0, n, rowBytes) => {
+    const elem = format === "f16" ? 2 : 4;
+    const out =
+      format === "f16"
+        ? new Uint16Array(dst.buffer, dst.byteOffset, dst.byteLength / 2)
+        : new Float32Array(dst.buffer, dst.byteOffset, dst.byteLength / 4);
+    const stride = rowBytes / elem;
+    for (let c = 0; c < n; c++) for (let r = 0; r < rows; r++) out[c * stride + r] = src[r * cols + row0 + c];
+  });
+}
+
+export function destroyMatrix(m: GpuMatrix): void {
+  for (const p of m.parts) p.buffer.destroy();
 }

@@ -21,6 +21,15 @@ export interface GpuContext {
   readonly adapterFeatures: string[];
   readonly adapterLimits: Record<string, number>;
   readonly flavour: KernelFlavour;
+  /** Optional features the device was created with (those of "subgroups", "shader-f16", "timestamp-query" the adapter has). */
+  readonly features: ReadonlySet<string>;
+  /** Subgroup sizes the adapter may use (1..1 when it has no subgroups). */
+  readonly subgroupSizes: { min: number; max: number };
+  /**
+   * True where waiting on the GPU keeps a CPU core polling (dawn.node), so long waits should sleep
+   * first; false in browsers.
+   */
+  readonly pollsWhileWaiting: boolean;
   /** Throws a CatsError if the device was lost or reported a validation/OOM error since the last check. */
   check(what: string): void;
   destroy(): void;
@@ -83,6 +92,7 @@ export interface DeviceOptions {
 export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const gpu = nav?.gpu ?? (await nodeGpu());
+  const pollsWhileWaiting = nav?.gpu === undefined;
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new CatsError(
@@ -100,7 +110,7 @@ export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext
     if (typeof v === "number") adapterLimits[key] = v;
   }
   const adapterFeatures = [...adapter.features].map(String).sort();
-  const requiredFeatures = (["timestamp-query"] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  const requiredFeatures = (["timestamp-query", "subgroups", "shader-f16"] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   keepAlive.push(device);
   let lostReason: string | null = null;
@@ -114,12 +124,17 @@ export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext
     firstError ??= err.message;
   });
   const desc = describe(adapter);
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const subgroups = requiredFeatures.includes("subgroups" as GPUFeatureName);
   return {
     device,
     adapter: desc,
     adapterFeatures,
     adapterLimits,
     flavour: pickFlavour(desc, options.flavour ?? readEnvFlavour()),
+    features: new Set<string>(requiredFeatures),
+    pollsWhileWaiting,
+    subgroupSizes: subgroups ? { min: info.subgroupMinSize ?? 4, max: info.subgroupMaxSize ?? 128 } : { min: 1, max: 1 },
     check(what) {
       if (lostReason !== null) throw new CatsError(`GPU device lost during ${what} (${lostReason})`);
       if (firstError !== null) throw new CatsError(`GPU error during ${what}: ${firstError}`);

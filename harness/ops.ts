@@ -1,0 +1,178 @@
+/**
+ * A harness that runs single ops of the engine on data chosen by a test or a benchmark: random
+ * weights uploaded in the engine's layouts, activation buffers, the decode state, and the op
+ * builders of src/engine/ops.ts with any variant forced.
+ */
+import type { GpuContext } from "../src/gpu/device.js";
+import { Usage } from "../src/gpu/flags.js";
+import { KernelCache } from "../src/gpu/kernel.js";
+import type { KernelSource } from "../src/gpu/kernelsource.js";
+import { Submitter } from "../src/gpu/submit.js";
+import { VariantTable, type OpName } from "../src/gpu/variants.js";
+import { encodeSteps, Ops, type OpShape, type Step } from "../src/engine/ops.js";
+import { seededRandom } from "../src/engine/sampling.js";
+import { bindingLimit, padCols, uploadArray, type GpuMatrix } from "../src/engine/weights.js";
+import { floatToHalf, halfToFloat } from "../src/model/dtype.js";
+
+/** A random matrix as the GPU stores it, with the float values the kernels see (after f16 rounding). */
+export interface HostMatrix {
+  rows: number;
+  cols: number;
+  values: Float32Array;
+  stored: Float32Array | Uint16Array;
+}
+
+/** Uniform in [-scale, scale], deterministic for a seed; f16 values are what the GPU will read. */
+export function randomMatrix(rows: number, cols: number, f16: boolean, seed: number, scale = 1): HostMatrix {
+  const random = seededRandom(seed);
+  const n = rows * cols;
+  const values = new Float32Array(n);
+  const stored = f16 ? new Uint16Array(n) : values;
+  for (let i = 0; i < n; i++) {
+    const v = (random() * 2 - 1) * scale;
+    if (stored instanceof Uint16Array) {
+      stored[i] = floatToHalf(v);
+      values[i] = halfToFloat(stored[i]);
+    } else values[i] = v;
+  }
+  return { rows, cols, values, stored };
+}
+
+/** The transpose of a host matrix (W_down as the engine stores it). */
+export function transpose(m: HostMatrix): HostMatrix {
+  const t = (src: Float32Array | Uint16Array) => {
+    const out = new (src.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(src.length);
+    for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[c * m.rows + r] = src[r * m.cols + c];
+    return out;
+  };
+  const values = t(m.values) as Float32Array;
+  return { rows: m.cols, cols: m.rows, values, stored: m.stored instanceof Uint16Array ? t(m.stored) : values };
+}
+
+export function randomVector(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const random = seededRandom(seed);
+  return Float32Array.from({ length: n }, () => lo + (hi - lo) * random());
+}
+
+export class OpHarness {
+  readonly ops: Ops;
+  readonly state: GPUBuffer;
+  readonly rope: GPUBuffer;
+  private readonly made: GPUBuffer[] = [];
+  private readonly submitter: Submitter;
+
+  constructor(
+    readonly gpu: GpuContext,
+    source: KernelSource,
+    readonly shape: OpShape,
+    variants: Partial<Record<OpName, string>> = {},
+    context = 64,
+    kernels?: KernelCache,
+  ) {
+    this.state = this.buffer(new Uint32Array(4), "state");
+    this.rope = this.buffer(ropeTable(context, shape.headDim), "rope");
+    this.submitter = new Submitter(gpu);
+    const ones = this.buffer(new Float32Array(1 << 14).fill(1), "ones");
+    this.ops = new Ops(
+      gpu,
+      kernels ?? new KernelCache(gpu, source),
+      new VariantTable(gpu, variants),
+      { state: this.state, rope: this.rope, ones },
+      shape,
+    );
+  }
+
+  /** A storage buffer holding `data` (zeros when a length is given). */
+  buffer(data: Float32Array | Uint32Array | number, label = "harness"): GPUBuffer {
+    const bytes = typeof data === "number" ? data * 4 : data.byteLength;
+    const b = this.gpu.device.createBuffer({
+      label,
+      size: Math.max(16, Math.ceil(bytes / 16) * 16),
+      usage: Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC,
+    });
+    if (typeof data !== "number") this.gpu.device.queue.writeBuffer(b, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    this.made.push(b);
+    return b;
+  }
+
+  /** Rows of `width` floats at a padded stride, as the engine lays out activations. */
+  rows(data: Float32Array[], stride: number, extraRows = 8): GPUBuffer {
+    const out = new Float32Array((data.length + extraRows) * stride);
+    data.forEach((row, t) => out.set(row, t * stride));
+    return this.buffer(out);
+  }
+
+  async matrix(m: HostMatrix, label = "weights", maxBindingBytes?: number): Promise<GpuMatrix> {
+    const g = await uploadArray(this.gpu.device, m.stored, m.rows, m.cols, label, bindingLimit(this.gpu.device, maxBindingBytes));
+    for (const p of g.parts) this.made.push(p.buffer);
+    return g;
+  }
+
+  setState(pos: number, ntok: number, step = 0): void {
+    this.gpu.device.queue.writeBuffer(this.state, 0, new Uint32Array([pos, ntok, step, 0]));
+  }
+
+  /** Runs the steps once with `ntok` tokens in the pass. */
+  async run(steps: Step[], ntok: number, times = 1): Promise<void> {
+    await this.submitter.run("op harness", (encoder) => {
+      const pass = encoder.beginComputePass();
+      for (let i = 0; i < times; i++) encodeSteps(pass, steps, ntok);
+      pass.end();
+    });
+  }
+
+  async read(buffer: GPUBuffer, floats: number): Promise<Float32Array> {
+    const [bytes] = await this.submitter.run("op harness readback", () => {}, [{ buffer, bytes: floats * 4 }]);
+    return new Float32Array(bytes.buffer, bytes.byteOffset, floats);
+  }
+
+  async readU32(buffer: GPUBuffer, count: number): Promise<Uint32Array> {
+    const [bytes] = await this.submitter.run("op harness readback", () => {}, [{ buffer, bytes: count * 4 }]);
+    return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+  }
+
+  /** Row t of a [rows, stride] buffer read back, cut to `width`. */
+  async readRows(buffer: GPUBuffer, rows: number, stride: number, width: number): Promise<Float32Array[]> {
+    const all = await this.read(buffer, rows * stride);
+    return Array.from({ length: rows }, (_, t) => all.slice(t * stride, t * stride + width));
+  }
+
+  destroy(): void {
+    for (const b of this.made) b.destroy();
+    this.submitter.destroy();
+  }
+}
+
+/** (cos, sin) per position and frequency, as the engine's RoPE table. */
+export function ropeTable(context: number, headDim: number, theta = 10000): Float32Array {
+  const half = headDim / 2;
+  const table = new Float32Array(context * half * 2);
+  for (let pos = 0; pos < context; pos++) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos / theta ** ((2 * i) / headDim);
+      table[(pos * half + i) * 2] = Math.cos(angle);
+      table[(pos * half + i) * 2 + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+/** The activation strides the engine would use for these sizes. */
+export function opShape(s: {
+  hidden: number;
+  inter: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  eps?: number;
+}): OpShape {
+  return {
+    ...s,
+    eps: s.eps ?? 1e-5,
+    hiddenStride: padCols(s.hidden),
+    interStride: padCols(s.inter),
+    qkvStride: padCols((s.heads + 2 * s.kvHeads) * s.headDim),
+    qStride: padCols(s.heads * s.headDim),
+  };
+}

@@ -1,0 +1,107 @@
+// One decode token, one workgroup per kv head: applies RoPE to the token's k (and, head by head,
+// to its q heads), writes k and v into this layer's cache at the token's position, then attends
+// over positions 0..pos. The WG lanes split the positions, each keeping an online softmax, and
+// combine their partial results at the end: the RoPE, the KV write and the attention are one
+// dispatch. Const WG: lanes.
+//#include common
+
+struct AttnParams {
+  n_heads: u32,
+  n_kv: u32,
+  head_dim: u32,
+  kv_stride: u32,  // floats per position in the cache: n_kv * head_dim
+  scale: f32,
+}
+@group(0) @binding(0) var<uniform> p: AttnParams;
+@group(0) @binding(1) var<storage, read> state: State;
+@group(0) @binding(2) var<storage, read> QKV: array<f32>;
+@group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> K: array<f32>;
+@group(0) @binding(5) var<storage, read_write> V: array<f32>;
+@group(0) @binding(6) var<storage, read_write> O: array<f32>;
+
+const MAX_HD: u32 = 256u;
+var<workgroup> q: array<f32, MAX_HD>;
+var<workgroup> part_m: array<f32, WG>;
+var<workgroup> part_l: array<f32, WG>;
+var<workgroup> part_acc: array<f32, WG * MAX_HD>;
+
+fn rotated(src: u32, pos: u32, i: u32) -> vec2<f32> {
+  let half = p.head_dim / 2u;
+  let cs = rope[pos * half + i];
+  let a = QKV[src + i];
+  let b = QKV[src + i + half];
+  return vec2<f32>(a * cs.x - b * cs.y, b * cs.x + a * cs.y);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let kvh = wid.x;
+  let hd = p.head_dim;
+  let half = hd / 2u;
+  let pos = state.pos;
+  let group = p.n_heads / p.n_kv;
+  let k_src = (p.n_heads + kvh) * hd;
+  let v_src = (p.n_heads + p.n_kv + kvh) * hd;
+  let dst = pos * p.kv_stride + kvh * hd;
+  for (var i = lane; i < half; i += WG) {
+    let r = rotated(k_src, pos, i);
+    K[dst + i] = r.x;
+    K[dst + i + half] = r.y;
+  }
+  for (var i = lane; i < hd; i += WG) {
+    V[dst + i] = QKV[v_src + i];
+  }
+  storageBarrier();
+  for (var h = kvh * group; h < (kvh + 1u) * group; h++) {
+    for (var i = lane; i < half; i += WG) {
+      let r = rotated(h * hd, pos, i);
+      q[i] = r.x * p.scale;
+      q[i + half] = r.y * p.scale;
+    }
+    workgroupBarrier();
+    var m = -3.0e38;
+    var l = 0.0;
+    var acc: array<f32, MAX_HD>;
+    for (var i = 0u; i < hd; i++) {
+      acc[i] = 0.0;
+    }
+    for (var j = lane; j <= pos; j += WG) {
+      let k0 = j * p.kv_stride + kvh * hd;
+      var s = 0.0;
+      for (var i = 0u; i < hd; i++) {
+        s += q[i] * K[k0 + i];
+      }
+      let m_new = max(m, s);
+      let corr = exp(m - m_new);
+      let w = exp(s - m_new);
+      l = l * corr + w;
+      for (var i = 0u; i < hd; i++) {
+        acc[i] = acc[i] * corr + w * V[k0 + i];
+      }
+      m = m_new;
+    }
+    part_m[lane] = m;
+    part_l[lane] = l;
+    for (var i = 0u; i < hd; i++) {
+      part_acc[lane * MAX_HD + i] = acc[i];
+    }
+    workgroupBarrier();
+    var big_m = -3.0e38;
+    for (var s = 0u; s < WG; s++) {
+      big_m = max(big_m, part_m[s]);
+    }
+    var total_l = 0.0;
+    for (var s = 0u; s < WG; s++) {
+      total_l += part_l[s] * exp(part_m[s] - big_m);
+    }
+    for (var i = lane; i < hd; i += WG) {
+      var o = 0.0;
+      for (var s = 0u; s < WG; s++) {
+        o += part_acc[s * MAX_HD + i] * exp(part_m[s] - big_m);
+      }
+      O[h * hd + i] = o / total_l;
+    }
+    workgroupBarrier();
+  }
+}

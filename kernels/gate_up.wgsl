@@ -1,0 +1,105 @@
+// The first half of the SwiGLU MLP with its RMSNorm fused: for neuron n and token t,
+//   a = silu(s_t * (W_gate[n] . X[t] G)),  act[t][n] = a * s_t * (W_up[n] . X[t] G),
+// s_t = 1 / sqrt(mean(X[t]^2) + eps). CATS: with threshold >= 0, a neuron whose |a| is below it is
+// zeroed and its W_up row is not read (unless another token of the tile needs it), and the active
+// (neuron, token) pairs are added to the layer's running total. With capture, |a| of every neuron
+// and token is written out for calibration. Consts: R rows per group, TM tokens per tile, lanes variant.
+//#include common
+//#include lanes
+//#weights W U
+//#include project M=W
+//#include project M=U
+//#include norm
+
+struct GateUpParams {
+  rows: u32,            // neurons in this part (a matrix split across bindings has several)
+  row_offset: u32,      // first neuron of this part
+  inter: u32,           // all neurons: the row stride of act and capture
+  cols: u32,
+  cols4: u32,
+  x_stride4: u32,
+  layer: u32,
+  capture: u32,         // 1: write |a| to capture
+  capture_offset: u32,
+  threshold: f32,       // < 0: dense, nothing masked or counted
+  eps: f32,
+}
+@group(0) @binding(0) var<uniform> p: GateUpParams;
+@group(0) @binding(1) var<storage, read> state: State;
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> G: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> act: array<f32>;
+@group(0) @binding(5) var<storage, read_write> capture: array<f32>;
+@group(0) @binding(6) var<storage, read_write> totals: array<atomic<u32>>;
+
+var<private> x_base: array<u32, TM>;
+
+fn input(t: u32, k: u32) -> vec4<f32> {
+  return X[x_base[t] + k] * G[k];
+}
+
+fn silu(g: f32) -> f32 {
+  return g / (1.0 + exp(-g));
+}
+
+@compute @workgroup_size(WG)
+fn main(inv: Invocation) {
+  let g = group_of(inv);
+  let t0 = inv.wid.z * TM;
+  let masked = p.threshold >= 0.0;
+  var rows: array<u32, R>;
+  var on: array<bool, R>;
+  for (var r = 0u; r < R; r++) {
+    rows[r] = group_row(g, r, p.rows);
+    on[r] = true;
+  }
+  for (var t = 0u; t < TM; t++) {
+    x_base[t] = min(t0 + t, state.ntok - 1u) * p.x_stride4;
+  }
+  var acc: Sums;
+  project_W(g, rows, on, p.cols4, &acc);
+  norm_sums(g, p.cols4, &acc);
+  group_sums(g, &acc);
+  var scale: array<f32, TM>;
+  var a: array<array<f32, TM>, R>;
+  var need: array<bool, R>;
+  var n_active = 0u;
+  for (var t = 0u; t < TM; t++) {
+    scale[t] = norm_scale(&acc, t, p.cols, p.eps);
+  }
+  for (var r = 0u; r < R; r++) {
+    need[r] = false;
+    for (var t = 0u; t < TM; t++) {
+      a[r][t] = silu(scale[t] * hsum(acc[r][t]));
+      let valid = g.id * R + r < p.rows && t0 + t < state.ntok;
+      if (valid && (!masked || abs(a[r][t]) >= p.threshold)) {
+        need[r] = true;
+        n_active += 1u;
+      }
+    }
+  }
+  // The up projection only for rows some token of the tile keeps; `need` is the same on every lane.
+  var up: Sums;
+  project_U(g, rows, need, p.cols4, &up);
+  group_sums(g, &up);
+  if (g.lane != 0u) {
+    return;
+  }
+  if (masked && n_active > 0u) {
+    atomicAdd(&totals[p.layer], n_active);
+  }
+  for (var r = 0u; r < R; r++) {
+    let n = g.id * R + r;
+    for (var t = 0u; t < TM; t++) {
+      if (n >= p.rows || t0 + t >= state.ntok) {
+        continue;
+      }
+      let at = (t0 + t) * p.inter + p.row_offset + n;
+      if (p.capture == 1u) {
+        capture[p.capture_offset + at] = abs(a[r][t]);
+      }
+      let keep = !masked || abs(a[r][t]) >= p.threshold;
+      act[at] = select(0.0, a[r][t] * scale[t] * hsum(up[r][t]), keep);
+    }
+  }
+}

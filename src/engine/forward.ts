@@ -1,0 +1,119 @@
+import type { Ops, Step } from "./ops.js";
+import type { GpuMatrix } from "./weights.js";
+
+export interface LayerWeights {
+  inputNorm: GPUBuffer;
+  /** W_q, W_k, W_v stacked: [(heads + 2 kv_heads) * head_dim, hidden]. */
+  qkv: GpuMatrix;
+  /** [hidden, heads * head_dim] */
+  o: GpuMatrix;
+  postNorm: GPUBuffer;
+  /** [inter, hidden] each */
+  gate: GpuMatrix;
+  up: GpuMatrix;
+  /** W_down transposed: [inter, hidden], a neuron's weights contiguous. */
+  downT: GpuMatrix;
+  /** [context, kv_heads * head_dim] each */
+  k: GPUBuffer;
+  v: GPUBuffer;
+}
+
+export interface ModelWeights {
+  /** [vocab, hidden] */
+  embed: GpuMatrix;
+  layers: LayerWeights[];
+  finalNorm: GPUBuffer;
+  /** [vocab, hidden]; the embedding itself when tied. */
+  lmHead: GpuMatrix;
+}
+
+/** Activation buffers, rows of `tokens` (a pass's tokens, rounded up to whole tiles). */
+export interface Activations {
+  state: GPUBuffer;
+  /** [tokens] u32 */
+  tokens: GPUBuffer;
+  /** [tokens, hidden]: the residual stream */
+  x: GPUBuffer;
+  /** [tokens, (heads + 2 kv_heads) * head_dim] */
+  qkv: GPUBuffer;
+  /** [tokens, heads * head_dim]: q after RoPE (batched passes) */
+  q: GPUBuffer;
+  /** [tokens, heads * head_dim]: attention output */
+  o: GPUBuffer;
+  /** [tokens, inter]: silu(gate) * up, CATS-masked */
+  act: GPUBuffer;
+  /** [tokens, vocab] */
+  logits: GPUBuffer;
+  /** [layers] u32: active (neuron, token) pairs since the last read */
+  totals: GPUBuffer;
+  /** [layers, tokens, inter]: |silu(gate)| dump for calibration, or a placeholder */
+  capture: GPUBuffer;
+}
+
+export interface Strides {
+  hidden: number;
+  inter: number;
+  qkv: number;
+  q: number;
+  vocab: number;
+}
+
+/** Where the forward pass ends: nothing (an inner prefill chunk), the last token's logits, or every token's. */
+export type PassOutput = "none" | "last" | "all";
+
+/**
+ * The forward pass, one op per line in the order of the math (HF LlamaForCausalLM, ref_llama.py):
+ *   x = E[tokens]
+ *   per layer:  qkv = rmsnorm(x) W_qkv;  q, k = rope(q, k);  cache k, v
+ *               o = softmax(q K^T / sqrt(d) + mask) V;  x += o W_o
+ *               act = silu(h W_gate) * (h W_up), h = rmsnorm(x), CATS mask;  x += act W_down
+ *   logits = rmsnorm(x) W_lm
+ * `batch` passes (prefill, evaluation, calibration) tile tokens and keep RoPE as its own step; a
+ * decode step (one token) fuses RoPE and the KV write into attention. The RMSNorms are fused into
+ * the projections they feed and the residual adds into the projections that produce them.
+ */
+export interface PassKind {
+  /** Several tokens per pass (tiles, RoPE as a step) rather than one decode token. */
+  batch: boolean;
+  output: PassOutput;
+  /** Rows per layer of the capture buffer when the pass dumps |silu(gate)| for calibration. */
+  captureRows: number | null;
+}
+
+export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strides, { batch, output, captureRows }: PassKind): Step[] {
+  const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
+  m.layers.forEach((l, i) => {
+    const at = (op: string) => `layer ${i} ${op}`;
+    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, gain: l.inputNorm, xStride: s.hidden, yStride: s.qkv }));
+    if (batch) {
+      steps.push(ops.ropeKv(at("rope"), b.qkv, b.q, l.k, l.v));
+      steps.push(ops.attention(at("attention"), b.q, l.k, l.v, b.o));
+    } else {
+      steps.push(ops.attentionDecode(at("attention"), b.qkv, l.k, l.v, b.o));
+    }
+    steps.push(...ops.project(at("o_proj"), l.o, b.o, b.x, { batch, residual: true, xStride: s.q, yStride: s.hidden }));
+    steps.push(
+      ...ops.gateUp(at("gate_up"), l.gate, l.up, b.x, b.act, {
+        batch,
+        gain: l.postNorm,
+        layer: i,
+        totals: b.totals,
+        capture: b.capture,
+        captureOffset: captureRows === null ? null : i * captureRows * s.inter,
+      }),
+    );
+    steps.push(...ops.down(at("down"), l.downT, b.act, b.x, { batch }));
+  });
+  if (output !== "none") {
+    steps.push(
+      ...ops.project("lm_head", m.lmHead, b.x, b.logits, {
+        batch,
+        gain: m.finalNorm,
+        lastToken: output === "last",
+        xStride: s.hidden,
+        yStride: s.vocab,
+      }),
+    );
+  }
+  return steps;
+}

@@ -1,0 +1,345 @@
+import type { GpuContext } from "../gpu/device.js";
+import type { BoundKernel, KernelCache } from "../gpu/kernel.js";
+import { groupsPerWorkgroup, type OpName, type VariantTable } from "../gpu/variants.js";
+import type { GpuMatrix } from "./weights.js";
+
+export type Grid = [number, number, number];
+
+/** A view of what a step writes, per token: for the debug path, which reads intermediates by name. */
+export interface TensorView {
+  buffer: GPUBuffer;
+  /** Floats from one token's row to the next. */
+  stride: number;
+  /** Meaningful floats per row. */
+  width: number;
+  /** Rows written: the pass's tokens, or 1 for last-token outputs. */
+  rows: "tokens" | 1;
+}
+
+/** One dispatch of a forward pass, built once at load; its grid depends on the pass's token count. */
+export interface Step {
+  name: string;
+  bound: BoundKernel;
+  grid: (ntok: number) => Grid;
+  writes: TensorView;
+  /** The CATS gate of a layer: its threshold is set between submissions. */
+  gateOfLayer?: number;
+}
+
+export function encodeSteps(pass: GPUComputePassEncoder, steps: readonly Step[], ntok: number): void {
+  for (const s of steps) {
+    const grid = s.grid(ntok);
+    if (grid[0] > 0 && grid[1] > 0 && grid[2] > 0) s.bound.encode(pass, grid);
+  }
+}
+
+/** The buffers every op reads: the decode state, the RoPE table, and ones (the gain of a projection without a norm). */
+export interface OpBuffers {
+  state: GPUBuffer;
+  rope: GPUBuffer;
+  /** At least as many 1.0s as any projection has columns. */
+  ones: GPUBuffer;
+}
+
+/** Model dimensions the ops need. */
+export interface OpShape {
+  hidden: number;
+  inter: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  eps: number;
+  /** Padded strides (floats) of the activation rows. */
+  hiddenStride: number;
+  interStride: number;
+  qkvStride: number;
+  qStride: number;
+}
+
+const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+
+/**
+ * Builds the steps of a forward pass: one builder per op, each binding its kernel by name with
+ * the variant the table picks for this adapter. Matrices split across bindings become one step
+ * per part.
+ */
+export class Ops {
+  constructor(
+    private readonly gpu: GpuContext,
+    private readonly kernels: KernelCache,
+    private readonly variants: VariantTable,
+    private readonly buf: OpBuffers,
+    private readonly shape: OpShape,
+  ) {}
+
+  /** Workgroup grid for `count` workgroups: past the per-dimension limit the rest spills into y. */
+  private spill(count: number, z: number): Grid {
+    const max = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    return [Math.min(count, max), cdiv(count, max), z];
+  }
+
+  private lanesGrid(op: OpName, rows: number, tokensPerTile: (ntok: number) => number): (ntok: number) => Grid {
+    const consts = this.variants.pick(op).consts;
+    const groups = cdiv(rows, consts.R as number);
+    const workgroups = cdiv(groups, groupsPerWorkgroup(this.gpu, consts));
+    return (ntok) => this.spill(workgroups, tokensPerTile(ntok));
+  }
+
+  /** x[t] = E[tokens[t]] */
+  embed(table: GpuMatrix, tokens: GPUBuffer, x: GPUBuffer): Step[] {
+    const kernel = this.kernels.get({ file: "embed", weights: { W: table.format } });
+    return table.parts.map((part) => ({
+      name: "embed",
+      bound: kernel.bind(
+        {
+          params: {
+            rows: part.rows,
+            row_offset: part.row0,
+            cols4: table.cols4,
+            x_stride4: this.shape.hiddenStride / 4,
+            vocab: this.shape.vocab,
+          },
+          state: this.buf.state,
+          tokens,
+          X: x,
+          W: part.buffer,
+        },
+        "embed",
+      ),
+      grid: (ntok) => [cdiv(table.cols4, 64), ntok, 1],
+      writes: { buffer: x, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: "tokens" },
+    }));
+  }
+
+  /**
+   * y = s * (x * gain) W^T (+ y): a projection with, optionally, the RMSNorm that feeds it fused in
+   * (`gain`), a residual add into y, and only the pass's last token (into y's row 0).
+   */
+  project(
+    name: string,
+    w: GpuMatrix,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    o: { batch: boolean; gain?: GPUBuffer; residual?: boolean; lastToken?: boolean; xStride: number; yStride: number },
+  ): Step[] {
+    const op: OpName = o.batch && !o.lastToken ? "matmul" : "matvec";
+    const variant = this.variants.pick(op);
+    const tm = variant.consts.TM as number;
+    const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts: variant.consts });
+    return w.parts.map((part) => ({
+      name,
+      bound: kernel.bind(
+        {
+          params: {
+            rows: part.rows,
+            row_offset: part.row0,
+            cols: w.cols,
+            cols4: w.cols4,
+            x_stride4: o.xStride / 4,
+            y_stride: o.yStride,
+            last_token: o.lastToken ? 1 : 0,
+            norm: o.gain ? 1 : 0,
+            residual: o.residual ? 1 : 0,
+            eps: this.shape.eps,
+          },
+          state: this.buf.state,
+          X: x,
+          G: o.gain ?? this.buf.ones,
+          Y: y,
+          W: part.buffer,
+        },
+        name,
+      ),
+      grid: this.lanesGrid(op, part.rows, (ntok) => (o.lastToken ? 1 : cdiv(ntok, tm))),
+      writes: { buffer: y, stride: o.yStride, width: w.rows, rows: o.lastToken ? 1 : "tokens" },
+    }));
+  }
+
+  /** Batched passes: q, k = rope(q, k) for every token; k, v into this layer's cache. */
+  ropeKv(name: string, qkv: GPUBuffer, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer): Step {
+    const s = this.shape;
+    const kernel = this.kernels.get({ file: "rope_kv" });
+    return {
+      name,
+      bound: kernel.bind(
+        {
+          params: {
+            n_heads: s.heads,
+            n_kv: s.kvHeads,
+            head_dim: s.headDim,
+            qkv_stride: s.qkvStride,
+            q_stride: s.qStride,
+            kv_stride: s.kvHeads * s.headDim,
+          },
+          state: this.buf.state,
+          QKV: qkv,
+          rope: this.buf.rope,
+          Q: q,
+          K: k,
+          V: v,
+        },
+        name,
+      ),
+      grid: (ntok) => [cdiv(s.heads + s.kvHeads, 32), ntok, 1],
+      writes: { buffer: q, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    };
+  }
+
+  /** Batched passes: o = softmax(q k^T / sqrt(d) + causal mask) v, grouped-query heads. */
+  attention(name: string, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
+    const s = this.shape;
+    const kernel = this.kernels.get({ file: "attention" });
+    return {
+      name,
+      bound: kernel.bind(
+        {
+          params: {
+            n_heads: s.heads,
+            group: s.heads / s.kvHeads,
+            hd4: s.headDim / 4,
+            q_stride4: s.qStride / 4,
+            kv_stride4: (s.kvHeads * s.headDim) / 4,
+            o_stride4: s.qStride / 4,
+            scale: 1 / Math.sqrt(s.headDim),
+          },
+          state: this.buf.state,
+          Q: q,
+          K: k,
+          V: v,
+          O: o,
+        },
+        name,
+      ),
+      grid: (ntok) => [cdiv(s.heads, 32), ntok, 1],
+      writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    };
+  }
+
+  /** One token: q, k = rope(q, k); k, v into the cache; o = softmax(q K^T / sqrt(d)) V. One dispatch. */
+  attentionDecode(name: string, qkv: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
+    const s = this.shape;
+    const kernel = this.kernels.get({ file: "attention_decode", consts: this.variants.pick("attention_vec").consts });
+    return {
+      name,
+      bound: kernel.bind(
+        {
+          params: {
+            n_heads: s.heads,
+            n_kv: s.kvHeads,
+            head_dim: s.headDim,
+            kv_stride: s.kvHeads * s.headDim,
+            scale: 1 / Math.sqrt(s.headDim),
+          },
+          state: this.buf.state,
+          QKV: qkv,
+          rope: this.buf.rope,
+          K: k,
+          V: v,
+          O: o,
+        },
+        name,
+      ),
+      grid: () => [s.kvHeads, 1, 1],
+      writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    };
+  }
+
+  /**
+   * act = silu(h W_gate^T) * (h W_up^T), h = rmsnorm(x) * gain, with the CATS mask of this
+   * layer (set later through the step's threshold), active-neuron counting, and with a capture
+   * buffer the calibration dump of |silu(h W_gate^T)|.
+   */
+  gateUp(
+    name: string,
+    gate: GpuMatrix,
+    up: GpuMatrix,
+    x: GPUBuffer,
+    act: GPUBuffer,
+    o: { batch: boolean; gain: GPUBuffer; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
+  ): Step[] {
+    const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
+    const variant = this.variants.pick(op);
+    const tm = variant.consts.TM as number;
+    const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts: variant.consts });
+    const s = this.shape;
+    return gate.parts.map((part, i) => ({
+      name,
+      gateOfLayer: o.layer,
+      bound: kernel.bind(
+        {
+          params: {
+            rows: part.rows,
+            row_offset: part.row0,
+            inter: s.interStride,
+            cols: gate.cols,
+            cols4: gate.cols4,
+            x_stride4: s.hiddenStride / 4,
+            layer: o.layer,
+            capture: o.captureOffset === null ? 0 : 1,
+            capture_offset: o.captureOffset ?? 0,
+            threshold: -1,
+            eps: s.eps,
+          },
+          state: this.buf.state,
+          X: x,
+          G: o.gain,
+          act,
+          capture: o.capture,
+          totals: o.totals,
+          W: part.buffer,
+          U: up.parts[i].buffer,
+        },
+        name,
+      ),
+      grid: this.lanesGrid(op, part.rows, (ntok) => cdiv(ntok, tm)),
+      writes: { buffer: act, stride: s.interStride, width: s.inter, rows: "tokens" },
+    }));
+  }
+
+  /** x += act W_down^T, reading W_down transposed and skipping neurons whose activation is zero. */
+  down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
+    const op: OpName = o.batch ? "down_mat" : "down_vec";
+    const c = this.variants.pick(op).consts;
+    const kernel = this.kernels.get({ file: "down", weights: { W: downT.format }, consts: c });
+    const s = this.shape;
+    const workgroups = cdiv(downT.cols4, (c.WG as number) * (c.V as number));
+    return downT.parts.map((part) => ({
+      name,
+      bound: kernel.bind(
+        {
+          params: { rows: part.rows, row_offset: part.row0, inter: s.interStride, cols4: downT.cols4, y_stride: s.hiddenStride },
+          state: this.buf.state,
+          act,
+          Y: x,
+          W: part.buffer,
+        },
+        name,
+      ),
+      grid: (ntok) => this.spill(workgroups, cdiv(ntok, c.TM as number)),
+      writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" },
+    }));
+  }
+
+  /** The greedy next token, picked on the GPU; advances the decode state for the next step. */
+  argmax(logits: GPUBuffer, tokens: GPUBuffer, outIds: GPUBuffer): Step {
+    const kernel = this.kernels.get({ file: "argmax", consts: this.variants.pick("argmax").consts });
+    return {
+      name: "argmax",
+      bound: kernel.bind({ params: { vocab: this.shape.vocab }, state: this.buf.state, logits, tokens, out_ids: outIds }, "argmax"),
+      grid: () => [1, 1, 1],
+      writes: { buffer: tokens, stride: 1, width: 1, rows: 1 },
+    };
+  }
+
+  /** Negative log-likelihood of each token's target, on the GPU. */
+  nll(logits: GPUBuffer, logitsStride: number, targets: GPUBuffer, nll: GPUBuffer): Step {
+    const kernel = this.kernels.get({ file: "nll" });
+    return {
+      name: "nll",
+      bound: kernel.bind({ params: { vocab: this.shape.vocab, stride: logitsStride }, state: this.buf.state, logits, targets, nll }, "nll"),
+      grid: (ntok) => [cdiv(ntok, 64), 1, 1],
+      writes: { buffer: nll, stride: 1, width: 1, rows: "tokens" },
+    };
+  }
+}

@@ -1,0 +1,171 @@
+import { CatsError } from "../errors.js";
+import type { GpuContext, KernelFlavour } from "./device.js";
+
+/**
+ * Every op with more than one kernel variant. `_vec` ops serve one token (decode, and the last
+ * token of a prefill); `_mat` ops serve batched passes (prefill, evaluation, calibration).
+ */
+export const OPS = ["matvec", "matmul", "gate_up_vec", "gate_up_mat", "down_vec", "down_mat", "attention_vec", "argmax"] as const;
+export type OpName = (typeof OPS)[number];
+
+/**
+ * One way to run an op: the WGSL constants that select it (see kernels/lanes.wgsl for the lanes
+ * variants) and the adapter features it needs. All variants of an op compute the same thing and
+ * are all tested; only their speed differs by adapter.
+ */
+export interface Variant {
+  name: string;
+  consts: Record<string, number | boolean>;
+  requires?: "subgroups"[];
+}
+
+const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
+  SUBGROUP: kind === "sg",
+  WORKGROUP: kind === "wg",
+  WG: wg,
+  R: r,
+  TM: tm,
+});
+
+/**
+ * Row-group variants of the projection kernels. One token (decode): rows per invocation on CPU
+ * drivers, split-K over a subgroup or a workgroup on GPUs. A tile of tokens (batched passes): the
+ * same with token tiles, which load each weight once for the tile.
+ */
+const VEC_PROJECTION: Variant[] = [
+  { name: "rows2", consts: lanes("rows", 2, 1) },
+  { name: "rows4", consts: lanes("rows", 4, 1) },
+  { name: "sg4", consts: lanes("sg", 4, 1), requires: ["subgroups"] },
+  { name: "wg", consts: lanes("wg", 1, 1) },
+];
+const MAT_PROJECTION: Variant[] = [
+  { name: "rows4x4", consts: lanes("rows", 4, 4) },
+  { name: "rows2x8", consts: lanes("rows", 2, 8) },
+  { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"] },
+  { name: "wg1x4", consts: lanes("wg", 1, 4) },
+];
+
+function downVariants(tm: number, v: number[]): Variant[] {
+  const suffix = tm > 1 ? `x${tm}` : "";
+  return [
+    ...v.map((n) => ({ name: `v${n}w8${suffix}`, consts: { WG: 8, V: n, TM: tm } })),
+    { name: `v1w64${suffix}`, consts: { WG: 64, V: 1, TM: tm } },
+  ];
+}
+
+export const VARIANTS: Record<OpName, Variant[]> = {
+  matvec: VEC_PROJECTION,
+  matmul: MAT_PROJECTION,
+  gate_up_vec: VEC_PROJECTION,
+  gate_up_mat: MAT_PROJECTION,
+  down_vec: downVariants(1, [1, 2, 4]),
+  down_mat: downVariants(4, [1, 2]),
+  attention_vec: [4, 8].map((wg) => ({ name: `w${wg}`, consts: { WG: wg } })),
+  argmax: [1, 64, 256].map((wg) => ({ name: `w${wg}`, consts: { WG: wg } })),
+};
+
+/**
+ * The starting point before any measurement: CPU drivers (lavapipe, SwiftShader) run a SIMD group
+ * of lanes through a whole loop and pay for every barrier, so they get one row group per
+ * invocation; GPUs get split-K across a subgroup, or across a workgroup without subgroups.
+ */
+const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
+  cpu: {
+    matvec: "rows4",
+    matmul: "rows4x4",
+    gate_up_vec: "rows4",
+    gate_up_mat: "rows4x4",
+    down_vec: "v1w8",
+    down_mat: "v1w8x4",
+    attention_vec: "w8",
+    argmax: "w1",
+  },
+  gpu: {
+    matvec: "sg4",
+    matmul: "sg1x4",
+    gate_up_vec: "sg4",
+    gate_up_mat: "sg1x4",
+    down_vec: "v1w64",
+    down_mat: "v1w64x4",
+    attention_vec: "w8",
+    argmax: "w256",
+  },
+};
+const NO_SUBGROUPS: Partial<Record<string, string>> = { sg4: "wg", sg1x4: "wg1x4" };
+
+export type VariantSource = "default" | "autotune" | "override";
+
+export interface VariantChoice {
+  op: OpName;
+  variant: Variant;
+  source: VariantSource;
+}
+
+/** Parses `op=variant,op=variant` (the --variant flags, CATS_VARIANTS), refusing unknown names with the valid ones listed. */
+export function parseOverrides(text: string | undefined): Partial<Record<OpName, string>> {
+  const out: Partial<Record<OpName, string>> = {};
+  for (const item of (text ?? "").split(",").map((s) => s.trim())) {
+    if (item === "") continue;
+    const [op, name, extra] = item.split("=");
+    if (!OPS.includes(op as OpName)) throw new CatsError(`variant override "${item}": unknown op "${op}" (ops: ${OPS.join(", ")})`);
+    const names = VARIANTS[op as OpName].map((v) => v.name);
+    if (extra !== undefined || name === undefined || !names.includes(name)) {
+      throw new CatsError(`variant override "${item}": op ${op} has variants ${names.join(", ")}`);
+    }
+    out[op as OpName] = name;
+  }
+  return out;
+}
+
+/** Which variant of each op runs on this device: an override, else a measured choice, else the default. */
+export class VariantTable {
+  constructor(
+    private readonly gpu: GpuContext,
+    private readonly overrides: Partial<Record<OpName, string>> = {},
+    private readonly tuned: Partial<Record<OpName, string>> = {},
+  ) {
+    for (const [op, name] of Object.entries(overrides)) {
+      const v = VARIANTS[op as OpName].find((x) => x.name === name)!;
+      if (!this.supported(v)) throw new CatsError(`variant override ${op}=${name}: this adapter lacks ${v.requires!.join(", ")}`);
+    }
+  }
+
+  supported(v: Variant): boolean {
+    return (v.requires ?? []).every((f) => this.gpu.features.has(f));
+  }
+
+  /** The variants of an op this adapter can run. */
+  candidates(op: OpName): Variant[] {
+    return VARIANTS[op].filter((v) => this.supported(v));
+  }
+
+  choice(op: OpName): VariantChoice {
+    const byName = (name: string) => VARIANTS[op].find((v) => v.name === name)!;
+    const override = this.overrides[op];
+    if (override) return { op, variant: byName(override), source: "override" };
+    const tuned = this.tuned[op];
+    if (tuned && this.supported(byName(tuned))) return { op, variant: byName(tuned), source: "autotune" };
+    let name = DEFAULTS[this.gpu.flavour][op];
+    if (!this.supported(byName(name))) name = NO_SUBGROUPS[name] ?? name;
+    return { op, variant: byName(name), source: "default" };
+  }
+
+  pick(op: OpName): Variant {
+    return this.choice(op).variant;
+  }
+
+  all(): VariantChoice[] {
+    return OPS.map((op) => this.choice(op));
+  }
+}
+
+/**
+ * How many row groups one workgroup of a lanes variant holds. With subgroups the count depends on
+ * the subgroup size the driver picks; assuming the largest it may pick covers every row.
+ */
+export function groupsPerWorkgroup(gpu: GpuContext, consts: Record<string, number | boolean>): number {
+  const wg = consts.WG as number;
+  if (consts.WORKGROUP) return 1;
+  if (consts.SUBGROUP) return Math.max(1, Math.floor(wg / gpu.subgroupSizes.max));
+  return wg;
+}

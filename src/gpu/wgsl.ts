@@ -1,0 +1,183 @@
+import { CatsError } from "../errors.js";
+import type { KernelSource } from "./kernelsource.js";
+
+/** How a weight matrix is stored on the GPU; each has a template `kernels/weights_<format>.wgsl`. */
+export type WeightFormat = "f32" | "f16";
+
+/** What to build a kernel from: a file, its weight matrices' formats, compile-time constants, an entry point. */
+export interface KernelSpec {
+  file: string;
+  entry?: string;
+  /** Format of every matrix the file names in a `//#weights` line. */
+  weights?: Record<string, WeightFormat>;
+  /** Emitted as WGSL `const`s before the file: block sizes, flags. */
+  consts?: Record<string, number | boolean>;
+}
+
+export type BindingKind = "uniform" | "read-only-storage" | "storage";
+
+export interface BindingDecl {
+  name: string;
+  binding: number;
+  kind: BindingKind;
+}
+
+export type ParamType = "u32" | "i32" | "f32";
+
+/** The interface of a composed kernel: its bindings by name and the fields of its uniform params. */
+export interface KernelInterface {
+  bindings: BindingDecl[];
+  /** The uniform params binding (named `p` by convention), if the kernel has one. */
+  params: { name: string; fields: { name: string; type: ParamType }[] } | null;
+}
+
+/** Bindings generated for weight matrices start here, above any a kernel file declares itself. */
+const WEIGHT_BINDING_BASE = 16;
+
+const INCLUDE = /^\/\/#include\s+(\S+)((?:\s+\w+=\w+)*)\s*$/;
+const WEIGHTS = /^\/\/#weights\s+(.+)$/;
+const CONDITION = /^\/\/#(if|elif)\s+(!?)(\w+)\s*$/;
+const DIRECTIVE = /^\s*(enable\s+[\w\s,]+|diagnostic\s*\([^)]*\))\s*;\s*$/;
+
+function constLine(name: string, value: number | boolean): string {
+  if (typeof value === "boolean") return `const ${name}: bool = ${value};`;
+  if (Number.isInteger(value) && value >= 0) return `const ${name}: u32 = ${value}u;`;
+  return `const ${name}: f32 = ${Math.fround(value)};`;
+}
+
+/**
+ * Builds one WGSL module from a kernel file. The files use a few line directives:
+ * - `//#include file KEY=VALUE ...` pulls in another file once per argument set, with `$KEY` replaced;
+ * - `//#weights A B` declares weight matrices: each becomes a binding and a `load_A(i) -> vec4<f32>`
+ *   reader, in the storage format the spec gives;
+ * - `//#if NAME` / `//#elif NAME` / `//#else` / `//#endif` keep lines by a boolean const (`!NAME` negates).
+ * Constants are emitted first, as WGSL `const`s; `enable` and `diagnostic` directives are hoisted to the top.
+ */
+export function composeKernel(source: KernelSource, spec: KernelSpec): string {
+  const consts = spec.consts ?? {};
+  const where = `kernel ${spec.file}`;
+  const flag = (name: string): boolean => {
+    const v = consts[name];
+    if (typeof v !== "boolean") throw new CatsError(`${where}: //#if ${name} needs a boolean const ${name}, got ${String(v)}`);
+    return v;
+  };
+  const seen = new Set<string>();
+  const wanted: string[] = [];
+  const expand = (name: string, args: Record<string, string>): string[] => {
+    const key = `${name} ${JSON.stringify(args)}`;
+    if (seen.has(key)) return [];
+    seen.add(key);
+    let text = source(name);
+    for (const [k, v] of Object.entries(args)) text = text.replaceAll(`$${k}`, v);
+    const out: string[] = [];
+    // Per open //#if: whether its lines are kept now, and whether an earlier branch was taken.
+    const stack: { keep: boolean; taken: boolean }[] = [];
+    const active = () => stack.every((s) => s.keep);
+    for (const line of text.split("\n")) {
+      const trimmed = line.trim();
+      const cond = CONDITION.exec(trimmed);
+      if (cond) {
+        const value = flag(cond[3]) !== (cond[2] === "!");
+        if (cond[1] === "if") stack.push({ keep: value, taken: value });
+        else {
+          const top = stack[stack.length - 1];
+          if (!top) throw new CatsError(`${where}: //#elif without //#if in ${name}.wgsl`);
+          top.keep = !top.taken && value;
+          top.taken ||= value;
+        }
+        continue;
+      }
+      if (trimmed === "//#else" || trimmed === "//#endif") {
+        const top = stack[stack.length - 1];
+        if (!top) throw new CatsError(`${where}: ${trimmed} without //#if in ${name}.wgsl`);
+        if (trimmed === "//#else") {
+          top.keep = !top.taken;
+          top.taken = true;
+        } else stack.pop();
+        continue;
+      }
+      if (!active()) continue;
+      const inc = INCLUDE.exec(trimmed);
+      if (inc) {
+        const incArgs = Object.fromEntries(
+          inc[2]
+            .trim()
+            .split(/\s+/)
+            .filter((a) => a !== "")
+            .map((a) => a.split("=") as [string, string]),
+        );
+        out.push(...expand(inc[1], incArgs));
+        continue;
+      }
+      const w = WEIGHTS.exec(trimmed);
+      if (w) {
+        wanted.push(...w[1].trim().split(/[\s,]+/));
+        continue;
+      }
+      out.push(line);
+    }
+    if (stack.length > 0) throw new CatsError(`${where}: //#if without //#endif in ${name}.wgsl`);
+    return out;
+  };
+  const body = expand(spec.file, {});
+  const given = spec.weights ?? {};
+  for (const w of wanted) {
+    if (!(w in given)) throw new CatsError(`${where}: no storage format given for weight matrix "${w}"`);
+  }
+  for (const w of Object.keys(given)) {
+    if (!wanted.includes(w)) throw new CatsError(`${where}: declares no weight matrix "${w}" (it has ${wanted.join(", ") || "none"})`);
+  }
+  const weightCode = wanted.map((w, i) =>
+    source(`weights_${given[w]}`)
+      .replaceAll("$W", w)
+      .replaceAll("$BINDING", String(WEIGHT_BINDING_BASE + i)),
+  );
+  const lines = [...Object.entries(consts).map(([k, v]) => constLine(k, v)), ...weightCode.join("\n").split("\n"), ...body];
+  const directives = [...new Set(lines.filter((l) => DIRECTIVE.test(l)).map((l) => l.trim()))];
+  return [...directives, ...lines.filter((l) => !DIRECTIVE.test(l))].join("\n");
+}
+
+const BINDING = /@group\(0\)\s*@binding\((\d+)\)\s*var(?:<([^>]+)>)?\s+(\w+)\s*:\s*([^;]+);/g;
+const STRUCT = /struct\s+(\w+)\s*\{([^}]*)\}/g;
+
+function bindingKind(space: string | undefined, kernel: string, name: string): BindingKind {
+  const s = (space ?? "").replace(/\s/g, "");
+  if (s === "uniform") return "uniform";
+  if (s === "storage" || s === "storage,read") return "read-only-storage";
+  if (s === "storage,read_write") return "storage";
+  throw new CatsError(`kernel ${kernel}: binding "${name}" has address space <${space ?? ""}>, which cats does not bind`);
+}
+
+/** Reads a composed kernel's bindings and its uniform params struct, so TypeScript can bind by name. */
+export function parseInterface(code: string, kernel: string): KernelInterface {
+  const stripped = code.replace(/\/\/.*$/gm, "");
+  const structs = new Map<string, string>();
+  for (const m of stripped.matchAll(STRUCT)) structs.set(m[1], m[2]);
+  const bindings: BindingDecl[] = [];
+  let params: KernelInterface["params"] = null;
+  for (const m of stripped.matchAll(BINDING)) {
+    const [, num, space, name, type] = m;
+    const kind = bindingKind(space, kernel, name);
+    if (bindings.some((b) => b.binding === Number(num))) throw new CatsError(`kernel ${kernel}: binding ${num} is declared twice`);
+    bindings.push({ name, binding: Number(num), kind });
+    if (kind === "uniform") {
+      if (params) throw new CatsError(`kernel ${kernel}: more than one uniform binding ("${params.name}", "${name}")`);
+      const body = structs.get(type.trim());
+      if (body === undefined)
+        throw new CatsError(`kernel ${kernel}: uniform "${name}" has type ${type.trim()}, which is not a struct in the kernel`);
+      const fields = body
+        .split(",")
+        .map((f) => f.trim())
+        .filter((f) => f !== "")
+        .map((f) => {
+          const [fname, ftype] = f.split(":").map((s) => s.trim());
+          if (ftype !== "u32" && ftype !== "i32" && ftype !== "f32") {
+            throw new CatsError(`kernel ${kernel}: params field "${fname}" has type ${ftype}; params hold u32, i32 and f32 scalars only`);
+          }
+          return { name: fname, type: ftype as ParamType };
+        });
+      params = { name, fields };
+    }
+  }
+  return { bindings: bindings.sort((a, b) => a.binding - b.binding), params };
+}

@@ -1,0 +1,69 @@
+/** float64 references for the per-op tests: the maths of each op written plainly, as ref_llama.py does. */
+
+export const silu = (g: number): number => g / (1 + Math.exp(-g));
+
+/** 1 / sqrt(mean(x^2) + eps): the RMSNorm scale. */
+export function normScale(x: ArrayLike<number>, eps: number): number {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
+  return 1 / Math.sqrt(ss / x.length + eps);
+}
+
+/** y = s * (x * gain) W^T, W row-major [rows, cols]; s is the norm scale when a gain is given, else 1. */
+export function project(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  x: ArrayLike<number>,
+  gain: ArrayLike<number> | null,
+  eps: number,
+): Float64Array {
+  const s = gain ? normScale(x, eps) : 1;
+  const y = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let k = 0; k < cols; k++) acc += w[r * cols + k] * x[k] * (gain ? gain[k] : 1);
+    y[r] = s * acc;
+  }
+  return y;
+}
+
+/** HF rotate_half RoPE of one head at `pos`. */
+export function rope(head: ArrayLike<number>, pos: number, theta = 10000): Float64Array {
+  const d = head.length;
+  const half = d / 2;
+  const out = new Float64Array(d);
+  for (let i = 0; i < half; i++) {
+    const angle = pos / theta ** ((2 * i) / d);
+    const [c, s] = [Math.cos(angle), Math.sin(angle)];
+    out[i] = head[i] * c - head[i + half] * s;
+    out[i + half] = head[i + half] * c + head[i] * s;
+  }
+  return out;
+}
+
+/** Causal attention of one query over keys/values 0..last (already RoPE'd keys), scaled by 1/sqrt(d). */
+export function attend(q: ArrayLike<number>, keys: ArrayLike<number>[], values: ArrayLike<number>[]): Float64Array {
+  const d = q.length;
+  const scores = keys.map((k) => {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += q[i] * k[i];
+    return s / Math.sqrt(d);
+  });
+  const m = Math.max(...scores);
+  const w = scores.map((s) => Math.exp(s - m));
+  const total = w.reduce((a, b) => a + b, 0);
+  const out = new Float64Array(d);
+  values.forEach((v, j) => {
+    for (let i = 0; i < d; i++) out[i] += (w[j] / total) * v[i];
+  });
+  return out;
+}
+
+export function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  return err / scale;
+}

@@ -1,0 +1,410 @@
+/**
+ * Every op of the forward pass, in every variant this adapter runs, with f32 and f16 weights, on
+ * awkward shapes (one row, sizes that are not multiples of 4, 8 or the workgroup, matrices split
+ * across bindings), each against float64 computed here: the spirit of llama.cpp's test-backend-ops.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OpHarness, opShape, randomMatrix, randomVector, transpose, type HostMatrix } from "../harness/ops.js";
+import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { nodeKernelSource } from "../src/gpu/nodekernels.js";
+import { KernelCache } from "../src/gpu/kernel.js";
+import { VariantTable, type OpName } from "../src/gpu/variants.js";
+import { padCols } from "../src/engine/weights.js";
+import { attend, maxRelErr, project, rope, silu } from "./ops-reference.js";
+
+let gpu: GpuContext;
+/** One cache for the whole file: each kernel variant is compiled once, whatever the shapes. */
+let kernels: KernelCache;
+beforeAll(async () => {
+  gpu = await createGpu();
+  kernels = new KernelCache(gpu, nodeKernelSource);
+});
+afterAll(() => gpu.destroy());
+
+const DTYPES = [
+  ["f32", false],
+  ["f16", true],
+] as const;
+const EPS = 1e-5;
+const TOL = 2e-5;
+
+const variantsOf = (op: OpName): string[] => new VariantTable(gpu).candidates(op).map((v) => v.name);
+/** Variant names are only known once the adapter is: each test iterates over them itself. */
+const forEachVariant = async (op: OpName, f: (variant: string) => Promise<void>): Promise<void> => {
+  for (const v of variantsOf(op)) await f(v);
+};
+
+function harness(
+  variants: Partial<Record<OpName, string>>,
+  s = { hidden: 8, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 },
+): OpHarness {
+  return new OpHarness(gpu, nodeKernelSource, opShape(s), variants, 64, kernels);
+}
+
+const PROJECTION_SHAPES: [number, number][] = [
+  [1, 5],
+  [3, 20],
+  [37, 100],
+  [130, 72],
+];
+
+describe("projections (qkv, o_proj, lm_head)", () => {
+  for (const op of ["matvec", "matmul"] as const) {
+    for (const [dtype, f16] of DTYPES) {
+      it(`${op}, ${dtype}, every variant: norm fused, residual added, last token, split across bindings`, async () => {
+        await forEachVariant(op, async (variant) => {
+          const h = harness({ [op]: variant });
+          for (const [rows, cols] of PROJECTION_SHAPES) {
+            const w = randomMatrix(rows, cols, f16, rows * 7 + cols);
+            const stride = padCols(cols);
+            const tokenCounts = op === "matvec" ? [1] : [1, 3, 9];
+            for (const ntok of tokenCounts) {
+              const xs = Array.from({ length: ntok }, (_, t) => randomVector(cols, 100 * t + cols));
+              const gain = randomVector(cols, 5, 0.5, 1.5);
+              const y0 = Array.from({ length: ntok }, (_, t) => randomVector(rows, 7 + t));
+              // A matrix split into parts of at most 2 rows must give the same result as a whole one.
+              for (const maxBinding of [undefined, 2 * padCols(cols) * (f16 ? 2 : 4)]) {
+                const gw = await h.matrix(w, "W", maxBinding);
+                const x = h.rows(xs, stride);
+                const g = h.buffer(gain);
+                for (const cfg of [
+                  { norm: true, residual: false },
+                  { norm: false, residual: true },
+                ]) {
+                  const yStride = padCols(rows);
+                  const y = h.rows(y0, yStride);
+                  h.setState(0, ntok);
+                  await h.run(
+                    h.ops.project("p", gw, x, y, {
+                      batch: op === "matmul",
+                      gain: cfg.norm ? g : undefined,
+                      residual: cfg.residual,
+                      xStride: stride,
+                      yStride,
+                    }),
+                    ntok,
+                  );
+                  const got = await h.readRows(y, ntok, yStride, rows);
+                  xs.forEach((xt, t) => {
+                    const want = project(w.values, rows, cols, xt, cfg.norm ? gain : null, EPS).map(
+                      (v, r) => v + (cfg.residual ? y0[t][r] : 0),
+                    );
+                    expect(
+                      maxRelErr(got[t], want),
+                      `${variant} ${rows}x${cols} ntok ${ntok} t ${t} ${JSON.stringify(cfg)} parts ${gw.parts.length}`,
+                    ).toBeLessThan(TOL);
+                  });
+                }
+                if (ntok > 1 || op === "matvec") {
+                  // The last token only, into row 0: lm_head after a prefill.
+                  const y = h.buffer(padCols(rows) * 2);
+                  h.setState(0, ntok);
+                  await h.run(
+                    h.ops.project("p", gw, x, y, { batch: true, gain: g, lastToken: true, xStride: stride, yStride: padCols(rows) }),
+                    ntok,
+                  );
+                  const [got] = await h.readRows(y, 1, padCols(rows), rows);
+                  expect(maxRelErr(got, project(w.values, rows, cols, xs[ntok - 1], gain, EPS)), `${variant} last token`).toBeLessThan(TOL);
+                }
+              }
+            }
+          }
+          h.destroy();
+        });
+      });
+    }
+  }
+
+  it("splits a matrix of the adapter's whole binding size into parts and gets the same result", async () => {
+    const limit = gpu.device.limits.maxStorageBufferBindingSize;
+    const cols = 8192;
+    const rows = Math.floor(limit / (cols * 4));
+    const w = randomMatrix(rows, cols, false, 3, 0.01);
+    const x = randomVector(cols, 4);
+    const want = project(w.values, rows, cols, x, null, EPS);
+    const h = harness({});
+    for (const maxBinding of [undefined, Math.ceil(limit / 3)]) {
+      const gw = await h.matrix(w, "W", maxBinding);
+      expect(gw.parts.length).toBe(maxBinding ? 4 : 1);
+      const y = h.buffer(rows);
+      h.setState(0, 1);
+      await h.run(h.ops.project("p", gw, h.rows([x], cols), y, { batch: false, xStride: cols, yStride: rows }), 1);
+      expect(maxRelErr(await h.read(y, rows), want)).toBeLessThan(TOL);
+      for (const p of gw.parts) p.buffer.destroy();
+    }
+    h.destroy();
+  }, 120_000);
+});
+
+/** float64 gate/up with the CATS mask: act, and how many (neuron, token) pairs stay active. */
+function gateUpRef(gate: HostMatrix, up: HostMatrix, xs: Float32Array[], gain: Float32Array, threshold: number) {
+  let active = 0;
+  const acts = xs.map((x) => {
+    const g = project(gate.values, gate.rows, gate.cols, x, gain, EPS);
+    const u = project(up.values, up.rows, up.cols, x, gain, EPS);
+    return g.map((gi, n) => {
+      const a = silu(gi);
+      if (threshold >= 0 && Math.abs(a) < threshold) return 0;
+      active++;
+      return a * u[n];
+    });
+  });
+  const absA = xs.map((x) => project(gate.values, gate.rows, gate.cols, x, gain, EPS).map((g) => Math.abs(silu(g))));
+  return { acts, active, absA };
+}
+
+describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () => {
+  const MLP_SHAPES: [number, number][] = [
+    [1, 5],
+    [3, 20],
+    [37, 100],
+    [172, 64],
+  ];
+  for (const op of ["gate_up_vec", "gate_up_mat"] as const) {
+    for (const [dtype, f16] of DTYPES) {
+      it(`${op}, ${dtype}, every variant: dense, all, none, one and half of the neurons active, capture, counts`, async () => {
+        await forEachVariant(op, async (variant) => {
+          for (const [inter, hidden] of MLP_SHAPES) {
+            const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+            const gate = randomMatrix(inter, hidden, f16, inter + hidden);
+            const up = randomMatrix(inter, hidden, f16, inter * 3 + hidden);
+            const gain = randomVector(hidden, 9, 0.5, 1.5);
+            const stride = padCols(hidden);
+            const istride = padCols(inter);
+            for (const ntok of op === "gate_up_vec" ? [1] : [1, 3, 9]) {
+              const xs = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 31 * t + inter));
+              const sorted = gateUpRef(gate, up, xs, gain, -1)
+                .absA.flatMap((a) => Array.from(a))
+                .sort((a, b) => a - b);
+              // Thresholds halfway between neighbouring |a| so float rounding cannot flip a neuron.
+              const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
+              const n = sorted.length;
+              const cases: [string, number][] = [
+                ["dense", -1],
+                ["all", 0],
+                ["none", sorted[n - 1] * 2 + 1],
+                ...(n > 1
+                  ? ([
+                      ["one", between(n - 1)],
+                      ["half", between(Math.floor(n / 2))],
+                    ] as [string, number][])
+                  : []),
+              ];
+              const gw = await h.matrix(gate, "gate", 3 * stride * (f16 ? 2 : 4));
+              const uw = await h.matrix(up, "up", 3 * stride * (f16 ? 2 : 4));
+              const x = h.rows(xs, stride);
+              const g = h.buffer(gain);
+              for (const [what, threshold] of cases) {
+                const act = h.buffer((ntok + 8) * istride);
+                const totals = h.buffer(new Uint32Array(2));
+                const capture = h.buffer((ntok + 8) * istride * 2);
+                const steps = h.ops.gateUp("g", gw, uw, x, act, {
+                  batch: op === "gate_up_mat",
+                  gain: g,
+                  layer: 1,
+                  totals,
+                  capture,
+                  captureOffset: istride,
+                });
+                for (const s of steps) s.bound.setParams({ threshold });
+                h.setState(0, ntok);
+                await h.run(steps, ntok);
+                const ref = gateUpRef(gate, up, xs, gain, threshold);
+                const got = await h.readRows(act, ntok, istride, inter);
+                ref.acts.forEach((want, t) =>
+                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL),
+                );
+                const counted = (await h.readU32(totals, 2))[1];
+                expect(counted, `${variant} ${what}: active count`).toBe(threshold < 0 ? 0 : ref.active);
+                const cap = await h.read(capture, istride + ntok * istride);
+                ref.absA.forEach((want, t) =>
+                  expect(
+                    maxRelErr(cap.slice(istride + t * istride, istride + t * istride + inter), want),
+                    `${variant} capture`,
+                  ).toBeLessThan(TOL),
+                );
+              }
+            }
+            h.destroy();
+          }
+        });
+      });
+    }
+  }
+
+  for (const op of ["down_vec", "down_mat"] as const) {
+    for (const [dtype, f16] of DTYPES) {
+      it(`${op}, ${dtype}, every variant: x += act W_down over W_down^T, zero activations skipped`, async () => {
+        await forEachVariant(op, async (variant) => {
+          for (const [inter, hidden] of [...MLP_SHAPES, [100, 13] as [number, number]]) {
+            const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+            const down = randomMatrix(hidden, inter, f16, hidden * 5 + inter);
+            const downT = await h.matrix(transpose(down), "downT", 3 * padCols(hidden) * (f16 ? 2 : 4));
+            const stride = padCols(hidden);
+            const istride = padCols(inter);
+            for (const ntok of op === "down_vec" ? [1] : [1, 3, 9]) {
+              for (const keep of [1, 0, 0.5, 1 / inter]) {
+                const acts = Array.from({ length: ntok }, (_, t) =>
+                  randomVector(inter, 13 * t + inter).map((v, n) => ((n * 7919 + t) % inter < keep * inter ? v : 0)),
+                );
+                const x0 = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 17 + t));
+                const x = h.rows(x0, stride);
+                h.setState(0, ntok);
+                await h.run(h.ops.down("d", downT, h.rows(acts, istride), x, { batch: op === "down_mat" }), ntok);
+                const got = await h.readRows(x, ntok, stride, hidden);
+                acts.forEach((a, t) => {
+                  const want = project(down.values, hidden, inter, a, null, EPS).map((v, o) => v + x0[t][o]);
+                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`).toBeLessThan(TOL);
+                });
+              }
+            }
+            h.destroy();
+          }
+        });
+      });
+    }
+  }
+});
+
+describe("attention: RoPE, the KV cache, grouped-query heads", () => {
+  for (const [heads, kvHeads, headDim] of [
+    [4, 2, 8],
+    [3, 3, 16],
+    [8, 1, 8],
+  ]) {
+    it(`${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}: batched passes, then decode steps at cache lengths 1 to 34, every variant`, async () => {
+      const shape = { hidden: 8, inter: 8, heads, kvHeads, headDim, vocab: 8 };
+      const s = opShape(shape);
+      const qkvWidth = (heads + 2 * kvHeads) * headDim;
+      const kvStride = kvHeads * headDim;
+      for (const variant of variantsOf("attention_vec")) {
+        const h = harness({ attention_vec: variant }, shape);
+        const context = 40;
+        const k = h.buffer(context * kvStride);
+        const v = h.buffer(context * kvStride);
+        const q = h.buffer(9 * s.qStride);
+        const o = h.buffer(9 * s.qStride);
+        const rows = Array.from({ length: 34 }, (_, p) => randomVector(qkvWidth, 1000 + p));
+        const head = (row: Float32Array, i: number) => row.slice(i * headDim, (i + 1) * headDim);
+        const keys = rows.map((r, p) => Array.from({ length: kvHeads }, (_, j) => rope(head(r, heads + j), p)));
+        const values = rows.map((r) => Array.from({ length: kvHeads }, (_, j) => head(r, heads + kvHeads + j)));
+        const want = (p: number, hd: number) =>
+          attend(
+            rope(head(rows[p], hd), p),
+            keys.slice(0, p + 1).map((kk) => kk[Math.floor(hd / (heads / kvHeads))]),
+            values.slice(0, p + 1).map((vv) => vv[Math.floor(hd / (heads / kvHeads))]),
+          );
+        // Positions 0..8 in two batched passes (5 + 4 tokens), the rest one decode step at a time.
+        for (const [pos, n] of [
+          [0, 5],
+          [5, 4],
+        ]) {
+          const qkv = h.rows(rows.slice(pos, pos + n), s.qkvStride);
+          h.setState(pos, n);
+          await h.run([h.ops.ropeKv("rope", qkv, q, k, v), h.ops.attention("attention", q, k, v, o)], n);
+          const got = await h.readRows(o, n, s.qStride, heads * headDim);
+          for (let t = 0; t < n; t++) {
+            for (let hd = 0; hd < heads; hd++)
+              expect(
+                maxRelErr(got[t].slice(hd * headDim, (hd + 1) * headDim), want(pos + t, hd)),
+                `batched pos ${pos + t} head ${hd}`,
+              ).toBeLessThan(TOL);
+          }
+        }
+        for (let pos = 9; pos < 34; pos++) {
+          const qkv = h.rows([rows[pos]], s.qkvStride);
+          h.setState(pos, 1);
+          await h.run([h.ops.attentionDecode("attention", qkv, k, v, o)], 1);
+          const [got] = await h.readRows(o, 1, s.qStride, heads * headDim);
+          for (let hd = 0; hd < heads; hd++)
+            expect(
+              maxRelErr(got.slice(hd * headDim, (hd + 1) * headDim), want(pos, hd)),
+              `${variant} decode pos ${pos} head ${hd}`,
+            ).toBeLessThan(TOL);
+        }
+        h.destroy();
+      }
+    });
+  }
+});
+
+describe("embedding, argmax, NLL", () => {
+  for (const [dtype, f16] of DTYPES) {
+    it(`embeds token rows from a table split across bindings (${dtype})`, async () => {
+      const h = harness({}, { hidden: 20, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab: 37 });
+      const table = randomMatrix(37, 20, f16, 77);
+      const tokens = [0, 36, 5, 17, 36];
+      const gw = await h.matrix(table, "embed", 5 * padCols(20) * (f16 ? 2 : 4));
+      expect(gw.parts.length).toBe(8);
+      const x = h.buffer(8 * padCols(20));
+      h.setState(0, tokens.length);
+      await h.run(h.ops.embed(gw, h.buffer(new Uint32Array(tokens)), x), tokens.length);
+      const got = await h.readRows(x, tokens.length, padCols(20), 20);
+      tokens.forEach((id, t) => expect(Array.from(got[t])).toEqual(Array.from(table.values.slice(id * 20, id * 20 + 20))));
+      h.destroy();
+    });
+  }
+
+  it("picks the greedy token on the GPU, ties to the lower id, and advances the decode state (every variant)", async () => {
+    for (const variant of variantsOf("argmax")) {
+      const vocab = 301;
+      const h = harness({ argmax: variant }, { hidden: 8, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab });
+      const logits = randomVector(vocab, 3);
+      logits[123] = 5;
+      logits[250] = 5;
+      const tokens = h.buffer(8);
+      const outIds = h.buffer(8);
+      h.setState(10, 3, 2);
+      await h.run([h.ops.argmax(h.buffer(logits), tokens, outIds)], 3);
+      expect((await h.readU32(tokens, 1))[0], variant).toBe(123);
+      expect((await h.readU32(outIds, 4))[2]).toBe(123);
+      expect(Array.from(await h.readU32(h.state, 3))).toEqual([13, 1, 3]);
+      h.destroy();
+    }
+  });
+
+  it("computes each token's negative log-likelihood on the GPU", async () => {
+    const vocab = 77;
+    const h = harness({}, { hidden: 8, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab });
+    const stride = padCols(vocab);
+    const rows = Array.from({ length: 5 }, (_, t) => randomVector(vocab, 40 + t, -8, 8));
+    const targets = [0, 76, 3, 40, 40];
+    const nll = h.buffer(8);
+    h.setState(0, 5);
+    await h.run([h.ops.nll(h.rows(rows, stride), stride, h.buffer(new Uint32Array(targets)), nll)], 5);
+    const got = await h.read(nll, 5);
+    rows.forEach((r, t) => {
+      const m = Math.max(...r);
+      const lse = m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0));
+      expect(Math.abs(got[t] - (lse - r[targets[t]]))).toBeLessThan(1e-5);
+    });
+    h.destroy();
+  });
+});
+
+describe("kernels bound by name", () => {
+  it("refuse a misspelled binding, a missing one, an unknown or mistyped param, naming the kernel", async () => {
+    const kernel = new KernelCache(gpu, nodeKernelSource).get({ file: "nll" });
+    const b = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
+    const args = { params: { vocab: 4, stride: 8 }, state: b, logits: b, targets: b, nll: b };
+    expect(() => kernel.bind(args)).not.toThrow();
+    expect(() => kernel.bind({ ...args, logitz: b })).toThrow(
+      /kernel nll: has no binding "logitz" \(bindings: state, logits, targets, nll\)/,
+    );
+    const { nll: _, ...missing } = args;
+    expect(() => kernel.bind(missing)).toThrow(/kernel nll: binding "nll" is not given/);
+    expect(() => kernel.bind({ ...args, params: { vocab: 4, strid: 8 } })).toThrow(
+      /kernel nll: params have no field "strid" \(fields: vocab, stride\)/,
+    );
+    expect(() => kernel.bind({ ...args, params: { vocab: 4 } })).toThrow(/kernel nll: param "stride" \(u32\) is not given/);
+    expect(() => kernel.bind({ ...args, params: { vocab: -1, stride: 8 } })).toThrow(/kernel nll: param "vocab": expected u32, got -1/);
+    expect(() =>
+      new KernelCache(gpu, nodeKernelSource).get({
+        file: "matmul",
+        weights: { W: "f32", Q: "f16" },
+        consts: { SUBGROUP: false, WORKGROUP: false, WG: 64, R: 1, TM: 1 },
+      }),
+    ).toThrow(/kernel matmul: declares no weight matrix "Q" \(it has W\)/);
+    b.destroy();
+  });
+});
