@@ -92,7 +92,6 @@ for (const shape of opts.mlp.split(",")) {
   const x = h.rows([xv], padCols(H));
   const act = h.buffer(2 * padCols(I));
   const totals = h.buffer(new Uint32Array(4));
-  const ones = h.buffer(new Float32Array(padCols(H)).fill(1));
   // Thresholds at exact quantiles of this input's |silu(gate)|, so the active fraction is exact.
   const scale = 1 / Math.sqrt(xv.reduce((a, v) => a + v * v, 0) / H + 1e-5);
   const absActs = Array.from({ length: I }, (_, n) => {
@@ -102,7 +101,7 @@ for (const shape of opts.mlp.split(",")) {
     return Math.abs(a / (1 + Math.exp(-a)));
   }).sort((a, b) => a - b);
   const steps = [
-    ...h.ops.gateUp("gate_up", g, u, x, act, { batch: false, gain: ones, layer: 0, totals, capture: h.buffer(4), captureOffset: null }),
+    ...h.ops.gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture: h.buffer(4), captureOffset: null }),
     ...h.ops.down("down", d, act, x, { batch: false }),
   ];
   h.setState(0, 1);

@@ -72,23 +72,22 @@ export class OpHarness {
     this.state = this.buffer(new Uint32Array(4), "state");
     this.rope = this.buffer(ropeTable(context, shape.headDim), "rope");
     this.submitter = new Submitter(gpu);
-    const ones = this.buffer(new Float32Array(1 << 14).fill(1), "ones");
     this.ops = new Ops(
       gpu,
       kernels ?? new KernelCache(gpu, source),
       new VariantTable(gpu, variants),
-      { state: this.state, rope: this.rope, ones },
+      { state: this.state, rope: this.rope },
       shape,
     );
   }
 
-  /** A storage buffer holding `data` (zeros when a length is given). */
+  /** A storage buffer holding `data` (zeros when a length is given), at least 64 KiB so that one-token kernels can read it as a uniform array. */
   buffer(data: Float32Array | Uint32Array | number, label = "harness"): GPUBuffer {
     const bytes = typeof data === "number" ? data * 4 : data.byteLength;
     const b = this.gpu.device.createBuffer({
       label,
-      size: Math.max(16, Math.ceil(bytes / 16) * 16),
-      usage: Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC,
+      size: Math.max(65536, Math.ceil(bytes / 16) * 16),
+      usage: Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST | Usage.COPY_SRC,
     });
     if (typeof data !== "number") this.gpu.device.queue.writeBuffer(b, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     this.made.push(b);

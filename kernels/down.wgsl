@@ -4,8 +4,8 @@
 // Each lane owns V blocks of 4 outputs (lanes take neighbouring blocks, so together they read a
 // contiguous stretch of each row) and loops over the neurons in order; a neuron whose activation
 // is zero for every token of the tile is skipped with a uniform branch, so its row is never read:
-// that is the CATS saving, in natural row order and with a fixed summation order. Consts: WG lanes,
-// V blocks per lane, TM tokens per tile (grid z).
+// that is the CATS saving, in natural row order and with a fixed summation order. Batched passes;
+// one token runs down1.wgsl. Consts: WG lanes, V blocks per lane, TM tokens per tile (grid z).
 //#include common
 //#weights W
 

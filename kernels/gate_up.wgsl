@@ -1,15 +1,24 @@
 // The first half of the SwiGLU MLP with its RMSNorm fused: for neuron n and token t,
-//   a = silu(s_t * (W_gate[n] . X[t] G)),  act[t][n] = a * s_t * (W_up[n] . X[t] G),
-// s_t = 1 / sqrt(mean(X[t]^2) + eps). CATS: with threshold >= 0, a neuron whose |a| is below it is
-// zeroed and its W_up row is not read (unless another token of the tile needs it), and the active
-// (neuron, token) pairs are added to the layer's running total. With capture, |a| of every neuron
-// and token is written out for calibration. Consts: R rows per group, TM tokens per tile, lanes variant.
+//   a = silu(s_t * (W_gate[n] . X[t])),  act[t][n] = a * s_t * (W_up[n] . X[t]),
+// s_t = 1 / sqrt(mean(X[t]^2) + eps), the norm's gain folded into W_gate and W_up at load.
+// CATS: with threshold >= 0, a neuron whose |a| is below it is zeroed and its W_up row is not read
+// (unless another token of the tile needs it), and the active (neuron, token) pairs are added to
+// the layer's running total. With capture, |a| of every neuron and token is written out for
+// calibration. Consts: R rows per group, TM tokens per tile, the lanes variant, XU (one token,
+// input as a uniform array), GAIN (see input.wgsl).
 //#include common
 //#include lanes
+//#include input
+//#include norm
+//#if XU
+//#weights8 W U
+//#include project1 M=W
+//#include project1 M=U
+//#else
 //#weights W U
 //#include project M=W
 //#include project M=U
-//#include norm
+//#endif
 
 struct GateUpParams {
   rows: u32,            // neurons in this part (a matrix split across bindings has several)
@@ -26,17 +35,9 @@ struct GateUpParams {
 }
 @group(0) @binding(0) var<uniform> p: GateUpParams;
 @group(0) @binding(1) var<storage, read> state: State;
-@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> G: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> act: array<f32>;
 @group(0) @binding(5) var<storage, read_write> capture: array<f32>;
 @group(0) @binding(6) var<storage, read_write> totals: array<atomic<u32>>;
-
-var<private> x_base: array<u32, TM>;
-
-fn input(t: u32, k: u32) -> vec4<f32> {
-  return X[x_base[t] + k] * G[k];
-}
 
 fn silu(g: f32) -> f32 {
   return g / (1.0 + exp(-g));
@@ -57,15 +58,18 @@ fn main(inv: Invocation) {
     x_base[t] = min(t0 + t, state.ntok - 1u) * p.x_stride4;
   }
   var acc: Sums;
+//#if XU
+  project1_W(g, rows, on, p.cols4 / 2u, &acc);
+//#else
   project_W(g, rows, on, p.cols4, &acc);
-  norm_sums(g, p.cols4, &acc);
+//#endif
   group_sums(g, &acc);
   var scale: array<f32, TM>;
   var a: array<array<f32, TM>, R>;
   var need: array<bool, R>;
   var n_active = 0u;
   for (var t = 0u; t < TM; t++) {
-    scale[t] = norm_scale(&acc, t, p.cols, p.eps);
+    scale[t] = rms_scale(&acc, t, p.cols, p.eps);
   }
   for (var r = 0u; r < R; r++) {
     need[r] = false;
@@ -80,7 +84,11 @@ fn main(inv: Invocation) {
   }
   // The up projection only for rows some token of the tile keeps; `need` is the same on every lane.
   var up: Sums;
+//#if XU
+  project1_U(g, rows, need, p.cols4 / 2u, &up);
+//#else
   project_U(g, rows, need, p.cols4, &up);
+//#endif
   group_sums(g, &up);
   if (g.lane != 0u) {
     return;

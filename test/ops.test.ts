@@ -67,9 +67,11 @@ describe("projections (qkv, o_proj, lm_head)", () => {
                 const gw = await h.matrix(w, "W", maxBinding);
                 const x = h.rows(xs, stride);
                 const g = h.buffer(gain);
+                // The norm with its gain folded into W (as loaded), with the gain applied (a tied lm_head), and a residual add.
                 for (const cfg of [
-                  { norm: true, residual: false },
-                  { norm: false, residual: true },
+                  { norm: true, gained: false, residual: false },
+                  { norm: true, gained: true, residual: false },
+                  { norm: false, gained: false, residual: true },
                 ]) {
                   const yStride = padCols(rows);
                   const y = h.rows(y0, yStride);
@@ -77,7 +79,8 @@ describe("projections (qkv, o_proj, lm_head)", () => {
                   await h.run(
                     h.ops.project("p", gw, x, y, {
                       batch: op === "matmul",
-                      gain: cfg.norm ? g : undefined,
+                      norm: cfg.norm,
+                      gain: cfg.gained ? g : undefined,
                       residual: cfg.residual,
                       xStride: stride,
                       yStride,
@@ -86,7 +89,8 @@ describe("projections (qkv, o_proj, lm_head)", () => {
                   );
                   const got = await h.readRows(y, ntok, yStride, rows);
                   xs.forEach((xt, t) => {
-                    const want = project(w.values, rows, cols, xt, cfg.norm ? gain : null, EPS).map(
+                    const normGain = cfg.gained ? gain : new Float32Array(cols).fill(1);
+                    const want = project(w.values, rows, cols, xt, cfg.norm ? normGain : null, EPS).map(
                       (v, r) => v + (cfg.residual ? y0[t][r] : 0),
                     );
                     expect(
@@ -94,17 +98,6 @@ describe("projections (qkv, o_proj, lm_head)", () => {
                       `${variant} ${rows}x${cols} ntok ${ntok} t ${t} ${JSON.stringify(cfg)} parts ${gw.parts.length}`,
                     ).toBeLessThan(TOL);
                   });
-                }
-                if (ntok > 1 || op === "matvec") {
-                  // The last token only, into row 0: lm_head after a prefill.
-                  const y = h.buffer(padCols(rows) * 2);
-                  h.setState(0, ntok);
-                  await h.run(
-                    h.ops.project("p", gw, x, y, { batch: true, gain: g, lastToken: true, xStride: stride, yStride: padCols(rows) }),
-                    ntok,
-                  );
-                  const [got] = await h.readRows(y, 1, padCols(rows), rows);
-                  expect(maxRelErr(got, project(w.values, rows, cols, xs[ntok - 1], gain, EPS)), `${variant} last token`).toBeLessThan(TOL);
                 }
               }
             }
@@ -114,6 +107,34 @@ describe("projections (qkv, o_proj, lm_head)", () => {
       });
     }
   }
+
+  it("runs lm_head on a prefill's last position, copied out of the pass's rows", async () => {
+    const [rows, cols, ntok] = [37, 20, 5];
+    const h = harness({}, { hidden: cols, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+    const w = randomMatrix(rows, cols, false, 11);
+    const xs = Array.from({ length: ntok }, (_, t) => randomVector(cols, 50 + t));
+    const gain = randomVector(cols, 6, 0.5, 1.5);
+    const x = h.rows(xs, padCols(cols));
+    const last = h.buffer(padCols(cols));
+    const y = h.buffer(padCols(rows));
+    h.setState(0, ntok);
+    const gw = await h.matrix(w);
+    await h.run(
+      [
+        h.ops.lastRow(x, last),
+        ...h.ops.project("lm_head", gw, last, y, {
+          batch: false,
+          norm: true,
+          gain: h.buffer(gain),
+          xStride: padCols(cols),
+          yStride: padCols(rows),
+        }),
+      ],
+      ntok,
+    );
+    expect(maxRelErr(await h.read(y, rows), project(w.values, rows, cols, xs[ntok - 1], gain, EPS))).toBeLessThan(TOL);
+    h.destroy();
+  });
 
   it("splits a matrix of the adapter's whole binding size into parts and gets the same result", async () => {
     const limit = gpu.device.limits.maxStorageBufferBindingSize;
@@ -136,8 +157,9 @@ describe("projections (qkv, o_proj, lm_head)", () => {
   }, 120_000);
 });
 
-/** float64 gate/up with the CATS mask: act, and how many (neuron, token) pairs stay active. */
-function gateUpRef(gate: HostMatrix, up: HostMatrix, xs: Float32Array[], gain: Float32Array, threshold: number) {
+/** float64 gate/up with the CATS mask (the norm's gain folded into W_gate and W_up): act, and how many (neuron, token) pairs stay active. */
+function gateUpRef(gate: HostMatrix, up: HostMatrix, xs: Float32Array[], threshold: number) {
+  const gain = new Float32Array(gate.cols).fill(1);
   let active = 0;
   const acts = xs.map((x) => {
     const g = project(gate.values, gate.rows, gate.cols, x, gain, EPS);
@@ -168,12 +190,11 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
             const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
             const gate = randomMatrix(inter, hidden, f16, inter + hidden);
             const up = randomMatrix(inter, hidden, f16, inter * 3 + hidden);
-            const gain = randomVector(hidden, 9, 0.5, 1.5);
             const stride = padCols(hidden);
             const istride = padCols(inter);
             for (const ntok of op === "gate_up_vec" ? [1] : [1, 3, 9]) {
               const xs = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 31 * t + inter));
-              const sorted = gateUpRef(gate, up, xs, gain, -1)
+              const sorted = gateUpRef(gate, up, xs, -1)
                 .absA.flatMap((a) => Array.from(a))
                 .sort((a, b) => a - b);
               // Thresholds halfway between neighbouring |a| so float rounding cannot flip a neuron.
@@ -193,14 +214,12 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
               const gw = await h.matrix(gate, "gate", 3 * stride * (f16 ? 2 : 4));
               const uw = await h.matrix(up, "up", 3 * stride * (f16 ? 2 : 4));
               const x = h.rows(xs, stride);
-              const g = h.buffer(gain);
               for (const [what, threshold] of cases) {
                 const act = h.buffer((ntok + 8) * istride);
                 const totals = h.buffer(new Uint32Array(2));
                 const capture = h.buffer((ntok + 8) * istride * 2);
                 const steps = h.ops.gateUp("g", gw, uw, x, act, {
                   batch: op === "gate_up_mat",
-                  gain: g,
                   layer: 1,
                   totals,
                   capture,
@@ -209,7 +228,7 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                 for (const s of steps) s.bound.setParams({ threshold });
                 h.setState(0, ntok);
                 await h.run(steps, ntok);
-                const ref = gateUpRef(gate, up, xs, gain, threshold);
+                const ref = gateUpRef(gate, up, xs, threshold);
                 const got = await h.readRows(act, ntok, istride, inter);
                 ref.acts.forEach((want, t) =>
                   expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL),
@@ -402,7 +421,7 @@ describe("kernels bound by name", () => {
       new KernelCache(gpu, nodeKernelSource).get({
         file: "matmul",
         weights: { W: "f32", Q: "f16" },
-        consts: { SUBGROUP: false, WORKGROUP: false, WG: 64, R: 1, TM: 1 },
+        consts: { SUBGROUP: false, WORKGROUP: false, WG: 64, R: 1, TM: 1, XU: false, XN: 1, GAIN: false },
       }),
     ).toThrow(/kernel matmul: declares no weight matrix "Q" \(it has W\)/);
     b.destroy();

@@ -1,14 +1,13 @@
 import type { Ops, Step } from "./ops.js";
 import type { GpuMatrix } from "./weights.js";
 
+/** Matrices fed by an RMSNorm (qkv, gate, up, an untied lm_head) have its gain folded into their columns. */
 export interface LayerWeights {
-  inputNorm: GPUBuffer;
-  /** W_q, W_k, W_v stacked: [(heads + 2 kv_heads) * head_dim, hidden]. */
+  /** W_q, W_k, W_v stacked: [(heads + 2 kv_heads) * head_dim, hidden], input_layernorm's gain folded in. */
   qkv: GpuMatrix;
   /** [hidden, heads * head_dim] */
   o: GpuMatrix;
-  postNorm: GPUBuffer;
-  /** [inter, hidden] each */
+  /** [inter, hidden] each, post_attention_layernorm's gain folded in */
   gate: GpuMatrix;
   up: GpuMatrix;
   /** W_down transposed: [inter, hidden], a neuron's weights contiguous. */
@@ -22,9 +21,10 @@ export interface ModelWeights {
   /** [vocab, hidden] */
   embed: GpuMatrix;
   layers: LayerWeights[];
-  finalNorm: GPUBuffer;
-  /** [vocab, hidden]; the embedding itself when tied. */
+  /** [vocab, hidden], the final norm's gain folded in; the embedding itself when tied. */
   lmHead: GpuMatrix;
+  /** The final norm's gain when lm_head is the (tied) embedding and cannot hold it. */
+  lmHeadGain: GPUBuffer | null;
 }
 
 /** Activation buffers, rows of `tokens` (a pass's tokens, rounded up to whole tiles). */
@@ -34,6 +34,8 @@ export interface Activations {
   tokens: GPUBuffer;
   /** [tokens, hidden]: the residual stream */
   x: GPUBuffer;
+  /** [1, hidden]: the last row of x after a prefill */
+  xLast: GPUBuffer;
   /** [tokens, (heads + 2 kv_heads) * head_dim] */
   qkv: GPUBuffer;
   /** [tokens, heads * head_dim]: q after RoPE (batched passes) */
@@ -70,7 +72,8 @@ export type PassOutput = "none" | "last" | "all";
  *   logits = rmsnorm(x) W_lm
  * `batch` passes (prefill, evaluation, calibration) tile tokens and keep RoPE as its own step; a
  * decode step (one token) fuses RoPE and the KV write into attention. The RMSNorms are fused into
- * the projections they feed and the residual adds into the projections that produce them.
+ * the projections they feed (their gains folded into the weights at load) and the residual adds
+ * into the projections that produce them.
  */
 export interface PassKind {
   /** Several tokens per pass (tiles, RoPE as a step) rather than one decode token. */
@@ -84,7 +87,7 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
   const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
-    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, gain: l.inputNorm, xStride: s.hidden, yStride: s.qkv }));
+    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, xStride: s.hidden, yStride: s.qkv }));
     if (batch) {
       steps.push(ops.ropeKv(at("rope"), b.qkv, b.q, l.k, l.v));
       steps.push(ops.attention(at("attention"), b.q, l.k, l.v, b.o));
@@ -95,7 +98,6 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
     steps.push(
       ...ops.gateUp(at("gate_up"), l.gate, l.up, b.x, b.act, {
         batch,
-        gain: l.postNorm,
         layer: i,
         totals: b.totals,
         capture: b.capture,
@@ -104,12 +106,19 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
     );
     steps.push(...ops.down(at("down"), l.downT, b.act, b.x, { batch }));
   });
-  if (output !== "none") {
+  if (output === "all") {
     steps.push(
-      ...ops.project("lm_head", m.lmHead, b.x, b.logits, {
-        batch,
-        gain: m.finalNorm,
-        lastToken: output === "last",
+      ...ops.project("lm_head", m.lmHead, b.x, b.logits, { batch, norm: true, gain: m.lmHeadGain, xStride: s.hidden, yStride: s.vocab }),
+    );
+  } else if (output === "last") {
+    // A decode step's only row is its last; a prefill's last row is copied out first.
+    if (batch) steps.push(ops.lastRow(b.x, b.xLast));
+    const x = batch ? b.xLast : b.x;
+    steps.push(
+      ...ops.project("lm_head", m.lmHead, x, b.logits, {
+        batch: false,
+        norm: true,
+        gain: m.lmHeadGain,
         xStride: s.hidden,
         yStride: s.vocab,
       }),

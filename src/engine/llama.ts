@@ -4,7 +4,7 @@ import { Usage } from "../gpu/flags.js";
 import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
 import { Submitter, type Readback } from "../gpu/submit.js";
-import { VariantTable, type OpName } from "../gpu/variants.js";
+import { UNIFORM_INPUT_VEC4S, VariantTable, type OpName } from "../gpu/variants.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
@@ -42,6 +42,8 @@ export interface NamedTensor {
 }
 
 const STORAGE = Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC;
+const ACTIVATION = STORAGE | Usage.UNIFORM;
+const UNIFORM_WINDOW = UNIFORM_INPUT_VEC4S * 16;
 /** Activation rows are allocated in whole tiles of the largest token tile a variant uses. */
 const TILE = 8;
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
@@ -59,7 +61,7 @@ export class LlamaEngine {
 
   private readonly device: GPUDevice;
   private readonly submitter: Submitter;
-  private readonly buf: Activations & Record<"rope" | "ones" | "outIds" | "targets" | "nll", GPUBuffer>;
+  private readonly buf: Activations & Record<"rope" | "outIds" | "targets" | "nll", GPUBuffer>;
   private readonly strides: Strides;
   private readonly decodeStep: Step[];
   private readonly batch: Record<PassOutput, Step[]>;
@@ -102,12 +104,14 @@ export class LlamaEngine {
           `activation buffer ${label} needs ${bytes} bytes, over this adapter's ${this.device.limits.maxStorageBufferBindingSize}-byte binding limit (try a smaller --chunk)`,
         );
       }
-      return this.device.createBuffer({ label, size: Math.max(16, bytes), usage: STORAGE });
+      // One-token kernels may read an activation as a uniform array, which binds a whole uniform window.
+      return this.device.createBuffer({ label, size: Math.max(UNIFORM_WINDOW, bytes), usage: ACTIVATION });
     };
     this.buf = {
       state: make("state", 16),
       tokens: make("tokens", rows * 4),
       x: make("x", rows * s.hidden * 4),
+      xLast: make("x last", s.hidden * 4),
       qkv: make("qkv", rows * s.qkv * 4),
       q: make("q", rows * s.q * 4),
       o: make("o", rows * s.q * 4),
@@ -116,14 +120,12 @@ export class LlamaEngine {
       totals: make("active totals", c.numLayers * 4),
       capture: make("capture", options.capture ? c.numLayers * rows * s.inter * 4 : 16),
       rope: make("rope", this.contextLength * (c.headDim / 2) * 8),
-      ones: make("ones", Math.max(s.hidden, s.q, s.inter) * 4),
       outIds: make("out_ids", this.maxChain * 4 + 4),
       targets: make("targets", rows * 4),
       nll: make("nll", rows * 4),
     };
     this.foldedTotals = new Float64Array(c.numLayers);
     this.writeRopeTable();
-    this.device.queue.writeBuffer(this.buf.ones, 0, new Float32Array(Math.max(s.hidden, s.q, s.inter)).fill(1));
     this.variants = new VariantTable(gpu, options.variants, options.tuned);
     const ops = new Ops(gpu, new KernelCache(gpu, options.kernels), this.variants, this.buf, {
       hidden: c.hiddenSize,

@@ -1,6 +1,6 @@
 import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, KernelCache } from "../gpu/kernel.js";
-import { groupsPerWorkgroup, type OpName, type VariantTable } from "../gpu/variants.js";
+import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
 
 export type Grid = [number, number, number];
@@ -33,12 +33,10 @@ export function encodeSteps(pass: GPUComputePassEncoder, steps: readonly Step[],
   }
 }
 
-/** The buffers every op reads: the decode state, the RoPE table, and ones (the gain of a projection without a norm). */
+/** The buffers every op reads: the decode state and the RoPE table. */
 export interface OpBuffers {
   state: GPUBuffer;
   rope: GPUBuffer;
-  /** At least as many 1.0s as any projection has columns. */
-  ones: GPUBuffer;
 }
 
 /** Model dimensions the ops need. */
@@ -112,21 +110,27 @@ export class Ops {
     }));
   }
 
+  /** The variant's constants, reading the input as a uniform array (XU) only where it fits one. */
+  private consts(op: OpName, inputVec4s: number): Record<string, number | boolean> & { TM: number } {
+    const c = this.variants.pick(op).consts as Record<string, number | boolean> & { TM: number };
+    return c.XU && inputVec4s > UNIFORM_INPUT_VEC4S ? { ...c, XU: false } : c;
+  }
+
   /**
-   * y = s * (x * gain) W^T (+ y): a projection with, optionally, the RMSNorm that feeds it fused in
-   * (`gain`), a residual add into y, and only the pass's last token (into y's row 0).
+   * y = s * x W^T (+ y): a projection with, optionally, the RMSNorm that feeds it fused in (`norm`;
+   * its gain folded into W, or given as `gain` for a tied lm_head) and a residual add into y.
    */
   project(
     name: string,
     w: GpuMatrix,
     x: GPUBuffer,
     y: GPUBuffer,
-    o: { batch: boolean; gain?: GPUBuffer; residual?: boolean; lastToken?: boolean; xStride: number; yStride: number },
+    o: { batch: boolean; norm?: boolean; gain?: GPUBuffer | null; residual?: boolean; xStride: number; yStride: number },
   ): Step[] {
-    const op: OpName = o.batch && !o.lastToken ? "matmul" : "matvec";
-    const variant = this.variants.pick(op);
-    const tm = variant.consts.TM as number;
-    const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts: variant.consts });
+    const op: OpName = o.batch ? "matmul" : "matvec";
+    const consts = { ...this.consts(op, o.xStride / 4), GAIN: Boolean(o.gain) };
+    const tm = consts.TM;
+    const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts });
     return w.parts.map((part) => ({
       name,
       bound: kernel.bind(
@@ -138,22 +142,33 @@ export class Ops {
             cols4: w.cols4,
             x_stride4: o.xStride / 4,
             y_stride: o.yStride,
-            last_token: o.lastToken ? 1 : 0,
-            norm: o.gain ? 1 : 0,
+            norm: o.norm ? 1 : 0,
             residual: o.residual ? 1 : 0,
             eps: this.shape.eps,
           },
           state: this.buf.state,
           X: x,
-          G: o.gain ?? this.buf.ones,
+          ...(o.gain ? { G: o.gain } : {}),
           Y: y,
           W: part.buffer,
         },
         name,
       ),
-      grid: this.lanesGrid(op, part.rows, (ntok) => (o.lastToken ? 1 : cdiv(ntok, tm))),
-      writes: { buffer: y, stride: o.yStride, width: w.rows, rows: o.lastToken ? 1 : "tokens" },
+      grid: this.lanesGrid(op, part.rows, (ntok) => cdiv(ntok, tm)),
+      writes: { buffer: y, stride: o.yStride, width: w.rows, rows: "tokens" },
     }));
+  }
+
+  /** y[0] = x[ntok - 1]: the last position of a prefill, for lm_head to read as a decode step does. */
+  lastRow(x: GPUBuffer, y: GPUBuffer): Step {
+    const stride4 = this.shape.hiddenStride / 4;
+    const kernel = this.kernels.get({ file: "last_row" });
+    return {
+      name: "last row",
+      bound: kernel.bind({ params: { stride4 }, state: this.buf.state, X: x, Y: y }, "last row"),
+      grid: () => [cdiv(stride4, 64), 1, 1],
+      writes: { buffer: y, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: 1 },
+    };
   }
 
   /** Batched passes: q, k = rope(q, k) for every token; k, v into this layer's cache. */
@@ -256,13 +271,13 @@ export class Ops {
     up: GpuMatrix,
     x: GPUBuffer,
     act: GPUBuffer,
-    o: { batch: boolean; gain: GPUBuffer; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
+    o: { batch: boolean; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
   ): Step[] {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
-    const variant = this.variants.pick(op);
-    const tm = variant.consts.TM as number;
-    const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts: variant.consts });
     const s = this.shape;
+    const consts = { ...this.consts(op, s.hiddenStride / 4), GAIN: false };
+    const tm = consts.TM;
+    const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
       name,
       gateOfLayer: o.layer,
@@ -283,7 +298,6 @@ export class Ops {
           },
           state: this.buf.state,
           X: x,
-          G: o.gain,
           act,
           capture: o.capture,
           totals: o.totals,
@@ -300,10 +314,11 @@ export class Ops {
   /** x += act W_down^T, reading W_down transposed and skipping neurons whose activation is zero. */
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : "down_vec";
-    const c = this.variants.pick(op).consts;
-    const kernel = this.kernels.get({ file: "down", weights: { W: downT.format }, consts: c });
     const s = this.shape;
-    const workgroups = cdiv(downT.cols4, (c.WG as number) * (c.V as number));
+    const c = this.consts(op, s.interStride / 4);
+    const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
+    // down1 (one token) owns blocks of 8 outputs per lane, down blocks of 4.
+    const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
     return downT.parts.map((part) => ({
       name,
       bound: kernel.bind(

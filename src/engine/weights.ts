@@ -1,7 +1,7 @@
 import { Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { Checkpoint, CheckpointTensor } from "../model/checkpoint.js";
-import { toFloat32 } from "../model/dtype.js";
+import { floatToHalf, halfToFloat, toFloat32 } from "../model/dtype.js";
 import type { WeightFormat } from "../gpu/wgsl.js";
 
 /** Row padding: rows are whole blocks of 8 columns (two vec4s, one f16 quad pair), so no kernel tests a tail. */
@@ -106,8 +106,25 @@ async function storedBytes(ckpt: Checkpoint, t: CheckpointTensor, format: Weight
 }
 
 /**
+ * Multiplies every row by a per-column scale in place: an RMSNorm's gain folded into the matrix the
+ * norm feeds, so the kernel reads one input stream instead of two. f16 values are scaled in f32
+ * and rounded once, as an f16 forward pass rounds the normalised activations.
+ */
+function scaleColumns(data: Uint8Array, format: WeightFormat, rows: number, rowElems: number, scale: Float32Array): void {
+  if (format === "f32") {
+    const v = new Float32Array(data.buffer, data.byteOffset, rows * rowElems);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < scale.length; c++) v[r * rowElems + c] *= scale[c];
+  } else {
+    const v = new Uint16Array(data.buffer, data.byteOffset, rows * rowElems);
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < scale.length; c++) v[r * rowElems + c] = floatToHalf(halfToFloat(v[r * rowElems + c]) * scale[c]);
+  }
+}
+
+/**
  * Uploads one or more [rows, cols] tensors stacked into one GPU matrix (q/k/v), one tensor at a
- * time, so the host holds at most one tensor (plus a part's padded copy) at once.
+ * time, so the host holds at most one tensor (plus a part's padded copy) at once. With
+ * `columnScale`, the gain of the RMSNorm feeding the matrix is folded in (scaleColumns).
  */
 export async function uploadMatrix(
   device: GPUDevice,
@@ -116,6 +133,7 @@ export async function uploadMatrix(
   cols: number,
   label: string,
   limit = bindingLimit(device),
+  columnScale?: Float32Array,
 ): Promise<GpuMatrix> {
   const infos = tensors.map((p) => tensorOf(ckpt, p.name, [p.rows, cols]));
   const format = formatOf(infos);
@@ -140,16 +158,22 @@ export async function uploadMatrix(
       const src = (row0 + r - start) * cols * elem;
       dst.set(data.subarray(src, src + cols * elem), r * rowBytes);
     }
+    if (columnScale) scaleColumns(dst, format, n, rowBytes / elem, columnScale);
   });
 }
 
-/** Uploads a 1-D tensor (a norm's gain) as padded f32. */
-export async function uploadVector(device: GPUDevice, ckpt: Checkpoint, name: string, length: number): Promise<GPUBuffer> {
+/** Reads a 1-D tensor (a norm's gain) as f32. */
+export async function readVector(ckpt: Checkpoint, name: string, length: number): Promise<Float32Array> {
   const t = tensorOf(ckpt, name, [length]);
-  const values = new Float32Array(padCols(length));
-  values.set(toFloat32(await ckpt.read(name), t.dtype as "F32" | "F16" | "BF16"));
-  const buffer = device.createBuffer({ label: name, size: values.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
-  device.queue.writeBuffer(buffer, 0, values);
+  return toFloat32(await ckpt.read(name), t.dtype as "F32" | "F16" | "BF16");
+}
+
+/** Uploads a vector as padded f32. */
+export function uploadVector(device: GPUDevice, values: Float32Array, label: string): GPUBuffer {
+  const padded = new Float32Array(padCols(values.length));
+  padded.set(values);
+  const buffer = device.createBuffer({ label, size: padded.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, padded);
   return buffer;
 }
 

@@ -121,7 +121,7 @@ export class Kernel {
   bind(args: KernelArgs, label?: string): BoundKernel {
     const device = this.gpu.device;
     const where = label ? `${this.name} (${label})` : this.name;
-    const names = this.iface.bindings.filter((b) => b.kind !== "uniform").map((b) => b.name);
+    const names = this.iface.bindings.filter((b) => !b.params).map((b) => b.name);
     for (const key of Object.keys(args)) {
       if (key !== "params" && !names.includes(key)) {
         throw new CatsError(`kernel ${where}: has no binding "${key}" (bindings: ${names.join(", ")})`);
@@ -130,7 +130,7 @@ export class Kernel {
     let uniform: GPUBuffer | null = null;
     const entries: GPUBindGroupEntry[] = [];
     for (const b of this.iface.bindings) {
-      if (b.kind === "uniform") {
+      if (b.params) {
         if (!args.params) throw new CatsError(`kernel ${where}: params are not given`);
         const { data } = packParams(where, this.iface, args.params, false);
         uniform = device.createBuffer({ label: `${where} params`, size: data.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST });
@@ -140,7 +140,9 @@ export class Kernel {
       }
       const buffer = args[b.name];
       if (!buffer || !("size" in buffer)) throw new CatsError(`kernel ${where}: binding "${b.name}" is not given`);
-      entries.push({ binding: b.binding, resource: { buffer: buffer as GPUBuffer } });
+      // A uniform array is bound from the start of its buffer, up to the adapter's uniform binding limit.
+      const size = b.kind === "uniform" ? Math.min(buffer.size, device.limits.maxUniformBufferBindingSize) : undefined;
+      entries.push({ binding: b.binding, resource: { buffer: buffer as GPUBuffer, size } });
     }
     if (args.params && !uniform) throw new CatsError(`kernel ${where}: has no params`);
     return new BoundKernel(this, device.createBindGroup({ label: where, layout: this.layout, entries }), uniform, device);

@@ -19,6 +19,8 @@ export interface PairedResult {
   gbPerS: number;
   /** The case's GB/s over the reference's, measured back to back in each round: median, p25, p75. */
   share: { median: number; p25: number; p75: number };
+  /** Fastest call over all rounds: on a shared machine noise only ever slows a call down. */
+  bestMs: number;
 }
 
 const MIN_SUBMISSION_MS = 20;
@@ -88,6 +90,7 @@ export class PairedTimer {
       return {
         name: t.name,
         bytes: t.bytes,
+        bestMs: Math.min(...ms),
         ms: m,
         gbPerS: t.bytes / m / 1e6,
         share: { median: quantileOfSorted(sorted, 0.5), p25: quantileOfSorted(sorted, 0.25), p75: quantileOfSorted(sorted, 0.75) },

@@ -19,12 +19,22 @@ export interface Variant {
   requires?: "subgroups"[];
 }
 
+/** vec4s of an input a one-token kernel may read as a uniform array (kernels/input.wgsl): 64 KiB, WebGPU's default limit. */
+export const UNIFORM_INPUT_VEC4S = 4096;
+
+/**
+ * Lanes variants (kernels/lanes.wgsl). One-token row variants read their input as a uniform array
+ * (XU, kernels/input.wgsl): all lanes read the same element, which a uniform buffer serves best;
+ * split-K lanes read different elements, which it would serialise on GPUs.
+ */
 const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
   SUBGROUP: kind === "sg",
   WORKGROUP: kind === "wg",
   WG: wg,
   R: r,
   TM: tm,
+  XU: kind === "rows" && tm === 1,
+  XN: UNIFORM_INPUT_VEC4S,
 });
 
 /**
@@ -47,10 +57,9 @@ const MAT_PROJECTION: Variant[] = [
 
 function downVariants(tm: number, v: number[]): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
-  return [
-    ...v.map((n) => ({ name: `v${n}w8${suffix}`, consts: { WG: 8, V: n, TM: tm } })),
-    { name: `v1w64${suffix}`, consts: { WG: 64, V: 1, TM: tm } },
-  ];
+  // One token: the activations as a uniform array (kernels/input.wgsl); every lane reads the same one.
+  const c = (wg: number, n: number) => ({ WG: wg, V: n, TM: tm, XU: tm === 1, XN: UNIFORM_INPUT_VEC4S });
+  return [...v.map((n) => ({ name: `v${n}w8${suffix}`, consts: c(8, n) })), { name: `v1w64${suffix}`, consts: c(64, 1) }];
 }
 
 export const VARIANTS: Record<OpName, Variant[]> = {

@@ -20,6 +20,8 @@ export interface BindingDecl {
   name: string;
   binding: number;
   kind: BindingKind;
+  /** True for the params struct, which the kernel fills itself; every other binding is a buffer the caller names. */
+  params: boolean;
 }
 
 export type ParamType = "u32" | "i32" | "f32";
@@ -35,7 +37,7 @@ export interface KernelInterface {
 const WEIGHT_BINDING_BASE = 16;
 
 const INCLUDE = /^\/\/#include\s+(\S+)((?:\s+\w+=\w+)*)\s*$/;
-const WEIGHTS = /^\/\/#weights\s+(.+)$/;
+const WEIGHTS = /^\/\/#weights(8?)\s+(.+)$/;
 const CONDITION = /^\/\/#(if|elif)\s+(!?)(\w+)\s*$/;
 const DIRECTIVE = /^\s*(enable\s+[\w\s,]+|diagnostic\s*\([^)]*\))\s*;\s*$/;
 
@@ -48,8 +50,9 @@ function constLine(name: string, value: number | boolean): string {
 /**
  * Builds one WGSL module from a kernel file. The files use a few line directives:
  * - `//#include file KEY=VALUE ...` pulls in another file once per argument set, with `$KEY` replaced;
- * - `//#weights A B` declares weight matrices: each becomes a binding and a `load_A(i) -> vec4<f32>`
- *   reader, in the storage format the spec gives;
+ * - `//#weights A B` declares weight matrices: each becomes a binding and a reader `load_A(row, k, cols4)`
+ *   of 4-column blocks, in the storage format the spec gives (`weights_<format>.wgsl`); `//#weights8`
+ *   gives `load8_A(row, k, cols8)` of 8-column blocks instead (`weights8_<format>.wgsl`);
  * - `//#if NAME` / `//#elif NAME` / `//#else` / `//#endif` keep lines by a boolean const (`!NAME` negates).
  * Constants are emitted first, as WGSL `const`s; `enable` and `diagnostic` directives are hoisted to the top.
  */
@@ -62,7 +65,8 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
     return v;
   };
   const seen = new Set<string>();
-  const wanted: string[] = [];
+  /** Weight matrices the file declares, with the template each reads through: `weights` or `weights8`. */
+  const wanted: { name: string; template: string }[] = [];
   const expand = (name: string, args: Record<string, string>): string[] => {
     const key = `${name} ${JSON.stringify(args)}`;
     if (seen.has(key)) return [];
@@ -111,7 +115,7 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
       }
       const w = WEIGHTS.exec(trimmed);
       if (w) {
-        wanted.push(...w[1].trim().split(/[\s,]+/));
+        for (const name of w[2].trim().split(/[\s,]+/)) wanted.push({ name, template: `weights${w[1]}` });
         continue;
       }
       out.push(line);
@@ -122,14 +126,16 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
   const body = expand(spec.file, {});
   const given = spec.weights ?? {};
   for (const w of wanted) {
-    if (!(w in given)) throw new CatsError(`${where}: no storage format given for weight matrix "${w}"`);
+    if (!(w.name in given)) throw new CatsError(`${where}: no storage format given for weight matrix "${w.name}"`);
   }
-  for (const w of Object.keys(given)) {
-    if (!wanted.includes(w)) throw new CatsError(`${where}: declares no weight matrix "${w}" (it has ${wanted.join(", ") || "none"})`);
+  for (const name of Object.keys(given)) {
+    if (!wanted.some((w) => w.name === name)) {
+      throw new CatsError(`${where}: declares no weight matrix "${name}" (it has ${wanted.map((w) => w.name).join(", ") || "none"})`);
+    }
   }
   const weightCode = wanted.map((w, i) =>
-    source(`weights_${given[w]}`)
-      .replaceAll("$W", w)
+    source(`${w.template}_${given[w.name]}`)
+      .replaceAll("$W", w.name)
       .replaceAll("$BINDING", String(WEIGHT_BINDING_BASE + i)),
   );
   const lines = [...Object.entries(consts).map(([k, v]) => constLine(k, v)), ...weightCode.join("\n").split("\n"), ...body];
@@ -159,13 +165,12 @@ export function parseInterface(code: string, kernel: string): KernelInterface {
     const [, num, space, name, type] = m;
     const kind = bindingKind(space, kernel, name);
     if (bindings.some((b) => b.binding === Number(num))) throw new CatsError(`kernel ${kernel}: binding ${num} is declared twice`);
-    bindings.push({ name, binding: Number(num), kind });
-    if (kind === "uniform") {
-      if (params) throw new CatsError(`kernel ${kernel}: more than one uniform binding ("${params.name}", "${name}")`);
-      const body = structs.get(type.trim());
-      if (body === undefined)
-        throw new CatsError(`kernel ${kernel}: uniform "${name}" has type ${type.trim()}, which is not a struct in the kernel`);
-      const fields = body
+    bindings.push({ name, binding: Number(num), kind, params: kind === "uniform" && structs.has(type.trim()) });
+    const struct = structs.get(type.trim());
+    // The uniform struct is the params block (named `p` by convention); other uniforms (arrays) are buffers.
+    if (kind === "uniform" && struct !== undefined) {
+      if (params) throw new CatsError(`kernel ${kernel}: more than one uniform params struct ("${params.name}", "${name}")`);
+      const fields = struct
         .split(",")
         .map((f) => f.trim())
         .filter((f) => f !== "")

@@ -1,0 +1,8 @@
+// Template: weight matrix $W stored as f32, read in blocks of 8 columns (two vec4s): one-token
+// kernels, where fewer, larger reads per column pay.
+@group(0) @binding($BINDING) var<storage, read> $W: array<vec4<f32>>;
+
+fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
+  let i = 2u * (row * cols8 + k);
+  return mat2x4<f32>($W[i], $W[i + 1u]);
+}
