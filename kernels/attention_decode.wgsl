@@ -2,13 +2,12 @@
 // to its q heads), writes k and v into this layer's cache at the token's position, then attends
 // over positions 0..pos. The WG lanes split the positions, each keeping an online softmax, and
 // combine their partial results at the end: the RoPE, the KV write and the attention are one
-// dispatch. Const WG: lanes.
+// dispatch. Consts: WG lanes, HD head_dim (so per-lane arrays are registers).
 //#include common
 
 struct AttnParams {
   n_heads: u32,
   n_kv: u32,
-  head_dim: u32,
   kv_stride: u32,  // floats per position in the cache: n_kv * head_dim
   scale: f32,
 }
@@ -20,14 +19,14 @@ struct AttnParams {
 @group(0) @binding(5) var<storage, read_write> V: array<f32>;
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;
 
-const MAX_HD: u32 = 256u;
-var<workgroup> q: array<f32, MAX_HD>;
+const HALF: u32 = HD / 2u;
+var<workgroup> q: array<f32, HD>;
 var<workgroup> part_m: array<f32, WG>;
 var<workgroup> part_l: array<f32, WG>;
-var<workgroup> part_acc: array<f32, WG * MAX_HD>;
+var<workgroup> part_acc: array<f32, WG * HD>;
 
 fn rotated(src: u32, pos: u32, i: u32) -> vec2<f32> {
-  let half = p.head_dim / 2u;
+  let half = HALF;
   let cs = rope[pos * half + i];
   let a = QKV[src + i];
   let b = QKV[src + i + half];
@@ -37,8 +36,8 @@ fn rotated(src: u32, pos: u32, i: u32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
   let kvh = wid.x;
-  let hd = p.head_dim;
-  let half = hd / 2u;
+  let hd = HD;
+  let half = HALF;
   let pos = state.pos;
   let group = p.n_heads / p.n_kv;
   let k_src = (p.n_heads + kvh) * hd;
@@ -62,10 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     var m = -3.0e38;
     var l = 0.0;
-    var acc: array<f32, MAX_HD>;
-    for (var i = 0u; i < hd; i++) {
-      acc[i] = 0.0;
-    }
+    var acc: array<f32, HD>;
     for (var j = lane; j <= pos; j += WG) {
       let k0 = j * p.kv_stride + kvh * hd;
       var s = 0.0;
@@ -84,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     part_m[lane] = m;
     part_l[lane] = l;
     for (var i = 0u; i < hd; i++) {
-      part_acc[lane * MAX_HD + i] = acc[i];
+      part_acc[lane * HD + i] = acc[i];
     }
     workgroupBarrier();
     var big_m = -3.0e38;
@@ -98,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = lane; i < hd; i += WG) {
       var o = 0.0;
       for (var s = 0u; s < WG; s++) {
-        o += part_acc[s * MAX_HD + i] * exp(part_m[s] - big_m);
+        o += part_acc[s * HD + i] * exp(part_m[s] - big_m);
       }
       O[h * hd + i] = o / total_l;
     }

@@ -1,11 +1,13 @@
 import { createGpu, type GpuContext } from "./gpu/device.js";
 import { nodeKernelSource } from "./gpu/nodekernels.js";
-import { LlamaEngine } from "./engine/llama.js";
+import { LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
+import { tuneKey } from "./gpu/autotune.js";
 import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
 import { directoryFiles } from "./model/nodefiles.js";
 import { resolveModelDir } from "./model/resolve.js";
 import { TextTokenizer } from "./tokenizer/tokenizer.js";
 import { parseOverrides } from "./gpu/variants.js";
+import { TuneFileStore } from "./gpu/tune-file.js";
 
 export interface LoadedModel {
   dir: string;
@@ -25,6 +27,83 @@ export interface LoadOptions {
   /** Variant overrides per op, "op=variant,..." (the --variant flags; CATS_VARIANTS otherwise). */
   variants?: string;
   maxBindingBytes?: number;
+  /**
+   * Measure kernel variants for this adapter on first use and cache the choices
+   * ($CATS_CACHE_DIR/autotune.json); default on unless CATS_AUTOTUNE=off.
+   */
+  tune?: boolean;
+  /** Notices for the user (a tuning run starting, an unreadable cache); default: none. */
+  notice?: (message: string) => void;
+}
+
+function tuneOptions(notice: ((message: string) => void) | undefined): { store: TuneFileStore; onCase: () => void } {
+  const store = new TuneFileStore(undefined, notice);
+  let told = false;
+  return {
+    store,
+    onCase: () => {
+      if (!told) notice?.(`measuring kernel variants for this adapter and model shapes (once; kept in ${store.path})`);
+      told = true;
+    },
+  };
+}
+
+const modelShapeKey = (ckpt: Checkpoint): string => {
+  const c = ckpt.config;
+  const dtype = ckpt.tensors.get("model.embed_tokens.weight")?.dtype ?? "?";
+  return `${c.numLayers} x (${c.hiddenSize} x ${c.intermediateSize}), ${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}, ${dtype}`;
+};
+
+/** Median ms per greedy token over a few chained decode steps, engines interleaved round by round. */
+async function decodeMs(engines: LlamaEngine[], bos: number): Promise<number[]> {
+  const samples = engines.map(() => [] as number[]);
+  for (let round = 0; round < 4; round++) {
+    for (const [i, e] of engines.entries()) {
+      e.reset();
+      await e.prefill([bos]);
+      const t0 = performance.now();
+      await e.decodeGreedy(8);
+      if (round > 0) samples[i].push((performance.now() - t0) / 8);
+    }
+  }
+  return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)]);
+}
+
+/**
+ * Opens the device the model decodes fastest on. For a CPU driver that is a question of its worker
+ * threads: handing each dispatch to workers costs more than the work of a small model, while a
+ * large one needs every core. The first run of a model measures decode steps both ways and keeps
+ * the answer with the kernel tuning; LP_NUM_THREADS set by the user wins.
+ */
+async function loadOnFastestDevice(
+  ckpt: Checkpoint,
+  options: EngineOptions,
+  flavour: string | undefined,
+): Promise<{ gpu: GpuContext; engine: LlamaEngine }> {
+  const gpu = await createGpu({ flavour });
+  const store = options.tune?.store;
+  if (!store || gpu.flavour !== "cpu" || process.env.LP_NUM_THREADS !== undefined)
+    return { gpu, engine: await LlamaEngine.load(gpu, ckpt, options) };
+  const key = tuneKey(gpu, tunedKernelsHash(options.kernels));
+  const model = modelShapeKey(ckpt);
+  const known = store.load(key)?.driverThreads?.[model];
+  if (known === null) return { gpu, engine: await LlamaEngine.load(gpu, ckpt, options) };
+  if (known !== undefined) {
+    gpu.destroy();
+    const chosen = await createGpu({ flavour, driverThreads: known });
+    return { gpu: chosen, engine: await LlamaEngine.load(chosen, ckpt, options) };
+  }
+  options.tune?.onCase?.({ op: "matvec", shape: model, bytes: 0, build: () => () => {} });
+  const pooled = await LlamaEngine.load(gpu, ckpt, options);
+  const single = await createGpu({ flavour, driverThreads: 0 });
+  const inline = await LlamaEngine.load(single, ckpt, options);
+  const [pooledMs, inlineMs] = await decodeMs([pooled, inline], ckpt.config.bosTokenId ?? 0);
+  // Keep the driver's default unless running inline is clearly faster.
+  const useInline = inlineMs < pooledMs * 0.9;
+  const record = store.load(key) ?? { choices: {} };
+  await store.save(key, { ...record, driverThreads: { ...record.driverThreads, [model]: useInline ? 0 : null } });
+  (useInline ? gpu : single).destroy();
+  return useInline ? { gpu: single, engine: inline } : { gpu, engine: pooled };
 }
 
 /** Resolves `model` (a directory or a name), opens it, uploads it to a Dawn device. */
@@ -35,14 +114,17 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
   const checkpoint = await openCheckpoint(files);
   try {
     const tokenizer = await TextTokenizer.load(files, checkpoint.config);
-    const gpu = options.gpu ?? (await createGpu({ flavour: options.flavour }));
-    const engine = await LlamaEngine.load(gpu, checkpoint, {
+    const engineOptions: EngineOptions = {
       kernels: nodeKernelSource,
       chunk: options.chunk,
       capture: options.capture,
       variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
       maxBindingBytes: options.maxBindingBytes,
-    });
+      tune: (options.tune ?? process.env.CATS_AUTOTUNE !== "off") ? tuneOptions(options.notice) : null,
+    };
+    const { gpu, engine } = options.gpu
+      ? { gpu: options.gpu, engine: await LlamaEngine.load(options.gpu, checkpoint, engineOptions) }
+      : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour);
     return {
       dir,
       gpu,

@@ -4,12 +4,14 @@ import { Usage } from "../gpu/flags.js";
 import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
 import { Submitter, type Readback } from "../gpu/submit.js";
-import { UNIFORM_INPUT_VEC4S, VariantTable, type OpName } from "../gpu/variants.js";
+import { UNIFORM_INPUT_VEC4S, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
+import { hashSources, tune, tuneKey, type TuneCase, type TuneStore } from "../gpu/autotune.js";
+import { modelTuneCases } from "./tuning.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
 import { loadWeights } from "./load.js";
-import { encodeSteps, Ops, type Step } from "./ops.js";
+import { encodeSteps, Ops, type OpShape, type Step } from "./ops.js";
 import { padCols } from "./weights.js";
 
 export interface EngineOptions {
@@ -22,8 +24,8 @@ export interface EngineOptions {
   capture?: boolean;
   /** Variant overrides per op (the --variant flags). */
   variants?: Partial<Record<OpName, string>>;
-  /** Variants measured for this adapter (the autotune cache). */
-  tuned?: Partial<Record<OpName, string>>;
+  /** Measure kernel variants on first use and keep the choices here (null or absent: the defaults). */
+  tune?: { store: TuneStore; onCase?: (c: TuneCase) => void } | null;
   /** Split weight matrices at this many bytes instead of the adapter's binding limit (tests). */
   maxBindingBytes?: number;
 }
@@ -47,6 +49,69 @@ const UNIFORM_WINDOW = UNIFORM_INPUT_VEC4S * 16;
 /** Activation rows are allocated in whole tiles of the largest token tile a variant uses. */
 const TILE = 8;
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+
+/** The model dimensions and activation strides the op builders need. */
+export function opShapeOf(c: LlamaConfig): OpShape {
+  return {
+    hidden: c.hiddenSize,
+    inter: c.intermediateSize,
+    heads: c.numHeads,
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    vocab: c.vocabSize,
+    eps: c.rmsNormEps,
+    hiddenStride: padCols(c.hiddenSize),
+    interStride: padCols(c.intermediateSize),
+    qkvStride: padCols((c.numHeads + 2 * c.numKvHeads) * c.headDim),
+    qStride: padCols(c.numHeads * c.headDim),
+  };
+}
+
+/** A hash of the kernel files whose code decides which variant is fastest: a change to any of them invalidates the tuning. */
+export function tunedKernelsHash(source: KernelSource): string {
+  return hashSources(TUNED_KERNELS.map((k) => source(k)));
+}
+
+const TUNED_KERNELS = [
+  "common",
+  "lanes",
+  "input",
+  "norm",
+  "project",
+  "project1",
+  "matmul",
+  "gate_up",
+  "down",
+  "down1",
+  "weights_f32",
+  "weights_f16",
+  "weights8_f32",
+  "weights8_f16",
+];
+
+/**
+ * The measured variant per op and matrix shape for this adapter: from the store when this adapter,
+ * driver and kernel code were measured before, else measured now (the cases missing) and stored.
+ */
+async function tuneModel(
+  gpu: GpuContext,
+  kernels: KernelCache,
+  weights: ModelWeights,
+  config: LlamaConfig,
+  store: TuneStore,
+  onCase?: (c: TuneCase) => void,
+): Promise<TunedChoices> {
+  const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
+  const record = store.load(key) ?? { choices: {} };
+  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, opShapeOf(config));
+  try {
+    const choices = await tune(gpu, cases, record.choices, 3, onCase);
+    if (Object.keys(choices).length !== Object.keys(record.choices).length) await store.save(key, { ...record, choices });
+    return choices;
+  } finally {
+    destroy();
+  }
+}
 
 /**
  * A Llama model resident on the GPU: weights, KV cache, activations, the steps of its forward
@@ -79,6 +144,8 @@ export class LlamaEngine {
     config: LlamaConfig,
     options: EngineOptions,
     private readonly weights: ModelWeights,
+    kernels: KernelCache,
+    tuned: TunedChoices,
   ) {
     const c = config;
     this.config = c;
@@ -126,20 +193,8 @@ export class LlamaEngine {
     };
     this.foldedTotals = new Float64Array(c.numLayers);
     this.writeRopeTable();
-    this.variants = new VariantTable(gpu, options.variants, options.tuned);
-    const ops = new Ops(gpu, new KernelCache(gpu, options.kernels), this.variants, this.buf, {
-      hidden: c.hiddenSize,
-      inter: c.intermediateSize,
-      heads: c.numHeads,
-      kvHeads: c.numKvHeads,
-      headDim: c.headDim,
-      vocab: c.vocabSize,
-      eps: c.rmsNormEps,
-      hiddenStride: s.hidden,
-      interStride: s.inter,
-      qkvStride: s.qkv,
-      qStride: s.q,
-    });
+    this.variants = new VariantTable(gpu, options.variants, tuned);
+    const ops = new Ops(gpu, kernels, this.variants, this.buf, opShapeOf(c));
     const capture = options.capture ? rows : null;
     this.decodeStep = [
       ...forwardSteps(ops, weights, this.buf, s, { batch: false, output: "last", captureRows: null }),
@@ -160,7 +215,9 @@ export class LlamaEngine {
 
   static async load(gpu: GpuContext, ckpt: Checkpoint, options: EngineOptions): Promise<LlamaEngine> {
     const weights = await loadWeights(gpu.device, ckpt, options.maxBindingBytes);
-    const engine = new LlamaEngine(gpu, ckpt.config, options, weights);
+    const kernels = new KernelCache(gpu, options.kernels);
+    const tuned = options.tune ? await tuneModel(gpu, kernels, weights, ckpt.config, options.tune.store, options.tune.onCase) : {};
+    const engine = new LlamaEngine(gpu, ckpt.config, options, weights, kernels, tuned);
     await gpu.device.queue.onSubmittedWorkDone();
     gpu.check("model load");
     return engine;

@@ -57,6 +57,9 @@ export interface OpShape {
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
+/** The shape a tuned variant choice is keyed by: rows x cols and the storage format. */
+export const matrixShape = (w: GpuMatrix): string => `${w.rows}x${w.cols} ${w.format}`;
+
 /**
  * Builds the steps of a forward pass: one builder per op, each binding its kernel by name with
  * the variant the table picks for this adapter. Matrices split across bindings become one step
@@ -77,8 +80,11 @@ export class Ops {
     return [Math.min(count, max), cdiv(count, max), z];
   }
 
-  private lanesGrid(op: OpName, rows: number, tokensPerTile: (ntok: number) => number): (ntok: number) => Grid {
-    const consts = this.variants.pick(op).consts;
+  private lanesGrid(
+    consts: Record<string, number | boolean>,
+    rows: number,
+    tokensPerTile: (ntok: number) => number,
+  ): (ntok: number) => Grid {
     const groups = cdiv(rows, consts.R as number);
     const workgroups = cdiv(groups, groupsPerWorkgroup(this.gpu, consts));
     return (ntok) => this.spill(workgroups, tokensPerTile(ntok));
@@ -110,9 +116,12 @@ export class Ops {
     }));
   }
 
-  /** The variant's constants, reading the input as a uniform array (XU) only where it fits one. */
-  private consts(op: OpName, inputVec4s: number): Record<string, number | boolean> & { TM: number } {
-    const c = this.variants.pick(op).consts as Record<string, number | boolean> & { TM: number };
+  /**
+   * The constants of the variant chosen for `op` on a matrix of this shape, reading the input as a
+   * uniform array (XU) only where it fits one.
+   */
+  private consts(op: OpName, w: GpuMatrix, inputVec4s: number): Record<string, number | boolean> & { TM: number } {
+    const c = this.variants.pick(op, matrixShape(w)).consts as Record<string, number | boolean> & { TM: number };
     return c.XU && inputVec4s > UNIFORM_INPUT_VEC4S ? { ...c, XU: false } : c;
   }
 
@@ -128,7 +137,7 @@ export class Ops {
     o: { batch: boolean; norm?: boolean; gain?: GPUBuffer | null; residual?: boolean; xStride: number; yStride: number },
   ): Step[] {
     const op: OpName = o.batch ? "matmul" : "matvec";
-    const consts = { ...this.consts(op, o.xStride / 4), GAIN: Boolean(o.gain) };
+    const consts = { ...this.consts(op, w, o.xStride / 4), GAIN: Boolean(o.gain) };
     const tm = consts.TM;
     const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts });
     return w.parts.map((part) => ({
@@ -154,7 +163,7 @@ export class Ops {
         },
         name,
       ),
-      grid: this.lanesGrid(op, part.rows, (ntok) => cdiv(ntok, tm)),
+      grid: this.lanesGrid(consts, part.rows, (ntok) => cdiv(ntok, tm)),
       writes: { buffer: y, stride: o.yStride, width: w.rows, rows: "tokens" },
     }));
   }
@@ -234,7 +243,7 @@ export class Ops {
   /** One token: q, k = rope(q, k); k, v into the cache; o = softmax(q K^T / sqrt(d)) V. One dispatch. */
   attentionDecode(name: string, qkv: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
-    const kernel = this.kernels.get({ file: "attention_decode", consts: this.variants.pick("attention_vec").consts });
+    const kernel = this.kernels.get({ file: "attention_decode", consts: { ...this.variants.pick("attention_vec").consts, HD: s.headDim } });
     return {
       name,
       bound: kernel.bind(
@@ -242,7 +251,6 @@ export class Ops {
           params: {
             n_heads: s.heads,
             n_kv: s.kvHeads,
-            head_dim: s.headDim,
             kv_stride: s.kvHeads * s.headDim,
             scale: 1 / Math.sqrt(s.headDim),
           },
@@ -275,7 +283,7 @@ export class Ops {
   ): Step[] {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
     const s = this.shape;
-    const consts = { ...this.consts(op, s.hiddenStride / 4), GAIN: false };
+    const consts = { ...this.consts(op, gate, s.hiddenStride / 4), GAIN: false };
     const tm = consts.TM;
     const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
@@ -306,7 +314,7 @@ export class Ops {
         },
         name,
       ),
-      grid: this.lanesGrid(op, part.rows, (ntok) => cdiv(ntok, tm)),
+      grid: this.lanesGrid(consts, part.rows, (ntok) => cdiv(ntok, tm)),
       writes: { buffer: act, stride: s.interStride, width: s.inter, rows: "tokens" },
     }));
   }
@@ -315,7 +323,7 @@ export class Ops {
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : "down_vec";
     const s = this.shape;
-    const c = this.consts(op, s.interStride / 4);
+    const c = this.consts(op, downT, s.interStride / 4);
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (one token) owns blocks of 8 outputs per lane, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));

@@ -30,6 +30,8 @@ export interface GpuContext {
    * first; false in browsers.
    */
   readonly pollsWhileWaiting: boolean;
+  /** The driver worker threads this device was opened with (DeviceOptions.driverThreads); null: the driver's default. */
+  readonly driverThreads: number | null;
   /** Throws a CatsError if the device was lost or reported a validation/OOM error since the last check. */
   check(what: string): void;
   destroy(): void;
@@ -86,10 +88,35 @@ async function nodeGpu(): Promise<GPU> {
 export interface DeviceOptions {
   /** Force kernel variants instead of picking by adapter ("cpu" or "gpu"). */
   flavour?: string;
+  /**
+   * Worker threads of a CPU Vulkan driver for this device (Mesa llvmpipe reads LP_NUM_THREADS when
+   * Dawn opens it; other drivers ignore it). 0 runs every dispatch on the submitting thread: no
+   * hand-off to workers, which costs more than the work itself for small models.
+   */
+  driverThreads?: number;
+}
+
+/** Sets an environment variable while `f` runs (the driver reads it as Dawn opens it), then restores it. */
+async function withEnv<T>(name: string, value: string | undefined, f: () => Promise<T>): Promise<T> {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  if (!env || value === undefined) return f();
+  const old = env[name];
+  env[name] = value;
+  try {
+    return await f();
+  } finally {
+    if (old === undefined) delete env[name];
+    else env[name] = old;
+  }
 }
 
 /** A WebGPU device from navigator.gpu in a browser, from dawn.node in Node. */
 export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext> {
+  const threads = options.driverThreads === undefined ? undefined : String(options.driverThreads);
+  return withEnv("LP_NUM_THREADS", threads, () => openGpu(options));
+}
+
+async function openGpu(options: DeviceOptions): Promise<GpuContext> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const gpu = nav?.gpu ?? (await nodeGpu());
   const pollsWhileWaiting = nav?.gpu === undefined;
@@ -134,6 +161,7 @@ export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext
     flavour: pickFlavour(desc, options.flavour ?? readEnvFlavour()),
     features: new Set<string>(requiredFeatures),
     pollsWhileWaiting,
+    driverThreads: options.driverThreads ?? null,
     subgroupSizes: subgroups ? { min: info.subgroupMinSize ?? 4, max: info.subgroupMaxSize ?? 128 } : { min: 1, max: 1 },
     check(what) {
       if (lostReason !== null) throw new CatsError(`GPU device lost during ${what} (${lostReason})`);

@@ -11,6 +11,8 @@ export interface Readback {
 
 const align4 = (n: number): number => Math.ceil(n / 4) * 4;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Below this, a wait is too short for a timer (Node's fire a millisecond or more late): poll. */
+const SLEEP_ABOVE_MS = 3;
 
 /**
  * Submits one command buffer of compute work, waits for it and reads ranges back through one
@@ -69,7 +71,7 @@ export class Submitter {
     if (!this.gpu.pollsWhileWaiting || kind === undefined) return;
     const ms = this.expected.get(kind);
     // Timers fire late by up to a millisecond or so: sleep well short of the expected end.
-    if (ms !== undefined && ms > 3) await sleep(ms * 0.8 - 1.5);
+    if (ms !== undefined && ms > SLEEP_ABOVE_MS) await sleep(ms * 0.8 - 1.5);
   }
 
   private learn(kind: string | undefined, ms: number): void {

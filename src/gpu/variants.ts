@@ -17,6 +17,8 @@ export interface Variant {
   name: string;
   consts: Record<string, number | boolean>;
   requires?: "subgroups"[];
+  /** The adapters whose autotuning measures it: row-per-invocation variants suit CPU drivers, split-K ones GPUs. */
+  suits: KernelFlavour;
 }
 
 /** vec4s of an input a one-token kernel may read as a uniform array (kernels/input.wgsl): 64 KiB, WebGPU's default limit. */
@@ -43,23 +45,30 @@ const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Reco
  * same with token tiles, which load each weight once for the tile.
  */
 const VEC_PROJECTION: Variant[] = [
-  { name: "rows2", consts: lanes("rows", 2, 1) },
-  { name: "rows4", consts: lanes("rows", 4, 1) },
-  { name: "sg4", consts: lanes("sg", 4, 1), requires: ["subgroups"] },
-  { name: "wg", consts: lanes("wg", 1, 1) },
+  // Small workgroups spread small matrices over more CPU threads; larger ones amortise per-workgroup work.
+  { name: "rows1w8", consts: lanes("rows", 1, 1, 8), suits: "cpu" },
+  { name: "rows2w8", consts: lanes("rows", 2, 1, 8), suits: "cpu" },
+  { name: "rows4w8", consts: lanes("rows", 4, 1, 8), suits: "cpu" },
+  { name: "rows2", consts: lanes("rows", 2, 1), suits: "cpu" },
+  { name: "rows4", consts: lanes("rows", 4, 1), suits: "cpu" },
+  { name: "sg4", consts: lanes("sg", 4, 1), requires: ["subgroups"], suits: "gpu" },
+  { name: "wg", consts: lanes("wg", 1, 1), suits: "gpu" },
 ];
 const MAT_PROJECTION: Variant[] = [
-  { name: "rows4x4", consts: lanes("rows", 4, 4) },
-  { name: "rows2x8", consts: lanes("rows", 2, 8) },
-  { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"] },
-  { name: "wg1x4", consts: lanes("wg", 1, 4) },
+  { name: "rows4x4", consts: lanes("rows", 4, 4), suits: "cpu" },
+  { name: "rows2x8", consts: lanes("rows", 2, 8), suits: "cpu" },
+  { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"], suits: "gpu" },
+  { name: "wg1x4", consts: lanes("wg", 1, 4), suits: "gpu" },
 ];
 
 function downVariants(tm: number, v: number[]): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
-  // One token: the activations as a uniform array (kernels/input.wgsl); every lane reads the same one.
+  // One token: the activations as a uniform array (kernels/down1.wgsl); every lane reads the same one.
   const c = (wg: number, n: number) => ({ WG: wg, V: n, TM: tm, XU: tm === 1, XN: UNIFORM_INPUT_VEC4S });
-  return [...v.map((n) => ({ name: `v${n}w8${suffix}`, consts: c(8, n) })), { name: `v1w64${suffix}`, consts: c(64, 1) }];
+  return [
+    ...v.map((n): Variant => ({ name: `v${n}w8${suffix}`, consts: c(8, n), suits: "cpu" })),
+    { name: `v1w64${suffix}`, consts: c(64, 1), suits: "gpu" },
+  ];
 }
 
 export const VARIANTS: Record<OpName, Variant[]> = {
@@ -69,8 +78,12 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   gate_up_mat: MAT_PROJECTION,
   down_vec: downVariants(1, [1, 2, 4]),
   down_mat: downVariants(4, [1, 2]),
-  attention_vec: [4, 8].map((wg) => ({ name: `w${wg}`, consts: { WG: wg } })),
-  argmax: [1, 64, 256].map((wg) => ({ name: `w${wg}`, consts: { WG: wg } })),
+  attention_vec: [4, 8].map((wg): Variant => ({ name: `w${wg}`, consts: { WG: wg }, suits: "cpu" })),
+  argmax: [
+    { name: "w1", consts: { WG: 1 }, suits: "cpu" },
+    { name: "w64", consts: { WG: 64 }, suits: "gpu" },
+    { name: "w256", consts: { WG: 256 }, suits: "gpu" },
+  ],
 };
 
 /**
@@ -126,12 +139,16 @@ export function parseOverrides(text: string | undefined): Partial<Record<OpName,
   return out;
 }
 
+/** A measured choice: the variant of `op` for one shape of its matrix (`rows x cols format`), or for every shape. */
+export type TunedChoices = Record<string, string>;
+export const tunedKey = (op: OpName, shape?: string): string => (shape ? `${op} ${shape}` : op);
+
 /** Which variant of each op runs on this device: an override, else a measured choice, else the default. */
 export class VariantTable {
   constructor(
     private readonly gpu: GpuContext,
     private readonly overrides: Partial<Record<OpName, string>> = {},
-    private readonly tuned: Partial<Record<OpName, string>> = {},
+    private readonly tuned: TunedChoices = {},
   ) {
     for (const [op, name] of Object.entries(overrides)) {
       const v = VARIANTS[op as OpName].find((x) => x.name === name)!;
@@ -143,31 +160,47 @@ export class VariantTable {
     return (v.requires ?? []).every((f) => this.gpu.features.has(f));
   }
 
-  /** The variants of an op this adapter can run. */
+  /** The variants of an op this adapter can run (all are tested). */
   candidates(op: OpName): Variant[] {
     return VARIANTS[op].filter((v) => this.supported(v));
   }
 
-  choice(op: OpName): VariantChoice {
-    const byName = (name: string) => VARIANTS[op].find((v) => v.name === name)!;
+  /** The variants autotuning measures on this adapter: those that suit its kind. */
+  tuneCandidates(op: OpName): Variant[] {
+    return this.candidates(op).filter((v) => v.suits === this.gpu.flavour);
+  }
+
+  choice(op: OpName, shape?: string): VariantChoice {
+    const byName = (name: string) => VARIANTS[op].find((v) => v.name === name);
     const override = this.overrides[op];
-    if (override) return { op, variant: byName(override), source: "override" };
-    const tuned = this.tuned[op];
-    if (tuned && this.supported(byName(tuned))) return { op, variant: byName(tuned), source: "autotune" };
+    if (override) return { op, variant: byName(override)!, source: "override" };
+    for (const key of [tunedKey(op, shape), tunedKey(op)]) {
+      const tuned = byName(this.tuned[key] ?? "");
+      if (tuned && this.supported(tuned)) return { op, variant: tuned, source: "autotune" };
+    }
     let name = DEFAULTS[this.gpu.flavour][op];
-    if (!this.supported(byName(name))) name = NO_SUBGROUPS[name] ?? name;
-    return { op, variant: byName(name), source: "default" };
+    if (!this.supported(byName(name)!)) name = NO_SUBGROUPS[name] ?? name;
+    return { op, variant: byName(name)!, source: "default" };
   }
 
-  pick(op: OpName): Variant {
-    return this.choice(op).variant;
+  pick(op: OpName, shape?: string): Variant {
+    return this.choice(op, shape).variant;
   }
 
-  all(): VariantChoice[] {
-    return OPS.map((op) => this.choice(op));
+  /** Every op's choice, and the measured ones per shape, for `cats info`. */
+  describe(): { op: OpName; shape: string | null; variant: string; source: VariantSource }[] {
+    const rows = OPS.map((op) => {
+      const c = this.choice(op);
+      return { op, shape: null as string | null, variant: c.variant.name, source: c.source };
+    });
+    for (const [key, name] of Object.entries(this.tuned)) {
+      const [op, ...shape] = key.split(" ");
+      if (shape.length > 0 && !this.overrides[op as OpName])
+        rows.push({ op: op as OpName, shape: shape.join(" "), variant: name, source: "autotune" });
+    }
+    return rows;
   }
 }
-
 /**
  * How many row groups one workgroup of a lanes variant holds. With subgroups the count depends on
  * the subgroup size the driver picks; assuming the largest it may pick covers every row.

@@ -1,0 +1,74 @@
+import type { TuneCase } from "../gpu/autotune.js";
+import { scratchBuffer } from "../gpu/autotune.js";
+import type { GpuContext } from "../gpu/device.js";
+import type { KernelCache } from "../gpu/kernel.js";
+import type { VariantTable } from "../gpu/variants.js";
+import type { ModelWeights } from "./forward.js";
+import { encodeSteps, matrixShape, Ops, type OpShape, type Step } from "./ops.js";
+import type { GpuMatrix } from "./weights.js";
+
+/** Tokens of the batched pass the `_mat` variants are tuned on. */
+const BATCH_TOKENS = 64;
+
+/**
+ * What autotuning measures for a model: every op with variants at every matrix shape the model
+ * has, one token (decode) and a batch (prefill, evaluation, calibration), on the model's own
+ * weights and on scratch inputs that are never zero. Returns the cases and a cleanup.
+ */
+export function modelTuneCases(
+  gpu: GpuContext,
+  kernels: KernelCache,
+  m: ModelWeights,
+  shape: OpShape,
+): { cases: TuneCase[]; destroy: () => void } {
+  const made: GPUBuffer[] = [];
+  const scratch = (floats: number, label: string) => {
+    const b = scratchBuffer(gpu, floats, label);
+    made.push(b);
+    return b;
+  };
+  const rows = BATCH_TOKENS + 8;
+  const widest = Math.max(shape.hiddenStride, shape.interStride, shape.qkvStride, shape.qStride);
+  const input = scratch(rows * widest, "tune input");
+  const output = scratch(rows * Math.max(widest, m.lmHead.cols4 * 4, m.lmHead.rows + 8), "tune output");
+  const totals = scratch(64, "tune totals");
+  const capture = scratch(16, "tune capture");
+  const state = (ntok: number) => {
+    const b = scratch(4, `tune state ${ntok}`);
+    gpu.device.queue.writeBuffer(b, 0, new Uint32Array([0, ntok, 0, 0]));
+    return b;
+  };
+  const states = { 1: state(1), [BATCH_TOKENS]: state(BATCH_TOKENS) } as Record<number, GPUBuffer>;
+  const rope = scratch(16, "tune rope");
+  const cases: TuneCase[] = [];
+  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops) => Step[]) => {
+    const key = matrixShape(w);
+    if (cases.some((c) => c.op === op && c.shape === key)) return;
+    cases.push({
+      op,
+      shape: key,
+      bytes,
+      build: (table: VariantTable) => {
+        const built = steps(new Ops(gpu, kernels, table, { state: states[ntok], rope }, shape));
+        return (pass) => encodeSteps(pass, built, ntok);
+      },
+    });
+  };
+  const layer = m.layers[0];
+  for (const batch of [false, true]) {
+    const ntok = batch ? BATCH_TOKENS : 1;
+    for (const w of [layer.qkv, layer.o, m.lmHead]) {
+      const xStride = w === layer.o ? shape.qStride : shape.hiddenStride;
+      add(batch ? "matmul" : "matvec", w, w.bytes, ntok, (ops) =>
+        ops.project("tune", w, input, output, { batch, norm: true, xStride, yStride: w.rows + 8 }),
+      );
+    }
+    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, ntok, (ops) =>
+      ops.gateUp("tune", layer.gate, layer.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null }),
+    );
+    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, ntok, (ops) =>
+      ops.down("tune", layer.downT, input, output, { batch }),
+    );
+  }
+  return { cases, destroy: () => made.forEach((b) => b.destroy()) };
+}

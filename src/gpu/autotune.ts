@@ -1,0 +1,103 @@
+import type { GpuContext } from "./device.js";
+import { Usage } from "./flags.js";
+import type { KernelCache } from "./kernel.js";
+import { PairedTimer, type Timed } from "./roofline.js";
+import { tunedKey, VariantTable, type OpName, type TunedChoices } from "./variants.js";
+
+/**
+ * Where measured choices live between runs: a JSON file in Node, localStorage in a browser. Keyed
+ * by what makes a measurement valid: the adapter, its driver and the kernels' source.
+ */
+export interface TuneStore {
+  load(key: string): TuneRecord | undefined;
+  save(key: string, record: TuneRecord): Promise<void>;
+}
+
+export interface TuneRecord {
+  /** op + matrix shape -> variant name */
+  choices: TunedChoices;
+  /** The adapter's streaming read rate, GB/s (bench:kernels, cats info). */
+  readCeilingGBs?: number;
+  /** Per model shape, the CPU driver worker threads that decode fastest (null: the driver's default). */
+  driverThreads?: Record<string, number | null>;
+}
+
+/** One op at one shape to tune: how to build its steps with a forced variant, and what one call reads. */
+export interface TuneCase {
+  op: OpName;
+  shape: string;
+  bytes: number;
+  /** Builds the op's dispatches with `table` deciding the variant; returns an encoder of one call. */
+  build: (table: VariantTable) => (pass: GPUComputePassEncoder) => void;
+}
+
+/** A stable string for the adapter, its driver and the kernels: a measurement is valid while these hold. */
+export function tuneKey(gpu: GpuContext, kernelsHash: string): string {
+  const a = gpu.adapter;
+  const threads = gpu.driverThreads === null ? "driver threads: default" : `driver threads: ${gpu.driverThreads}`;
+  return [a.vendor, a.architecture, a.device, a.description, gpu.flavour, [...gpu.features].sort().join("+"), threads, kernelsHash].join(
+    " | ",
+  );
+}
+
+/** FNV-1a over the kernel sources: the tuning cache is redone whenever a kernel changes. */
+export function hashSources(sources: string[]): string {
+  let h = 0x811c9dc5;
+  for (const s of sources) {
+    for (let i = 0; i < s.length; i++) {
+      h ^= s.charCodeAt(i);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+/**
+ * Measures every variant that suits this adapter for each case, each against the first in paired
+ * rounds, and keeps the fastest by median. Cases already in `known` are skipped.
+ */
+export async function tune(
+  gpu: GpuContext,
+  cases: TuneCase[],
+  known: TunedChoices,
+  rounds = 3,
+  onCase?: (c: TuneCase) => void,
+): Promise<TunedChoices> {
+  const out: TunedChoices = { ...known };
+  const timer = new PairedTimer(gpu);
+  try {
+    for (const c of cases) {
+      const key = tunedKey(c.op, c.shape);
+      const candidates = new VariantTable(gpu).tuneCandidates(c.op);
+      if (key in out || candidates.length < 2) continue;
+      onCase?.(c);
+      const timed: Timed[] = candidates.map((v) => {
+        const encode = c.build(new VariantTable(gpu, { [c.op]: v.name }));
+        return { name: `${c.op} ${c.shape} ${v.name}`, bytes: c.bytes, encode: (pass) => encode(pass) };
+      });
+      const [first, ...rest] = timed;
+      const r = await timer.paired(first, rest, rounds);
+      const all = [r.reference, ...r.cases];
+      const best = all.reduce((a, b) => (b.ms < a.ms ? b : a));
+      out[key] = candidates[all.indexOf(best)].name;
+    }
+  } finally {
+    timer.destroy();
+  }
+  return out;
+}
+
+/** Scratch buffers for tuning: filled with a pattern that is never zero, so nothing is skipped as inactive. */
+export function scratchBuffer(gpu: GpuContext, floats: number, label: string): GPUBuffer {
+  const values = new Float32Array(Math.max(floats, 16384));
+  for (let i = 0; i < values.length; i++) values[i] = 0.25 + ((i * 7919) % 97) / 200;
+  const b = gpu.device.createBuffer({
+    label,
+    size: values.byteLength,
+    usage: Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST | Usage.COPY_SRC,
+  });
+  gpu.device.queue.writeBuffer(b, 0, values);
+  return b;
+}
+
+export type { KernelCache };
