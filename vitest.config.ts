@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -7,7 +9,9 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    env: { CATS_MODELS: "../shared/models" },
+    // Tests run the default kernel variants (every variant has its own op tests); the autotuning
+    // tests turn measuring on themselves, with a cache of their own.
+    env: { CATS_MODELS: "../shared/models", CATS_AUTOTUNE: "off", CATS_CACHE_DIR: join(tmpdir(), `cats-test-cache-${process.pid}`) },
     // The JSON report lets .ci/run print a plain "N passed, N failed" line.
     reporters: ["default", ["json", { outputFile: "test-results.json" }]],
   },

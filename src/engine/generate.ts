@@ -19,9 +19,21 @@ export interface GenerateResult {
   decodeMs: number;
 }
 
+/** Greedy steps chained per submission: the first chunk is a single step so the first token is not delayed. */
+export function chunkSizes(maxChain: number): () => number {
+  let next = 1;
+  return () => {
+    const n = next;
+    next = Math.min(next * 2, maxChain);
+    return n;
+  };
+}
+
 /**
- * Prefill the prompt in one batched pass, then decode token by token. Greedy decoding never reads
- * logits back: the GPU picks the token and only its id returns.
+ * Prefill the prompt in one batched pass, then decode. Greedy decoding chains several steps per
+ * submission (1, 2, 4, ... up to 32) and never reads logits back: the GPU picks each token and only
+ * the ids return, streamed as each chunk completes. A chunk that passes an EOS is cut there (the
+ * steps computed past it are dropped). Sampling reads the logits of every step.
  */
 export async function generate(engine: LlamaEngine, promptIds: number[], o: GenerateOptions): Promise<GenerateResult> {
   const ctx = engine.contextLength;
@@ -38,68 +50,77 @@ export async function generate(engine: LlamaEngine, promptIds: number[], o: Gene
   const t0 = performance.now();
   const first = await engine.prefill(promptIds, !greedy);
   const prefillMs = performance.now() - t0;
-  let token = greedy ? first.token : sampleToken(first.logits!, o, random);
-  let stopReason: StopReason = "max_tokens";
   const t1 = performance.now();
+  const nextChunk = chunkSizes(Math.min(MAX_CHUNK, engine.maxChain));
+  let pending = [greedy ? first.token : sampleToken(first.logits!, o, random)];
   for (;;) {
-    ids.push(token);
-    o.onToken?.(token);
-    if (eos.has(token)) {
-      stopReason = "eos";
-      break;
+    for (const token of pending) {
+      ids.push(token);
+      o.onToken?.(token);
+      if (eos.has(token)) {
+        engine.truncate(promptIds.length + ids.length - 1);
+        return { ids, stopReason: "eos", prefillMs, decodeMs: performance.now() - t1 };
+      }
+      if (ids.length >= o.maxTokens) return { ids, stopReason: "max_tokens", prefillMs, decodeMs: performance.now() - t1 };
     }
-    if (ids.length >= o.maxTokens) break;
-    if (engine.position >= ctx) {
-      stopReason = "context";
-      break;
-    }
+    const room = ctx - engine.position;
+    if (room <= 0) return { ids, stopReason: "context", prefillMs, decodeMs: performance.now() - t1 };
     if (greedy) {
-      token = (await engine.decode(false)).token;
+      pending = await engine.decodeGreedy(Math.min(nextChunk(), o.maxTokens - ids.length, room));
     } else {
-      engine.setNextToken(token);
-      token = sampleToken((await engine.decode(true)).logits!, o, random);
+      engine.setNextToken(pending[0]);
+      pending = [sampleToken((await engine.decode(true)).logits!, o, random)];
     }
   }
-  return { ids, stopReason, prefillMs, decodeMs: performance.now() - t1 };
 }
 
+/** Most greedy steps in one submission while generating: long enough to amortise a submission, short enough to stream. */
+const MAX_CHUNK = 32;
+
 /**
- * Turns a growing id list into text deltas. New ids are decoded after the prompt's ids, because
- * SentencePiece decoders drop the leading space of a sequence's first token; a trailing partial
+ * Turns a growing id list into text deltas, decoding only a few ids per new one (the scheme of
+ * text-generation-inference's decode_token): the ids from `prefixOffset` are decoded with and
+ * without the new ones, and the difference is the new text. Decoding after earlier ids keeps the
+ * leading space that SentencePiece decoders drop at the start of a sequence; a trailing partial
  * UTF-8 character is held back until it is complete.
  */
 export class TextStream {
   private readonly ids: number[];
-  private readonly prefixText: string;
-  private shown = "";
+  private prefixOffset: number;
+  private readOffset: number;
 
   constructor(
     private readonly decode: (ids: number[]) => string,
     private readonly prefix: readonly number[] = [],
   ) {
     this.ids = [...prefix];
-    this.prefixText = decode(this.ids);
+    this.readOffset = prefix.length;
+    this.prefixOffset = Math.max(0, prefix.length - 4);
   }
 
   /** The text of the new ids alone, as it reads after the prefix. */
   text(): string {
+    const prefixText = this.decode([...this.prefix]);
     const full = this.decode(this.ids);
-    return full.startsWith(this.prefixText) ? full.slice(this.prefixText.length) : this.decode(this.ids.slice(this.prefix.length));
+    return full.startsWith(prefixText) ? full.slice(prefixText.length) : this.decode(this.ids.slice(this.prefix.length));
   }
 
   push(id: number): string {
     this.ids.push(id);
-    const text = this.text();
-    if (text.endsWith("\uFFFD") || !text.startsWith(this.shown)) return "";
-    const delta = text.slice(this.shown.length);
-    this.shown = text;
-    return delta;
+    return this.take(false);
   }
 
+  /** Whatever is held back (an incomplete character at the end of the sequence). */
   flush(): string {
-    const text = this.text();
-    const delta = text.startsWith(this.shown) ? text.slice(this.shown.length) : "";
-    this.shown = text;
-    return delta;
+    return this.take(true);
+  }
+
+  private take(final: boolean): string {
+    const before = this.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+    const after = this.decode(this.ids.slice(this.prefixOffset));
+    if (after.length <= before.length || !after.startsWith(before) || (!final && after.endsWith("\uFFFD"))) return "";
+    this.prefixOffset = this.readOffset;
+    this.readOffset = this.ids.length;
+    return after.slice(before.length);
   }
 }

@@ -73,6 +73,8 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 const TUNED_KERNELS = [
+  "attention_decode",
+  "attention_serial",
   "common",
   "lanes",
   "input",
@@ -103,7 +105,7 @@ async function tuneModel(
 ): Promise<TunedChoices> {
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
   const record = store.load(key) ?? { choices: {} };
-  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, opShapeOf(config));
+  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, opShapeOf(config), config.maxPositions);
   try {
     const choices = await tune(gpu, cases, record.choices, 3, onCase);
     if (Object.keys(choices).length !== Object.keys(record.choices).length) await store.save(key, { ...record, choices });
@@ -220,6 +222,10 @@ export class LlamaEngine {
     const engine = new LlamaEngine(gpu, ckpt.config, options, weights, kernels, tuned);
     await gpu.device.queue.onSubmittedWorkDone();
     gpu.check("model load");
+    // Drivers compile a pipeline at its first dispatch: pay that now, not in the first tokens.
+    await engine.prefill([ckpt.config.bosTokenId ?? 0]);
+    await engine.decode();
+    engine.reset();
     return engine;
   }
 
@@ -421,6 +427,15 @@ export class LlamaEngine {
     this.step += n;
     const out = [...new Uint32Array(ids.buffer, ids.byteOffset, n)];
     return count > n ? out.concat(await this.decodeGreedy(count - n)) : out;
+  }
+
+  /**
+   * Forgets the positions from `position` on (steps computed past an EOS in a chained chunk): the
+   * next step runs at `position`, overwriting their KV cache rows.
+   */
+  truncate(position: number): void {
+    if (position < 0 || position > this.pos) throw new CatsError(`cannot truncate to position ${position}: the sequence has ${this.pos}`);
+    this.pos = position;
   }
 
   /** Makes `id` the input of the next decode step (sampling replaces the GPU's greedy pick). */

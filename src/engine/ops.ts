@@ -243,7 +243,8 @@ export class Ops {
   /** One token: q, k = rope(q, k); k, v into the cache; o = softmax(q K^T / sqrt(d)) V. One dispatch. */
   attentionDecode(name: string, qkv: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
-    const kernel = this.kernels.get({ file: "attention_decode", consts: { ...this.variants.pick("attention_vec").consts, HD: s.headDim } });
+    const { SERIAL, ...consts } = this.variants.pick("attention_vec", `${s.heads}/${s.kvHeads} heads x ${s.headDim}`).consts;
+    const kernel = this.kernels.get({ file: SERIAL ? "attention_serial" : "attention_decode", consts: { ...consts, HD: s.headDim } });
     return {
       name,
       bound: kernel.bind(
@@ -263,7 +264,7 @@ export class Ops {
         },
         name,
       ),
-      grid: () => [s.kvHeads, 1, 1],
+      grid: () => (SERIAL ? [cdiv(s.heads, consts.WG as number), 1, 1] : [s.kvHeads, 1, 1]),
       writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
     };
   }

@@ -20,6 +20,7 @@ export function modelTuneCases(
   kernels: KernelCache,
   m: ModelWeights,
   shape: OpShape,
+  contextLength: number,
 ): { cases: TuneCase[]; destroy: () => void } {
   const made: GPUBuffer[] = [];
   const scratch = (floats: number, label: string) => {
@@ -39,7 +40,7 @@ export function modelTuneCases(
     return b;
   };
   const states = { 1: state(1), [BATCH_TOKENS]: state(BATCH_TOKENS) } as Record<number, GPUBuffer>;
-  const rope = scratch(16, "tune rope");
+  const rope = scratch(contextLength * shape.headDim, "tune rope");
   const cases: TuneCase[] = [];
   const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops) => Step[]) => {
     const key = matrixShape(w);
@@ -70,5 +71,20 @@ export function modelTuneCases(
       ops.down("tune", layer.downT, input, output, { batch }),
     );
   }
+  // Decode attention at a mid-length context, in layer 0's cache (a decode step rewrites each row before it reads it).
+  const position = Math.min(128, contextLength - 1);
+  const attentionState = scratch(4, "tune attention state");
+  gpu.device.queue.writeBuffer(attentionState, 0, new Uint32Array([position, 1, 0, 0]));
+  cases.push({
+    op: "attention_vec",
+    shape: `${shape.heads}/${shape.kvHeads} heads x ${shape.headDim}`,
+    bytes: 2 * (position + 1) * shape.kvHeads * shape.headDim * 4,
+    build: (table: VariantTable) => {
+      const steps = [
+        new Ops(gpu, kernels, table, { state: attentionState, rope }, shape).attentionDecode("tune", input, layer.k, layer.v, output),
+      ];
+      return (pass) => encodeSteps(pass, steps, 1);
+    },
+  });
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }

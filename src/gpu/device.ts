@@ -161,7 +161,7 @@ async function openGpu(options: DeviceOptions): Promise<GpuContext> {
     flavour: pickFlavour(desc, options.flavour ?? readEnvFlavour()),
     features: new Set<string>(requiredFeatures),
     pollsWhileWaiting,
-    driverThreads: options.driverThreads ?? null,
+    driverThreads: options.driverThreads ?? userDriverThreads(),
     subgroupSizes: subgroups ? { min: info.subgroupMinSize ?? 4, max: info.subgroupMaxSize ?? 128 } : { min: 1, max: 1 },
     check(what) {
       if (lostReason !== null) throw new CatsError(`GPU device lost during ${what} (${lostReason})`);
@@ -172,6 +172,12 @@ async function openGpu(options: DeviceOptions): Promise<GpuContext> {
       device.destroy();
     },
   };
+}
+
+/** LP_NUM_THREADS as the user set it: the driver reads it, so tuning must key on it. */
+function userDriverThreads(): number | null {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.LP_NUM_THREADS;
+  return v === undefined || v.trim() === "" || !Number.isInteger(Number(v)) ? null : Number(v);
 }
 
 function readEnvFlavour(): string | undefined {

@@ -78,7 +78,12 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   gate_up_mat: MAT_PROJECTION,
   down_vec: downVariants(1, [1, 2, 4]),
   down_mat: downVariants(4, [1, 2]),
-  attention_vec: [4, 8].map((wg): Variant => ({ name: `w${wg}`, consts: { WG: wg }, suits: "cpu" })),
+  attention_vec: [
+    // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
+    { name: "w4", consts: { WG: 4, SERIAL: false }, suits: "cpu" },
+    { name: "w8", consts: { WG: 8, SERIAL: false }, suits: "cpu" },
+    { name: "serial", consts: { WG: 8, SERIAL: true }, suits: "cpu" },
+  ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },
     { name: "w64", consts: { WG: 64 }, suits: "gpu" },
