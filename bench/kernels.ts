@@ -13,7 +13,7 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { PairedTimer, readCeiling, type PairedResult, type Timed } from "../src/gpu/roofline.js";
 import { parseOverrides, VariantTable } from "../src/gpu/variants.js";
-import { encodeSteps } from "../src/engine/ops.js";
+import { encodeSteps, setStepParams } from "../src/engine/ops.js";
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 
@@ -120,7 +120,7 @@ for (const shape of opts.mlp.split(",")) {
   const withThreshold = timed.map((t, i) => ({
     ...t,
     encode: (pass: GPUComputePassEncoder, call: number) => {
-      if (call === 0) for (const s of steps) if (s.gateOfLayer !== undefined) s.bound.setParams({ threshold: cases[i].threshold });
+      if (call === 0) for (const s of steps) if (s.gateOfLayer !== undefined) setStepParams(s, { threshold: cases[i].threshold });
       t.encode(pass, call);
     },
   }));

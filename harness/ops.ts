@@ -94,9 +94,9 @@ export class OpHarness {
     return b;
   }
 
-  /** Rows of `width` floats at a padded stride, as the engine lays out activations. */
+  /** Rows of `width` floats at a padded stride, as the engine lays out activations (with a uniform window of slack after them). */
   rows(data: Float32Array[], stride: number, extraRows = 8): GPUBuffer {
-    const out = new Float32Array((data.length + extraRows) * stride);
+    const out = new Float32Array((data.length + extraRows) * stride + 16384);
     data.forEach((row, t) => out.set(row, t * stride));
     return this.buffer(out);
   }
@@ -165,9 +165,11 @@ export function opShape(s: {
   headDim: number;
   vocab: number;
   eps?: number;
+  maxTokens?: number;
 }): OpShape {
   return {
     ...s,
+    maxTokens: s.maxTokens ?? 16,
     eps: s.eps ?? 1e-5,
     hiddenStride: padCols(s.hidden),
     interStride: padCols(s.inter),

@@ -15,6 +15,7 @@ struct DownParams {
   inter: u32,       // act row stride
   cols4: u32,       // output blocks of 4 (padded hidden / 4): W's row stride in blocks
   y_stride: u32,    // Y row stride in floats
+  token0: u32,      // first token of the pass's tiles (0: grid z walks them all)
 }
 @group(0) @binding(0) var<uniform> p: DownParams;
 @group(0) @binding(1) var<storage, read> state: State;
@@ -23,7 +24,7 @@ struct DownParams {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t0 = wid.z * TM;
+  let t0 = p.token0 + wid.z * TM;
   let first = (wid.x + wid.y * nwg.x) * WG * V + lid;
   var blocks: array<u32, V>;
   for (var v = 0u; v < V; v++) {

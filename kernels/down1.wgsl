@@ -1,19 +1,21 @@
-// One token's down projection, added into the residual stream: x += act W_down, reading W_down
-// transposed ([inter][hidden], a neuron's weights contiguous). Each lane owns V blocks of 8
-// outputs (lanes take neighbouring blocks, so together they read a contiguous stretch of a row)
-// and walks the neurons in order, four at a time from the activations as a uniform array; a neuron
-// whose activation is zero (every CATS-masked one) is skipped, so its row is never read. Natural
-// row order and a fixed summation order: no index list, no atomics. Consts: WG lanes, V blocks per
-// lane, XN (vec4s of the uniform activation array).
+// The down projection with the activations as a uniform array (XU), added into the residual
+// stream: x += act W_down, reading W_down transposed ([inter][hidden], a neuron's weights
+// contiguous). A dispatch computes a tile of TM tokens (act bound at the tile's first row, token0
+// its first token). Each lane owns V blocks of 8 outputs (lanes take neighbouring blocks, so together
+// they read a contiguous stretch of a row) and walks the neurons in order, four at a time; a neuron
+// whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
+// skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
+// no atomics. Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
 struct DownParams {
   rows: u32,        // neurons in this part (rows of W)
   row_offset: u32,  // first neuron of this part
-  inter: u32,       // act row stride (unused: one token)
+  inter: u32,       // act row stride
   cols4: u32,       // padded hidden / 4: W's row stride in vec4s
   y_stride: u32,
+  token0: u32,      // the tile's first token
 }
 @group(0) @binding(0) var<uniform> p: DownParams;
 @group(0) @binding(1) var<storage, read> state: State;
@@ -29,31 +31,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     blocks[v] = min(first + v * WG, cols8 - 1u);
   }
   let end = p.row_offset + p.rows;
-  var acc: array<mat2x4<f32>, V>;
+  let inter4 = p.inter / 4u;
+  var acc: array<array<mat2x4<f32>, TM>, V>;
   for (var q = p.row_offset / 4u; q * 4u < end; q++) {
-    let a4 = act[q];
-    if (all(a4 == vec4<f32>(0.0))) {
+    var a4: array<vec4<f32>, TM>;
+    var any_active = false;
+    for (var t = 0u; t < TM; t++) {
+      a4[t] = act[t * inter4 + q];
+      any_active = any_active || any(a4[t] != vec4<f32>(0.0));
+    }
+    if (!any_active) {
       continue;
     }
     for (var j = 0u; j < 4u; j++) {
       let n = q * 4u + j;
-      let a = a4[j];
-      if (a == 0.0 || n < p.row_offset || n >= end) {
+      var nonzero = false;
+      for (var t = 0u; t < TM; t++) {
+        nonzero = nonzero || a4[t][j] != 0.0;
+      }
+      if (!nonzero || n < p.row_offset || n >= end) {
         continue;
       }
       for (var v = 0u; v < V; v++) {
-        acc[v] += load8_W(n - p.row_offset, blocks[v], cols8) * a;
+        let w = load8_W(n - p.row_offset, blocks[v], cols8);
+        for (var t = 0u; t < TM; t++) {
+          acc[v][t] += w * a4[t][j];
+        }
       }
     }
   }
-  if (state.ntok == 0u) {
-    return;
-  }
-  for (var v = 0u; v < V; v++) {
-    let b = first + v * WG;
-    if (b < cols8) {
-      Y[2u * b] += acc[v][0];
-      Y[2u * b + 1u] += acc[v][1];
+  for (var t = 0u; t < TM; t++) {
+    if (p.token0 + t >= state.ntok) {
+      break;
+    }
+    let row = (p.token0 + t) * p.y_stride / 4u;
+    for (var v = 0u; v < V; v++) {
+      let b = first + v * WG;
+      if (b < cols8) {
+        Y[row + 2u * b] += acc[v][t][0];
+        Y[row + 2u * b + 1u] += acc[v][t][1];
+      }
     }
   }
 }

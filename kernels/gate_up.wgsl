@@ -31,6 +31,7 @@ struct GateUpParams {
   capture: u32,         // 1: write |a| to capture
   capture_offset: u32,
   threshold: f32,       // < 0: dense, nothing masked or counted
+  token0: u32,          // XU: the first token of this dispatch's tile (X is bound at its row)
   eps: f32,
 }
 @group(0) @binding(0) var<uniform> p: GateUpParams;
@@ -46,7 +47,7 @@ fn silu(g: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(inv: Invocation) {
   let g = group_of(inv);
-  let t0 = inv.wid.z * TM;
+  let t0 = tile_start(inv, p.token0);
   let masked = p.threshold >= 0.0;
   var rows: array<u32, R>;
   var on: array<bool, R>;
@@ -54,9 +55,7 @@ fn main(inv: Invocation) {
     rows[r] = group_row(g, r, p.rows);
     on[r] = true;
   }
-  for (var t = 0u; t < TM; t++) {
-    x_base[t] = min(t0 + t, state.ntok - 1u) * p.x_stride4;
-  }
+  set_x_base(t0, p.x_stride4);
   var acc: Sums;
 //#if XU
   project1_W(g, rows, on, p.cols4 / 2u, &acc);

@@ -24,6 +24,7 @@ struct MatmulParams {
   y_stride: u32,
   norm: u32,        // 1: RMSNorm fused in
   residual: u32,    // 1: add into Y
+  token0: u32,      // XU: the first token of this dispatch's tile (X is bound at its row)
   eps: f32,
 }
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -33,16 +34,14 @@ struct MatmulParams {
 @compute @workgroup_size(WG)
 fn main(inv: Invocation) {
   let g = group_of(inv);
-  let t0 = inv.wid.z * TM;
+  let t0 = tile_start(inv, p.token0);
   var rows: array<u32, R>;
   var on: array<bool, R>;
   for (var r = 0u; r < R; r++) {
     rows[r] = group_row(g, r, p.rows);
     on[r] = true;
   }
-  for (var t = 0u; t < TM; t++) {
-    x_base[t] = min(t0 + t, state.ntok - 1u) * p.x_stride4;
-  }
+  set_x_base(t0, p.x_stride4);
   var acc: Sums;
 //#if XU
   project1_W(g, rows, on, p.cols4 / 2u, &acc);

@@ -10,6 +10,7 @@ import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { KernelCache } from "../src/gpu/kernel.js";
 import { VariantTable, type OpName } from "../src/gpu/variants.js";
 import { padCols } from "../src/engine/weights.js";
+import { setStepParams } from "../src/engine/ops.js";
 import { attend, maxRelErr, project, rope, silu } from "./ops-reference.js";
 
 let gpu: GpuContext;
@@ -225,7 +226,7 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                   capture,
                   captureOffset: istride,
                 });
-                for (const s of steps) s.bound.setParams({ threshold });
+                for (const s of steps) setStepParams(s, { threshold });
                 h.setState(0, ntok);
                 await h.run(steps, ntok);
                 const ref = gateUpRef(gate, up, xs, threshold);

@@ -1,6 +1,6 @@
 import { CatsError } from "../errors.js";
 import type { LlamaEngine } from "../engine/llama.js";
-import { quantileOfSorted, quantileSketch } from "./quantiles.js";
+import { quantileOfSorted, quantileSketch, sortNonNegative } from "./quantiles.js";
 
 export interface CalibrationResult {
   /** level -> per-layer threshold (exact quantiles). */
@@ -65,7 +65,7 @@ export async function calibrate(engine: LlamaEngine, streamIds: number[], o: Cal
     }
     engine.setThresholds(null);
     const t1 = performance.now();
-    for (const layer of samples) layer.sort();
+    for (const layer of samples) sortNonNegative(layer);
     captureMs += t1 - t0;
     quantileMs += performance.now() - t1;
   };

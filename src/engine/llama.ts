@@ -11,7 +11,7 @@ import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
 import { loadWeights } from "./load.js";
-import { encodeSteps, Ops, type OpShape, type Step } from "./ops.js";
+import { encodeSteps, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
 import { padCols } from "./weights.js";
 
 export interface EngineOptions {
@@ -51,8 +51,9 @@ const TILE = 8;
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
 /** The model dimensions and activation strides the op builders need. */
-export function opShapeOf(c: LlamaConfig): OpShape {
+export function opShapeOf(c: LlamaConfig, maxTokens: number): OpShape {
   return {
+    maxTokens,
     hidden: c.hiddenSize,
     inter: c.intermediateSize,
     heads: c.numHeads,
@@ -105,7 +106,7 @@ async function tuneModel(
 ): Promise<TunedChoices> {
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
   const record = store.load(key) ?? { choices: {} };
-  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, opShapeOf(config), config.maxPositions);
+  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, config, config.maxPositions);
   try {
     const choices = await tune(gpu, cases, record.choices, 3, onCase);
     if (Object.keys(choices).length !== Object.keys(record.choices).length) await store.save(key, { ...record, choices });
@@ -173,8 +174,8 @@ export class LlamaEngine {
           `activation buffer ${label} needs ${bytes} bytes, over this adapter's ${this.device.limits.maxStorageBufferBindingSize}-byte binding limit (try a smaller --chunk)`,
         );
       }
-      // One-token kernels may read an activation as a uniform array, which binds a whole uniform window.
-      return this.device.createBuffer({ label, size: Math.max(UNIFORM_WINDOW, bytes), usage: ACTIVATION });
+      // Kernels may read an activation as a uniform array, bound at any row with a whole uniform window after it.
+      return this.device.createBuffer({ label, size: bytes + UNIFORM_WINDOW, usage: ACTIVATION });
     };
     this.buf = {
       state: make("state", 16),
@@ -196,7 +197,7 @@ export class LlamaEngine {
     this.foldedTotals = new Float64Array(c.numLayers);
     this.writeRopeTable();
     this.variants = new VariantTable(gpu, options.variants, tuned);
-    const ops = new Ops(gpu, kernels, this.variants, this.buf, opShapeOf(c));
+    const ops = new Ops(gpu, kernels, this.variants, this.buf, opShapeOf(c, rows));
     const capture = options.capture ? rows : null;
     this.decodeStep = [
       ...forwardSteps(ops, weights, this.buf, s, { batch: false, output: "last", captureRows: null }),
@@ -318,7 +319,7 @@ export class LlamaEngine {
     }
     this.thresholds = thresholds ? [...thresholds] : null;
     for (const step of [...this.decodeStep, ...this.batch.none, ...this.batch.last, ...this.batch.all]) {
-      if (step.gateOfLayer !== undefined) step.bound.setParams({ threshold: thresholds ? thresholds[step.gateOfLayer] : -1 });
+      if (step.gateOfLayer !== undefined) setStepParams(step, { threshold: thresholds ? thresholds[step.gateOfLayer] : -1 });
     }
   }
 

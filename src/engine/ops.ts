@@ -1,5 +1,5 @@
 import type { GpuContext } from "../gpu/device.js";
-import type { BoundKernel, KernelCache } from "../gpu/kernel.js";
+import type { BoundKernel, BufferAt, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
 
@@ -19,7 +19,13 @@ export interface TensorView {
 /** One dispatch of a forward pass, built once at load; its grid depends on the pass's token count. */
 export interface Step {
   name: string;
-  bound: BoundKernel;
+  /**
+   * The kernel, bound: one binding covering every token of the pass (grid z walks the token
+   * tiles), or with `tileTokens` one binding per tile of that many tokens (an input read as a
+   * uniform array is bound at its tile's row), dispatched in turn for the tiles a pass needs.
+   */
+  bounds: BoundKernel[];
+  tileTokens?: number;
   grid: (ntok: number) => Grid;
   writes: TensorView;
   /** The CATS gate of a layer: its threshold is set between submissions. */
@@ -29,8 +35,15 @@ export interface Step {
 export function encodeSteps(pass: GPUComputePassEncoder, steps: readonly Step[], ntok: number): void {
   for (const s of steps) {
     const grid = s.grid(ntok);
-    if (grid[0] > 0 && grid[1] > 0 && grid[2] > 0) s.bound.encode(pass, grid);
+    if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) continue;
+    const count = s.tileTokens ? cdiv(ntok, s.tileTokens) : 1;
+    for (let i = 0; i < count; i++) s.bounds[i].encode(pass, grid);
   }
+}
+
+/** Rewrites params of a step, every tile's binding alike. */
+export function setStepParams(step: Step, values: Record<string, number>): void {
+  for (const b of step.bounds) b.setParams(values);
 }
 
 /** The buffers every op reads: the decode state and the RoPE table. */
@@ -48,6 +61,8 @@ export interface OpShape {
   headDim: number;
   vocab: number;
   eps: number;
+  /** Token rows of the activation buffers: the most one batched pass holds. */
+  maxTokens: number;
   /** Padded strides (floats) of the activation rows. */
   hiddenStride: number;
   interStride: number;
@@ -56,6 +71,8 @@ export interface OpShape {
 }
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+
+type VariantConsts = Record<string, number | boolean> & { TM: number; XU?: boolean };
 
 /** The shape a tuned variant choice is keyed by: rows x cols and the storage format. */
 export const matrixShape = (w: GpuMatrix): string => `${w.rows}x${w.cols} ${w.format}`;
@@ -95,22 +112,24 @@ export class Ops {
     const kernel = this.kernels.get({ file: "embed", weights: { W: table.format } });
     return table.parts.map((part) => ({
       name: "embed",
-      bound: kernel.bind(
-        {
-          params: {
-            rows: part.rows,
-            row_offset: part.row0,
-            cols4: table.cols4,
-            x_stride4: this.shape.hiddenStride / 4,
-            vocab: this.shape.vocab,
+      bounds: [
+        kernel.bind(
+          {
+            params: {
+              rows: part.rows,
+              row_offset: part.row0,
+              cols4: table.cols4,
+              x_stride4: this.shape.hiddenStride / 4,
+              vocab: this.shape.vocab,
+            },
+            state: this.buf.state,
+            tokens,
+            X: x,
+            W: part.buffer,
           },
-          state: this.buf.state,
-          tokens,
-          X: x,
-          W: part.buffer,
-        },
-        "embed",
-      ),
+          "embed",
+        ),
+      ],
       grid: (ntok) => [cdiv(table.cols4, 64), ntok, 1],
       writes: { buffer: x, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: "tokens" },
     }));
@@ -120,9 +139,13 @@ export class Ops {
    * The constants of the variant chosen for `op` on a matrix of this shape, reading the input as a
    * uniform array (XU) only where it fits one.
    */
-  private consts(op: OpName, w: GpuMatrix, inputVec4s: number): Record<string, number | boolean> & { TM: number } {
-    const c = this.variants.pick(op, matrixShape(w)).consts as Record<string, number | boolean> & { TM: number };
-    return c.XU && inputVec4s > UNIFORM_INPUT_VEC4S ? { ...c, XU: false } : c;
+  private consts(op: OpName, w: GpuMatrix, inputVec4s: number, batch: boolean): VariantConsts {
+    const c = this.variants.pick(op, matrixShape(w)).consts as VariantConsts;
+    // A uniform-array input holds TM rows, and each tile's row must sit at an offset the adapter can bind.
+    const tileBytes = c.TM * inputVec4s * 16;
+    const fits =
+      c.TM * inputVec4s <= UNIFORM_INPUT_VEC4S && (!batch || tileBytes % this.gpu.device.limits.minUniformBufferOffsetAlignment === 0);
+    return c.XU && !fits ? { ...c, XU: false } : c;
   }
 
   /**
@@ -137,35 +160,55 @@ export class Ops {
     o: { batch: boolean; norm?: boolean; gain?: GPUBuffer | null; residual?: boolean; xStride: number; yStride: number },
   ): Step[] {
     const op: OpName = o.batch ? "matmul" : "matvec";
-    const consts = { ...this.consts(op, w, o.xStride / 4), GAIN: Boolean(o.gain) };
-    const tm = consts.TM;
+    const consts = { ...this.consts(op, w, o.xStride / 4, o.batch), GAIN: Boolean(o.gain) };
     const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts });
     return w.parts.map((part) => ({
       name,
-      bound: kernel.bind(
-        {
-          params: {
-            rows: part.rows,
-            row_offset: part.row0,
-            cols: w.cols,
-            cols4: w.cols4,
-            x_stride4: o.xStride / 4,
-            y_stride: o.yStride,
-            norm: o.norm ? 1 : 0,
-            residual: o.residual ? 1 : 0,
-            eps: this.shape.eps,
+      ...this.tiled(consts, o.batch, o.xStride, x, (token0, X) =>
+        kernel.bind(
+          {
+            params: {
+              rows: part.rows,
+              row_offset: part.row0,
+              cols: w.cols,
+              cols4: w.cols4,
+              x_stride4: o.xStride / 4,
+              y_stride: o.yStride,
+              norm: o.norm ? 1 : 0,
+              residual: o.residual ? 1 : 0,
+              token0,
+              eps: this.shape.eps,
+            },
+            state: this.buf.state,
+            X,
+            ...(o.gain ? { G: o.gain } : {}),
+            Y: y,
+            W: part.buffer,
           },
-          state: this.buf.state,
-          X: x,
-          ...(o.gain ? { G: o.gain } : {}),
-          Y: y,
-          W: part.buffer,
-        },
-        name,
+          name,
+        ),
       ),
-      grid: this.lanesGrid(consts, part.rows, (ntok) => cdiv(ntok, tm)),
+      grid: this.lanesGrid(consts, part.rows, (ntok) => (consts.XU ? 1 : cdiv(ntok, consts.TM))),
       writes: { buffer: y, stride: o.yStride, width: w.rows, rows: "tokens" },
     }));
+  }
+
+  /**
+   * The bindings of a projection step: one covering the pass, or with a uniform-array input (XU)
+   * one per tile of TM tokens of a batched pass, X bound at the tile's first row.
+   */
+  private tiled(
+    consts: VariantConsts,
+    batch: boolean,
+    xStride: number,
+    x: GPUBuffer,
+    bind: (token0: number, X: BufferAt) => BoundKernel,
+  ): { bounds: BoundKernel[]; tileTokens?: number } {
+    // One token (a decode step, a prefill's last row) reads row 0 whatever the pass's token count.
+    if (!consts.XU || !batch) return { bounds: [bind(0, { buffer: x, offset: 0 })] };
+    const tiles = cdiv(this.shape.maxTokens, consts.TM);
+    const bounds = Array.from({ length: tiles }, (_, i) => bind(i * consts.TM, { buffer: x, offset: i * consts.TM * xStride * 4 }));
+    return { bounds, tileTokens: consts.TM };
   }
 
   /** y[0] = x[ntok - 1]: the last position of a prefill, for lm_head to read as a decode step does. */
@@ -174,7 +217,7 @@ export class Ops {
     const kernel = this.kernels.get({ file: "last_row" });
     return {
       name: "last row",
-      bound: kernel.bind({ params: { stride4 }, state: this.buf.state, X: x, Y: y }, "last row"),
+      bounds: [kernel.bind({ params: { stride4 }, state: this.buf.state, X: x, Y: y }, "last row")],
       grid: () => [cdiv(stride4, 64), 1, 1],
       writes: { buffer: y, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: 1 },
     };
@@ -186,25 +229,27 @@ export class Ops {
     const kernel = this.kernels.get({ file: "rope_kv" });
     return {
       name,
-      bound: kernel.bind(
-        {
-          params: {
-            n_heads: s.heads,
-            n_kv: s.kvHeads,
-            head_dim: s.headDim,
-            qkv_stride: s.qkvStride,
-            q_stride: s.qStride,
-            kv_stride: s.kvHeads * s.headDim,
+      bounds: [
+        kernel.bind(
+          {
+            params: {
+              n_heads: s.heads,
+              n_kv: s.kvHeads,
+              head_dim: s.headDim,
+              qkv_stride: s.qkvStride,
+              q_stride: s.qStride,
+              kv_stride: s.kvHeads * s.headDim,
+            },
+            state: this.buf.state,
+            QKV: qkv,
+            rope: this.buf.rope,
+            Q: q,
+            K: k,
+            V: v,
           },
-          state: this.buf.state,
-          QKV: qkv,
-          rope: this.buf.rope,
-          Q: q,
-          K: k,
-          V: v,
-        },
-        name,
-      ),
+          name,
+        ),
+      ],
       grid: (ntok) => [cdiv(s.heads + s.kvHeads, 32), ntok, 1],
       writes: { buffer: q, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
     };
@@ -213,29 +258,30 @@ export class Ops {
   /** Batched passes: o = softmax(q k^T / sqrt(d) + causal mask) v, grouped-query heads. */
   attention(name: string, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
-    const kernel = this.kernels.get({ file: "attention" });
+    const kernel = this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4 } });
     return {
       name,
-      bound: kernel.bind(
-        {
-          params: {
-            n_heads: s.heads,
-            group: s.heads / s.kvHeads,
-            hd4: s.headDim / 4,
-            q_stride4: s.qStride / 4,
-            kv_stride4: (s.kvHeads * s.headDim) / 4,
-            o_stride4: s.qStride / 4,
-            scale: 1 / Math.sqrt(s.headDim),
+      bounds: [
+        kernel.bind(
+          {
+            params: {
+              n_heads: s.heads,
+              group: s.heads / s.kvHeads,
+              q_stride4: s.qStride / 4,
+              kv_stride4: (s.kvHeads * s.headDim) / 4,
+              o_stride4: s.qStride / 4,
+              scale: 1 / Math.sqrt(s.headDim),
+            },
+            state: this.buf.state,
+            Q: q,
+            K: k,
+            V: v,
+            O: o,
           },
-          state: this.buf.state,
-          Q: q,
-          K: k,
-          V: v,
-          O: o,
-        },
-        name,
-      ),
-      grid: (ntok) => [cdiv(s.heads, 32), ntok, 1],
+          name,
+        ),
+      ],
+      grid: (ntok) => [cdiv(ntok, 8), s.heads, 1],
       writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
     };
   }
@@ -247,23 +293,25 @@ export class Ops {
     const kernel = this.kernels.get({ file: SERIAL ? "attention_serial" : "attention_decode", consts: { ...consts, HD: s.headDim } });
     return {
       name,
-      bound: kernel.bind(
-        {
-          params: {
-            n_heads: s.heads,
-            n_kv: s.kvHeads,
-            kv_stride: s.kvHeads * s.headDim,
-            scale: 1 / Math.sqrt(s.headDim),
+      bounds: [
+        kernel.bind(
+          {
+            params: {
+              n_heads: s.heads,
+              n_kv: s.kvHeads,
+              kv_stride: s.kvHeads * s.headDim,
+              scale: 1 / Math.sqrt(s.headDim),
+            },
+            state: this.buf.state,
+            QKV: qkv,
+            rope: this.buf.rope,
+            K: k,
+            V: v,
+            O: o,
           },
-          state: this.buf.state,
-          QKV: qkv,
-          rope: this.buf.rope,
-          K: k,
-          V: v,
-          O: o,
-        },
-        name,
-      ),
+          name,
+        ),
+      ],
       grid: () => (SERIAL ? [cdiv(s.heads, consts.WG as number), 1, 1] : [s.kvHeads, 1, 1]),
       writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
     };
@@ -284,38 +332,40 @@ export class Ops {
   ): Step[] {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
     const s = this.shape;
-    const consts = { ...this.consts(op, gate, s.hiddenStride / 4), GAIN: false };
-    const tm = consts.TM;
+    const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: false };
     const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
       name,
       gateOfLayer: o.layer,
-      bound: kernel.bind(
-        {
-          params: {
-            rows: part.rows,
-            row_offset: part.row0,
-            inter: s.interStride,
-            cols: gate.cols,
-            cols4: gate.cols4,
-            x_stride4: s.hiddenStride / 4,
-            layer: o.layer,
-            capture: o.captureOffset === null ? 0 : 1,
-            capture_offset: o.captureOffset ?? 0,
-            threshold: -1,
-            eps: s.eps,
+      ...this.tiled(consts, o.batch, s.hiddenStride, x, (token0, X) =>
+        kernel.bind(
+          {
+            params: {
+              rows: part.rows,
+              row_offset: part.row0,
+              inter: s.interStride,
+              cols: gate.cols,
+              cols4: gate.cols4,
+              x_stride4: s.hiddenStride / 4,
+              layer: o.layer,
+              capture: o.captureOffset === null ? 0 : 1,
+              capture_offset: o.captureOffset ?? 0,
+              threshold: -1,
+              token0,
+              eps: s.eps,
+            },
+            state: this.buf.state,
+            X,
+            act,
+            capture: o.capture,
+            totals: o.totals,
+            W: part.buffer,
+            U: up.parts[i].buffer,
           },
-          state: this.buf.state,
-          X: x,
-          act,
-          capture: o.capture,
-          totals: o.totals,
-          W: part.buffer,
-          U: up.parts[i].buffer,
-        },
-        name,
+          name,
+        ),
       ),
-      grid: this.lanesGrid(consts, part.rows, (ntok) => cdiv(ntok, tm)),
+      grid: this.lanesGrid(consts, part.rows, (ntok) => (consts.XU ? 1 : cdiv(ntok, consts.TM))),
       writes: { buffer: act, stride: s.interStride, width: s.inter, rows: "tokens" },
     }));
   }
@@ -324,23 +374,25 @@ export class Ops {
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : "down_vec";
     const s = this.shape;
-    const c = this.consts(op, downT, s.interStride / 4);
+    const c = this.consts(op, downT, s.interStride / 4, o.batch);
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
-    // down1 (one token) owns blocks of 8 outputs per lane, down blocks of 4.
+    // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
     return downT.parts.map((part) => ({
       name,
-      bound: kernel.bind(
-        {
-          params: { rows: part.rows, row_offset: part.row0, inter: s.interStride, cols4: downT.cols4, y_stride: s.hiddenStride },
-          state: this.buf.state,
-          act,
-          Y: x,
-          W: part.buffer,
-        },
-        name,
+      ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
+        kernel.bind(
+          {
+            params: { rows: part.rows, row_offset: part.row0, inter: s.interStride, cols4: downT.cols4, y_stride: s.hiddenStride, token0 },
+            state: this.buf.state,
+            act: A,
+            Y: x,
+            W: part.buffer,
+          },
+          name,
+        ),
       ),
-      grid: (ntok) => this.spill(workgroups, cdiv(ntok, c.TM as number)),
+      grid: (ntok) => this.spill(workgroups, c.XU ? 1 : cdiv(ntok, c.TM)),
       writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" },
     }));
   }
@@ -350,7 +402,7 @@ export class Ops {
     const kernel = this.kernels.get({ file: "argmax", consts: this.variants.pick("argmax").consts });
     return {
       name: "argmax",
-      bound: kernel.bind({ params: { vocab: this.shape.vocab }, state: this.buf.state, logits, tokens, out_ids: outIds }, "argmax"),
+      bounds: [kernel.bind({ params: { vocab: this.shape.vocab }, state: this.buf.state, logits, tokens, out_ids: outIds }, "argmax")],
       grid: () => [1, 1, 1],
       writes: { buffer: tokens, stride: 1, width: 1, rows: 1 },
     };
@@ -361,7 +413,9 @@ export class Ops {
     const kernel = this.kernels.get({ file: "nll" });
     return {
       name: "nll",
-      bound: kernel.bind({ params: { vocab: this.shape.vocab, stride: logitsStride }, state: this.buf.state, logits, targets, nll }, "nll"),
+      bounds: [
+        kernel.bind({ params: { vocab: this.shape.vocab, stride: logitsStride }, state: this.buf.state, logits, targets, nll }, "nll"),
+      ],
       grid: (ntok) => [cdiv(ntok, 64), 1, 1],
       writes: { buffer: nll, stride: 1, width: 1, rows: "tokens" },
     };

@@ -4,7 +4,9 @@ import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
 import type { VariantTable } from "../gpu/variants.js";
 import type { ModelWeights } from "./forward.js";
-import { encodeSteps, matrixShape, Ops, type OpShape, type Step } from "./ops.js";
+import { encodeSteps, matrixShape, Ops, type Step } from "./ops.js";
+import type { LlamaConfig } from "../model/config.js";
+import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
 
 /** Tokens of the batched pass the `_mat` variants are tuned on. */
@@ -19,7 +21,7 @@ export function modelTuneCases(
   gpu: GpuContext,
   kernels: KernelCache,
   m: ModelWeights,
-  shape: OpShape,
+  config: LlamaConfig,
   contextLength: number,
 ): { cases: TuneCase[]; destroy: () => void } {
   const made: GPUBuffer[] = [];
@@ -29,8 +31,10 @@ export function modelTuneCases(
     return b;
   };
   const rows = BATCH_TOKENS + 8;
+  const shape = opShapeOf(config, rows);
   const widest = Math.max(shape.hiddenStride, shape.interStride, shape.qkvStride, shape.qStride);
-  const input = scratch(rows * widest, "tune input");
+  // A uniform-array input is bound at any tile's row with a whole window after it.
+  const input = scratch(rows * widest + 16384, "tune input");
   const output = scratch(rows * Math.max(widest, m.lmHead.cols4 * 4, m.lmHead.rows + 8), "tune output");
   const totals = scratch(64, "tune totals");
   const capture = scratch(16, "tune capture");

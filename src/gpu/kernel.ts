@@ -7,7 +7,13 @@ import { composeKernel, parseInterface, type KernelInterface, type KernelSpec, t
 export type ParamValues = Record<string, number>;
 
 /** What a dispatch binds: `params` fills the uniform struct by field name, every other key a binding by name. */
-export type KernelArgs = { params?: ParamValues } & Record<string, GPUBuffer | ParamValues | undefined>;
+/** A buffer bound from `offset` on (a tile of token rows). */
+export interface BufferAt {
+  buffer: GPUBuffer;
+  offset: number;
+}
+
+export type KernelArgs = { params?: ParamValues } & Record<string, GPUBuffer | BufferAt | ParamValues | undefined>;
 
 const STAGE_COMPUTE = 0x4;
 
@@ -138,11 +144,13 @@ export class Kernel {
         entries.push({ binding: b.binding, resource: { buffer: uniform } });
         continue;
       }
-      const buffer = args[b.name];
-      if (!buffer || !("size" in buffer)) throw new CatsError(`kernel ${where}: binding "${b.name}" is not given`);
-      // A uniform array is bound from the start of its buffer, up to the adapter's uniform binding limit.
-      const size = b.kind === "uniform" ? Math.min(buffer.size, device.limits.maxUniformBufferBindingSize) : undefined;
-      entries.push({ binding: b.binding, resource: { buffer: buffer as GPUBuffer, size } });
+      const arg = args[b.name];
+      const at = arg && "buffer" in arg ? (arg as BufferAt) : arg && "size" in arg ? { buffer: arg as GPUBuffer, offset: 0 } : null;
+      if (!at) throw new CatsError(`kernel ${where}: binding "${b.name}" is not given`);
+      // A uniform array is bound from its offset up to the adapter's uniform binding limit.
+      const rest = at.buffer.size - at.offset;
+      const size = b.kind === "uniform" ? Math.min(rest, device.limits.maxUniformBufferBindingSize) : rest;
+      entries.push({ binding: b.binding, resource: { buffer: at.buffer, offset: at.offset, size } });
     }
     if (args.params && !uniform) throw new CatsError(`kernel ${where}: has no params`);
     return new BoundKernel(this, device.createBindGroup({ label: where, layout: this.layout, entries }), uniform, device);

@@ -25,9 +25,9 @@ export interface Variant {
 export const UNIFORM_INPUT_VEC4S = 4096;
 
 /**
- * Lanes variants (kernels/lanes.wgsl). One-token row variants read their input as a uniform array
- * (XU, kernels/input.wgsl): all lanes read the same element, which a uniform buffer serves best;
- * split-K lanes read different elements, which it would serialise on GPUs.
+ * Lanes variants (kernels/lanes.wgsl). Row variants read their input as a uniform array (XU,
+ * kernels/input.wgsl), a tile of TM tokens per dispatch: all lanes read the same element, which a
+ * uniform buffer serves best; split-K lanes read different elements, which it would serialise on GPUs.
  */
 const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
   SUBGROUP: kind === "sg",
@@ -35,7 +35,7 @@ const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Reco
   WG: wg,
   R: r,
   TM: tm,
-  XU: kind === "rows" && tm === 1,
+  XU: kind === "rows",
   XN: UNIFORM_INPUT_VEC4S,
 });
 
@@ -63,8 +63,8 @@ const MAT_PROJECTION: Variant[] = [
 
 function downVariants(tm: number, v: number[]): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
-  // One token: the activations as a uniform array (kernels/down1.wgsl); every lane reads the same one.
-  const c = (wg: number, n: number) => ({ WG: wg, V: n, TM: tm, XU: tm === 1, XN: UNIFORM_INPUT_VEC4S });
+  // CPU variants read the activations as a uniform array (kernels/down1.wgsl): every lane reads the same one.
+  const c = (wg: number, n: number) => ({ WG: wg, V: n, TM: tm, XU: wg === 8, XN: UNIFORM_INPUT_VEC4S });
   return [
     ...v.map((n): Variant => ({ name: `v${n}w8${suffix}`, consts: c(8, n), suits: "cpu" })),
     { name: `v1w64${suffix}`, consts: c(64, 1), suits: "gpu" },
