@@ -12,19 +12,19 @@ import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { chromium } from "playwright-core";
 import { createServer, type ViteDevServer } from "vite";
-import { buildReport } from "../src/bench/report.js";
-import { writeReport } from "../src/bench/write.js";
+import { buildReport } from "../src/sparsity-bench/report.js";
+import { writeReport } from "../src/sparsity-bench/write.js";
 import { positiveInt } from "../src/cli/args.js";
-import { sparsityList } from "../src/cli/bench.js";
+import { sparsityLevels } from "../src/cli/args.js";
 import type { EnergyMark, EnergyMeasurement } from "../src/energy/meter.js";
 import { chooseMeter } from "../src/energy/select.js";
 import { projectRoot, resolveModelDir } from "../src/model/resolve.js";
-import type { PageResult } from "../src/bench/page.js";
+import type { PageResult } from "../src/sparsity-bench/page.js";
 
 const opts = new Command("bench-chrome")
   .option("--model <dir>", "model directory or name", "stories260K")
   .option("--thresholds <file>", "CATS thresholds (needed for levels above 0)")
-  .option("--sparsity <list>", "levels (0 = dense, always included)", sparsityList, [0])
+  .option("--sparsity <list>", "levels (0 = dense, always included)", sparsityLevels, [0])
   .option("--tokens <n>", "greedy tokens per run", positiveInt, 32)
   .option("--runs <r>", "runs per level", positiveInt, 3)
   .option("--prompt-tokens <n>", "prompt length when --prompt is not given", positiveInt, 32)

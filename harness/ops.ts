@@ -9,7 +9,7 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import type { KernelSource } from "../src/gpu/kernelsource.js";
 import { Submitter } from "../src/gpu/submit.js";
 import { VariantTable, type OpName } from "../src/gpu/variants.js";
-import { encodeSteps, Ops, type OpShape, type Step } from "../src/engine/ops.js";
+import { encodeSteps, Ops, type ModelSizes, type OpShape, type Step } from "../src/engine/ops.js";
 import { seededRandom } from "../src/engine/sampling.js";
 import { bindingLimit, padCols, uploadArray, type GpuMatrix } from "../src/engine/weights.js";
 import { floatToHalf, halfToFloat } from "../src/model/dtype.js";
@@ -157,16 +157,7 @@ export function ropeTable(context: number, headDim: number, theta = 10000): Floa
 }
 
 /** The activation strides the engine would use for these sizes. */
-export function opShape(s: {
-  hidden: number;
-  inter: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  vocab: number;
-  eps?: number;
-  maxTokens?: number;
-}): OpShape {
+export function opShape(s: ModelSizes & { eps?: number; maxTokens?: number }): OpShape {
   return {
     ...s,
     maxTokens: s.maxTokens ?? 16,

@@ -43,14 +43,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < HD4; i++) {
       s += dot(q[i], K[k0 + i]);
     }
-    let m_new = max(m, s);
-    let corr = exp(m - m_new);
-    let w = exp(s - m_new);
-    l = l * corr + w;
+    let cw = softmax_step(&m, &l, s);
     for (var i = 0u; i < HD4; i++) {
-      acc[i] = acc[i] * corr + w * V[k0 + i];
+      acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
     }
-    m = m_new;
   }
   let o0 = t * p.o_stride4 + head * HD4;
   for (var i = 0u; i < HD4; i++) {

@@ -4,22 +4,7 @@
 // combine their partial results at the end: the RoPE, the KV write and the attention are one
 // dispatch. Consts: WG lanes, HD head_dim (so per-lane arrays are registers).
 //#include common
-
-struct AttnParams {
-  n_heads: u32,
-  n_kv: u32,
-  kv_stride: u32,  // floats per position in the cache: n_kv * head_dim
-  scale: f32,
-}
-@group(0) @binding(0) var<uniform> p: AttnParams;
-@group(0) @binding(1) var<storage, read> state: State;
-@group(0) @binding(2) var<storage, read> QKV: array<f32>;
-@group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read_write> K: array<f32>;
-@group(0) @binding(5) var<storage, read_write> V: array<f32>;
-@group(0) @binding(6) var<storage, read_write> O: array<f32>;
-
-const HALF: u32 = HD / 2u;
+//#include attention_decode_io
 var<workgroup> q: array<f32, HD>;
 var<workgroup> part_m: array<f32, WG>;
 var<workgroup> part_l: array<f32, WG>;
@@ -68,14 +53,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var i = 0u; i < hd; i++) {
         s += q[i] * K[k0 + i];
       }
-      let m_new = max(m, s);
-      let corr = exp(m - m_new);
-      let w = exp(s - m_new);
-      l = l * corr + w;
+      let cw = softmax_step(&m, &l, s);
       for (var i = 0u; i < hd; i++) {
-        acc[i] = acc[i] * corr + w * V[k0 + i];
+        acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
       }
-      m = m_new;
     }
     part_m[lane] = m;
     part_l[lane] = l;

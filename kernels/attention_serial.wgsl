@@ -4,22 +4,7 @@
 // writes k and v into the cache for later steps. Serial over positions: for short contexts and CPU
 // drivers, where a barrier costs more than the work. Consts: HD head_dim, WG invocations per workgroup.
 //#include common
-
-struct AttnParams {
-  n_heads: u32,
-  n_kv: u32,
-  kv_stride: u32,  // floats per position in the cache: n_kv * head_dim
-  scale: f32,
-}
-@group(0) @binding(0) var<uniform> p: AttnParams;
-@group(0) @binding(1) var<storage, read> state: State;
-@group(0) @binding(2) var<storage, read> QKV: array<f32>;
-@group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read_write> K: array<f32>;
-@group(0) @binding(5) var<storage, read_write> V: array<f32>;
-@group(0) @binding(6) var<storage, read_write> O: array<f32>;
-
-const HALF: u32 = HD / 2u;
+//#include attention_decode_io
 
 fn rotated(src: u32, pos: u32) -> array<f32, HD> {
   var out: array<f32, HD>;
@@ -71,14 +56,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       s += q[i] * K[k0 + i];
     }
     s *= p.scale;
-    let m_new = max(m, s);
-    let corr = exp(m - m_new);
-    let w = exp(s - m_new);
-    l = l * corr + w;
+    let cw = softmax_step(&m, &l, s);
     for (var i = 0u; i < HD; i++) {
-      acc[i] = acc[i] * corr + w * V[k0 + i];
+      acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
     }
-    m = m_new;
   }
   for (var i = 0u; i < HD; i++) {
     O[h * HD + i] = acc[i] / l;

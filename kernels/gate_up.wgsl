@@ -19,6 +19,7 @@
 //#include project M=W
 //#include project M=U
 //#endif
+//#include group_rows M=W
 
 struct GateUpParams {
   rows: u32,            // neurons in this part (a matrix split across bindings has several)
@@ -49,20 +50,7 @@ fn main(inv: Invocation) {
   let g = group_of(inv);
   let t0 = tile_start(inv, p.token0);
   let masked = p.threshold >= 0.0;
-  var rows: array<u32, R>;
-  var on: array<bool, R>;
-  for (var r = 0u; r < R; r++) {
-    rows[r] = group_row(g, r, p.rows);
-    on[r] = true;
-  }
-  set_x_base(t0, p.x_stride4);
-  var acc: Sums;
-//#if XU
-  project1_W(g, rows, on, p.cols4 / 2u, &acc);
-//#else
-  project_W(g, rows, on, p.cols4, &acc);
-//#endif
-  group_sums(g, &acc);
+  var acc = all_rows_W(g, t0, p.rows, p.x_stride4, p.cols4);
   var scale: array<f32, TM>;
   var a: array<array<f32, TM>, R>;
   var need: array<bool, R>;
@@ -82,6 +70,10 @@ fn main(inv: Invocation) {
     }
   }
   // The up projection only for rows some token of the tile keeps; `need` is the same on every lane.
+  var rows: array<u32, R>;
+  for (var r = 0u; r < R; r++) {
+    rows[r] = group_row(g, r, p.rows);
+  }
   var up: Sums;
 //#if XU
   project1_U(g, rows, need, p.cols4 / 2u, &up);

@@ -14,6 +14,7 @@
 //#weights W
 //#include project M=W
 //#endif
+//#include group_rows M=W
 
 struct MatmulParams {
   rows: u32,        // rows of W (of this part, when a matrix is split across bindings)
@@ -35,20 +36,7 @@ struct MatmulParams {
 fn main(inv: Invocation) {
   let g = group_of(inv);
   let t0 = tile_start(inv, p.token0);
-  var rows: array<u32, R>;
-  var on: array<bool, R>;
-  for (var r = 0u; r < R; r++) {
-    rows[r] = group_row(g, r, p.rows);
-    on[r] = true;
-  }
-  set_x_base(t0, p.x_stride4);
-  var acc: Sums;
-//#if XU
-  project1_W(g, rows, on, p.cols4 / 2u, &acc);
-//#else
-  project_W(g, rows, on, p.cols4, &acc);
-//#endif
-  group_sums(g, &acc);
+  var acc = all_rows_W(g, t0, p.rows, p.x_stride4, p.cols4);
   if (g.lane != 0u) {
     return;
   }

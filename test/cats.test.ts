@@ -88,6 +88,21 @@ describe("calibration on a small input", () => {
     expect(r.thresholds.get(0.5)![0]).toBe(r.denseThresholds.get(0.5)![0]);
   });
 
+  it("decodes sparsely the same way every time: two runs give bit-identical logits", async () => {
+    const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
+    const r = await calibrate(lm.engine, ids, { positions, levels: [0.5], sketchPoints: 11, refine: false });
+    lm.engine.setThresholds(r.thresholds.get(0.5)!);
+    const run = async (): Promise<Float32Array[]> => {
+      lm.engine.reset();
+      const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
+      for (let i = 0; i < 12; i++) out.push((await lm.engine.decode(true)).logits!);
+      return out;
+    };
+    const [a, b] = [await run(), await run()];
+    lm.engine.setThresholds(null);
+    a.forEach((logits, t) => expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `step ${t}`).toBe(true));
+  });
+
   it("reports the sparsity the mask really applies: at layer 0 the share of dumped activations below the threshold", async () => {
     const ids = lm.tokenizer.encode(readFileSync(join(DATA, "tinystories_calib.txt"), "utf8").trim(), false);
     const r = await calibrate(lm.engine, ids, { positions, levels: [0.5], sketchPoints: 11, refine: false });

@@ -103,3 +103,51 @@ describe("errors are one clear line and a non-zero exit", () => {
   it("a missing data file", async () =>
     expectOneLine(await cats(["eval", "--data", "/no/such.txt"]), /\/no\/such\.txt: cannot read \(ENOENT\)/));
 });
+
+describe("bad flags exit 2 with one cats: line, in every command", () => {
+  const expectBadFlag = (r: Awaited<ReturnType<typeof cats>>, message: RegExp) => {
+    expect(r.status).toBe(2);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^cats: /);
+    expect(r.errors[0]).toMatch(message);
+  };
+  it("generate --sparsity 1.5", async () =>
+    expectBadFlag(await cats(["generate", "--sparsity", "1.5", "hi"]), /--sparsity.*expected a sparsity level in \[0, 1\), got "1.5"/));
+  it("bench --sparsity 1.5", async () =>
+    expectBadFlag(
+      await cats(["bench", "--sparsity", "0.5,1.5"]),
+      /--sparsity.*expected comma-separated sparsity levels in \[0, 1\), got "1.5"/,
+    ));
+  it("calibrate --levels 2", async () =>
+    expectBadFlag(
+      await cats(["calibrate", "--data", "x.txt", "--levels", "2"]),
+      /--levels.*expected comma-separated levels in \(0, 1\), got "2"/,
+    ));
+  it("an unknown op or variant in --variant, with the valid names listed", async () => {
+    expectBadFlag(await cats(["generate", "--variant", "matvek=rows", "hi"]), /unknown op "matvek" \(ops: matvec, matmul,/);
+    expectBadFlag(await cats(["info", "--variant", "matvec=fastest"]), /op matvec has variants /);
+  });
+  it("--kernels tpu", async () =>
+    expectBadFlag(await cats(["eval", "--data", "x.txt", "--kernels", "tpu"]), /expected "cpu" or "gpu", got "tpu"/));
+});
+
+describe("bad settings and impossible requests are one line, exit 1", () => {
+  it("CATS_KERNELS=tpu", async () => {
+    const r = await cats(["generate", "hi"], { CATS_KERNELS: "tpu" });
+    expect(r.status).toBe(1);
+    expect(r.errors).toEqual(['cats: CATS_KERNELS: expected "cpu" or "gpu", got "tpu"']);
+  });
+  it("CATS_VARIANTS naming an unknown variant", async () => {
+    const r = await cats(["generate", "hi"], { CATS_VARIANTS: "argmax=bogus" });
+    expect(r.status).toBe(1);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^cats: variant override "argmax=bogus": op argmax has variants /);
+  });
+  it("bench --tokens beyond the context", async () => {
+    const r = await cats(["bench", "--tokens", "600", "--runs", "1"]);
+    expect(r.status).toBe(1);
+    const errors = r.errors.filter((l) => l.startsWith("cats: "));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^cats: --tokens 600 does not fit: a 32-token prompt leaves 480 positions of the model's 512-token context/);
+  });
+});

@@ -1,6 +1,6 @@
-import { levelWeightBytes } from "../src/bench/report.js";
-import type { PageResult } from "../src/bench/page.js";
-import { runBench } from "../src/bench/run.js";
+import { levelWeightBytes } from "../src/sparsity-bench/report.js";
+import type { PageResult } from "../src/sparsity-bench/page.js";
+import { benchPrompt, runBench } from "../src/sparsity-bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds } from "../src/cats/thresholds.js";
 import { LlamaEngine } from "../src/engine/llama.js";
 import { createGpu } from "../src/gpu/device.js";
@@ -37,13 +37,7 @@ async function main(): Promise<void> {
   const promptIds =
     prompt !== null
       ? tokenizer.encode(prompt)
-      : [
-          1,
-          ...tokenizer.encode(
-            "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ".repeat(8),
-            false,
-          ),
-        ].slice(0, Number(q.get("promptTokens") ?? 32));
+      : benchPrompt((t, b) => tokenizer.encode(t, b), ckpt.config.bosTokenId, Number(q.get("promptTokens") ?? 32));
   log(`model ${model}: ${promptIds.length}-token prompt, ${tokens} tokens x ${runs} runs at ${levelsWanted.join(", ")}`);
   await window.catsPhase?.("start");
   const samples = await runBench(engine, {

@@ -1,5 +1,6 @@
 import { CatsError } from "../errors.js";
 import type { LlamaEngine } from "../engine/llama.js";
+import { bosWindows } from "../engine/windows.js";
 import { quantileOfSorted, quantileSketch, sortNonNegative } from "./quantiles.js";
 
 export interface CalibrationResult {
@@ -34,15 +35,13 @@ export interface CalibrationOptions {
  * per window, never per token.
  */
 export async function calibrate(engine: LlamaEngine, streamIds: number[], o: CalibrationOptions): Promise<CalibrationResult> {
-  const bos = engine.config.bosTokenId;
-  if (bos === null) throw new CatsError("config.json has no bos_token_id, which calibration windows start with");
   const L = engine.config.numLayers;
   const inter = engine.config.intermediateSize;
-  const width = engine.contextLength - 1;
   const windows: number[][] = [];
   let seen = 0;
-  for (let s = 0; s < streamIds.length && seen < o.positions; s += width) {
-    const window = [bos, ...streamIds.slice(s, s + width)].slice(0, o.positions - seen);
+  for (const full of bosWindows(streamIds, engine.config, "calibration")) {
+    if (seen >= o.positions) break;
+    const window = full.slice(0, o.positions - seen);
     windows.push(window);
     seen += window.length;
   }

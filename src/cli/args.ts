@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { parseOverrides } from "../gpu/variants.js";
 
 /** Option parsers that reject bad values with a message naming what was expected. */
 export function positiveInt(value: string): number {
@@ -36,5 +37,39 @@ export function integer(value: string): number {
 
 export function kernelFlavour(value: string): string {
   if (value !== "cpu" && value !== "gpu") throw new InvalidArgumentError(`expected "cpu" or "gpu", got "${value}"`);
+  return value;
+}
+
+/** One sparsity level in [0, 1), or in (0, 1) where the dense level makes no sense (calibration). */
+function level(value: string, what: string, allowZero: boolean): number {
+  const n = Number(value.trim());
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n >= 1 || (!allowZero && n === 0)) {
+    throw new InvalidArgumentError(`expected ${what} in ${allowZero ? "[0, 1)" : "(0, 1)"}, got "${value}"`);
+  }
+  return n;
+}
+
+/** --sparsity K (generate, eval): one level, 0 = dense. */
+export function sparsityLevel(value: string): number {
+  return level(value, "a sparsity level", true);
+}
+
+/** --sparsity K,K,... (bench): the levels to compare, dense always first. */
+export function sparsityLevels(value: string): number[] {
+  return [...new Set([0, ...value.split(",").map((v) => level(v, "comma-separated sparsity levels", true))])].sort((a, b) => a - b);
+}
+
+/** --levels K,K,... (calibrate): the levels with exact thresholds. */
+export function calibrationLevels(value: string): number[] {
+  return [...new Set(value.split(",").map((v) => level(v, "comma-separated levels", false)))].sort((a, b) => a - b);
+}
+
+/** --variant op=name,...: checked against the variant table here, so a typo is a bad flag. */
+export function variantOverrides(value: string): string {
+  try {
+    parseOverrides(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
   return value;
 }

@@ -1,14 +1,15 @@
+import { notice } from "./notice.js";
 import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
-import { buildReport, levelWeightBytes } from "../bench/report.js";
-import { writeReport } from "../bench/write.js";
-import { runBench } from "../bench/run.js";
+import { buildReport, levelWeightBytes } from "../sparsity-bench/report.js";
+import { writeReport } from "../sparsity-bench/write.js";
+import { benchPrompt, runBench } from "../sparsity-bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds, type ThresholdsFile } from "../cats/thresholds.js";
 import type { EnergySource } from "../energy/meter.js";
 import { chooseMeter } from "../energy/select.js";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
-import { loadModel, type LoadedModel } from "../node.js";
+import { loadModel } from "../node.js";
 import { readText } from "./eval.js";
 import { readThresholdsFile } from "./sparsity.js";
 
@@ -24,25 +25,10 @@ export interface BenchFlags {
   json?: boolean;
   out: string;
   kernels?: string;
+  variant?: string;
   energy?: EnergySource;
   wattsPerCore?: number;
   pue?: number;
-}
-
-export function sparsityList(value: string): number[] {
-  const levels = value.split(",").map((s) => Number(s.trim()));
-  if (levels.some((l) => !Number.isFinite(l) || l < 0 || l >= 1))
-    throw new CatsError(`--sparsity: expected comma-separated levels in [0, 1), got "${value}"`);
-  return [...new Set([0, ...levels])].sort((a, b) => a - b);
-}
-
-const STORY = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ";
-
-function promptIds(lm: LoadedModel, n: number, evalText: string | null): number[] {
-  const source = lm.tokenizer.encode(evalText ?? STORY.repeat(Math.ceil(n / 8) + 1), false);
-  if (source.length < n - 1) throw new CatsError(`--prompt-tokens ${n}: the text gives only ${source.length} tokens`);
-  const bos = lm.checkpoint.config.bosTokenId;
-  return bos === null ? source.slice(0, n) : [bos, ...source.slice(0, n - 1)];
 }
 
 export async function runBenchCommand(
@@ -56,7 +42,7 @@ export async function runBenchCommand(
   const wantsSparse = flags.sparsity.some((l) => l > 0);
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
   const evalText = flags.evalData ? (await readText(flags.evalData)).trim() : null;
-  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
   try {
     let file: ThresholdsFile | null = null;
     if (flags.thresholds) file = await checkThresholdsFile(await readThresholdsFile(flags.thresholds), flags.thresholds, lm.checkpoint);
@@ -65,7 +51,12 @@ export async function runBenchCommand(
         ? { level: 0, thresholds: new Array(lm.checkpoint.config.numLayers).fill(0), source: "dense" }
         : thresholdsForLevel(file!, k, flags.thresholds!),
     );
-    const ids = promptIds(lm, flags.promptTokens, evalText);
+    const ids = benchPrompt(
+      (t, b) => lm.tokenizer.encode(t, b),
+      lm.checkpoint.config.bosTokenId,
+      flags.promptTokens,
+      evalText ?? undefined,
+    );
     const nvidia = /nvidia/i.test(`${lm.gpu.adapter.vendor} ${lm.gpu.adapter.description}`);
     const { meter, unavailable } = await chooseMeter({
       source: flags.energy,

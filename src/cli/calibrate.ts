@@ -1,3 +1,4 @@
+import { notice } from "./notice.js";
 import { access, constants, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
@@ -15,18 +16,11 @@ export interface CalibrateFlags {
   out?: string;
   refine: boolean;
   kernels?: string;
+  variant?: string;
   json?: boolean;
 }
 
 export const SKETCH_POINTS = 1001;
-
-export function levelList(value: string): number[] {
-  const levels = value.split(",").map((s) => Number(s.trim()));
-  if (levels.length === 0 || levels.some((l) => !Number.isFinite(l) || l <= 0 || l >= 1)) {
-    throw new CatsError(`--levels: expected comma-separated levels in (0, 1), got "${value}"`);
-  }
-  return [...new Set(levels)].sort((a, b) => a - b);
-}
 
 async function writable(dir: string): Promise<boolean> {
   try {
@@ -39,7 +33,7 @@ async function writable(dir: string): Promise<boolean> {
 
 export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
   const text = await readText(flags.data);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, capture: true });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice, capture: true });
   try {
     const out = flags.out ?? join(lm.dir, "cats-thresholds.json");
     if (!(await writable(dirname(out)))) {

@@ -1,3 +1,4 @@
+import { notice } from "./notice.js";
 import { readFile } from "node:fs/promises";
 import { SingleBar, Presets } from "cli-progress";
 import { perplexity } from "../engine/evaluate.js";
@@ -11,6 +12,7 @@ export interface EvalFlags extends SparsityFlags {
   maxTokens?: number;
   json?: boolean;
   kernels?: string;
+  variant?: string;
 }
 
 export async function readText(path: string): Promise<string> {
@@ -24,7 +26,7 @@ export async function readText(path: string): Promise<string> {
 export async function runEval(flags: EvalFlags): Promise<void> {
   const text = (await readText(flags.data)).trim();
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
   try {
     const level = await applySparsity(lm, flags);
     const ids = lm.tokenizer.encode(text, false);

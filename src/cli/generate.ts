@@ -1,5 +1,5 @@
+import { notice } from "./notice.js";
 import { generate, TextStream } from "../engine/generate.js";
-import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
 import { applySparsity, sparsityReport, wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
@@ -12,21 +12,18 @@ export interface GenerateFlags extends SparsityFlags {
   seed?: number;
   json?: boolean;
   kernels?: string;
+  variant?: string;
 }
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
   try {
     const level = await applySparsity(lm, flags);
     const promptIds = lm.tokenizer.encode(prompt);
-    if (promptIds.length >= lm.engine.contextLength) {
-      throw new CatsError(
-        `prompt is ${promptIds.length} tokens but the model's context is ${lm.engine.contextLength} (max_position_embeddings)`,
-      );
-    }
     const stream = new TextStream((ids) => lm.tokenizer.decode(ids), promptIds);
-    if (!flags.json) process.stdout.write(prompt);
+    // The prompt is echoed with the first token, after generate() has accepted it.
+    let echoed = false;
     const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
     const result = await generate(lm.engine, promptIds, {
       maxTokens: flags.maxTokens,
@@ -36,7 +33,9 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
       seed,
       onToken: (id) => {
         const delta = stream.push(id);
-        if (!flags.json) process.stdout.write(delta);
+        if (flags.json) return;
+        process.stdout.write(echoed ? delta : prompt + delta);
+        echoed = true;
       },
     });
     const decodeSteps = result.ids.length - 1;

@@ -1,16 +1,63 @@
+import { tuneKey } from "../gpu/autotune.js";
 import { createGpu } from "../gpu/device.js";
+import { KernelCache } from "../gpu/kernel.js";
+import { nodeKernelSource } from "../gpu/nodekernels.js";
+import { readCeiling } from "../gpu/roofline.js";
+import { TuneFileStore } from "../gpu/tune-file.js";
+import { parseOverrides, VariantTable } from "../gpu/variants.js";
+import { tunedKernelsHash } from "../engine/llama.js";
 
-export async function runInfo(flags: { json?: boolean; kernels?: string }): Promise<void> {
+export interface InfoFlags {
+  json?: boolean;
+  kernels?: string;
+  variant?: string;
+  /** Measure the read ceiling again even if it is cached. */
+  measure?: boolean;
+}
+
+/**
+ * The adapter, the kernel variant each op runs on it (default, measured per matrix shape, or
+ * overridden), the measured read ceiling (cached with the tuning), features and limits.
+ */
+export async function runInfo(flags: InfoFlags): Promise<void> {
   const gpu = await createGpu({ flavour: flags.kernels });
-  const info = { adapter: gpu.adapter, kernels: gpu.flavour, features: gpu.adapterFeatures, limits: gpu.adapterLimits };
+  const store = new TuneFileStore(undefined, (m) => process.stderr.write(`cats: ${m}\n`));
+  const key = tuneKey(gpu, tunedKernelsHash(nodeKernelSource));
+  const record = store.load(key) ?? { choices: {} };
+  let ceiling = record.readCeilingGBs;
+  if (ceiling === undefined || flags.measure) {
+    const measured = await readCeiling(gpu, new KernelCache(gpu, nodeKernelSource));
+    measured.destroy();
+    ceiling = measured.gbPerS;
+    await store.save(key, { ...record, readCeilingGBs: ceiling });
+  }
+  const variants = new VariantTable(gpu, parseOverrides(flags.variant ?? process.env.CATS_VARIANTS), record.choices).describe();
+  const info = {
+    adapter: gpu.adapter,
+    kernels: gpu.flavour,
+    driver_threads: gpu.driverThreads,
+    read_ceiling_gb_per_s: ceiling,
+    cache: store.path,
+    variants,
+    driver_threads_by_model: record.driverThreads ?? {},
+    features: gpu.adapterFeatures,
+    limits: gpu.adapterLimits,
+  };
   if (flags.json) {
     process.stdout.write(JSON.stringify(info, null, 1) + "\n");
   } else {
     const a = gpu.adapter;
+    const threads = Object.entries(record.driverThreads ?? {});
     const lines = [
-      `adapter   ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(" / ") || "(no description)"}${a.isFallback ? " (fallback)" : ""}`,
-      `kernels   ${gpu.flavour} variants`,
-      `features  ${gpu.adapterFeatures.join(", ")}`,
+      `adapter       ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(" / ") || "(no description)"}${a.isFallback ? " (fallback)" : ""}`,
+      `kernels       ${gpu.flavour} variants`,
+      `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,
+      "variants      op, matrix shape: variant (default, autotune = measured on first use, override)",
+      ...variants.map((v) => `  ${(v.op + (v.shape ? ` ${v.shape}` : "")).padEnd(36)} ${v.variant.padEnd(9)} ${v.source}`),
+      ...(threads.length > 0
+        ? ["driver worker threads per model (measured; null = the driver's default)", ...threads.map(([m, t]) => `  ${m.padEnd(60)} ${t}`)]
+        : []),
+      `features      ${gpu.adapterFeatures.join(", ")}`,
       "limits",
       ...Object.entries(gpu.adapterLimits).map(([k, v]) => `  ${k.padEnd(44)} ${v}`),
     ];

@@ -1,14 +1,25 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
 import { CatsError } from "../errors.js";
-import { integer, kernelFlavour, nonNegativeInt, nonNegativeNumber, positiveInt, probability } from "./args.js";
+import {
+  calibrationLevels,
+  integer,
+  kernelFlavour,
+  nonNegativeInt,
+  nonNegativeNumber,
+  positiveInt,
+  probability,
+  sparsityLevel,
+  sparsityLevels,
+  variantOverrides,
+} from "./args.js";
 import { runEval } from "./eval.js";
 import { runGenerate } from "./generate.js";
 import { runInfo } from "./info.js";
-import { levelList, runCalibrate } from "./calibrate.js";
-import { sparsityLevel } from "./sparsity.js";
-import { runBenchCommand, sparsityList } from "./bench.js";
+import { runCalibrate } from "./calibrate.js";
+import { runBenchCommand } from "./bench.js";
 import { runSynth } from "./synth.js";
+import { runInspect } from "./inspect.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
@@ -16,12 +27,16 @@ const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS t
 const sparsityOption = (): Option => new Option("--sparsity <k>", "target CATS sparsity level (0 = dense)").argParser(sparsityLevel);
 const kernelsOption = (): Option =>
   new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
+const variantOption = (): Option =>
+  new Option("--variant <op=name,...>", "force kernel variants per op (cats info lists ops and variants)").argParser(variantOverrides);
 
 function buildProgram(): Command {
   const program = new Command("cats")
     .description("Llama-style inference on WebGPU with CATS activation sparsity")
     .exitOverride()
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    // Commander's own messages (bad flags) take the same one-line "cats: ..." form as every other error.
+    .configureOutput({ outputError: (text, write) => write(`cats: ${text.replace(/^error: /, "")}`) });
 
   program
     .command("generate")
@@ -37,6 +52,7 @@ function buildProgram(): Command {
     .addOption(thresholdsOption())
     .addOption(sparsityOption())
     .addOption(kernelsOption())
+    .addOption(variantOption())
     .action(runGenerate);
 
   program
@@ -49,6 +65,7 @@ function buildProgram(): Command {
     .addOption(thresholdsOption())
     .addOption(sparsityOption())
     .addOption(kernelsOption())
+    .addOption(variantOption())
     .action(runEval);
 
   program
@@ -57,11 +74,12 @@ function buildProgram(): Command {
     .requiredOption("--data <file>", "UTF-8 calibration text")
     .option("--model <dir>", modelHelp)
     .option("--tokens <n>", "positions to collect", positiveInt, 20480)
-    .option("--levels <list>", "sparsity levels with exact thresholds", levelList, [0.3, 0.5, 0.7, 0.9])
+    .option("--levels <list>", "sparsity levels with exact thresholds", calibrationLevels, [0.3, 0.5, 0.7, 0.9])
     .option("--out <file>", "thresholds file (default: cats-thresholds.json in the model directory)")
     .option("--no-refine", "keep the dense model's quantiles (no second pass per level with earlier layers sparsified)")
     .option("--json", "print a JSON summary")
     .addOption(kernelsOption())
+    .addOption(variantOption())
     .action(runCalibrate);
 
   program
@@ -69,7 +87,7 @@ function buildProgram(): Command {
     .description("dense vs CATS decoding: latency, tokens/s, energy per token, accuracy")
     .option("--model <dir>", modelHelp)
     .addOption(thresholdsOption())
-    .option("--sparsity <list>", "levels to compare (0 = dense, always included)", sparsityList, [0, 0.5, 0.7])
+    .option("--sparsity <list>", "levels to compare (0 = dense, always included)", sparsityLevels, [0, 0.5, 0.7])
     .option("--prompt-tokens <n>", "prompt length (BOS included)", positiveInt, 32)
     .option("--tokens <n>", "greedy tokens per run", positiveInt, 64)
     .option("--runs <r>", "measured runs per level", positiveInt, 5)
@@ -81,6 +99,7 @@ function buildProgram(): Command {
     .option("--json", "print the JSON report")
     .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
     .addOption(kernelsOption())
+    .addOption(variantOption())
     .action((flags, command) => runBenchCommand(flags, command));
 
   program
@@ -95,10 +114,29 @@ function buildProgram(): Command {
 
   program
     .command("info")
-    .description("print the WebGPU adapter, its features and limits")
+    .description("print the WebGPU adapter, the kernel variant of each op, the read ceiling, features and limits")
     .option("--json", "print JSON")
+    .option("--measure", "measure the read ceiling again instead of using the cached figure")
     .addOption(kernelsOption())
+    .addOption(variantOption())
     .action(runInfo);
+
+  program
+    .command("inspect")
+    .description("debug: run a prompt and print (or --out write) what each named step of the forward pass produced")
+    .argument("<prompt>", "the prompt text")
+    .option("--model <dir>", modelHelp)
+    .option(
+      "--step <name>",
+      'a step to keep, e.g. "layer 0 o_proj" (repeatable; default: every step)',
+      (v: string, all: string[]) => [...all, v],
+      [],
+    )
+    .option("--out <dir>", "write each tensor as raw float32 rows and an index.json (for scripts/compare-ref.py)")
+    .option("--json", "print JSON with every value")
+    .addOption(kernelsOption())
+    .addOption(variantOption())
+    .action(runInspect);
 
   return program;
 }

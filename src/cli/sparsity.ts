@@ -1,5 +1,4 @@
 import { readFile } from "node:fs/promises";
-import { InvalidArgumentError } from "commander";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds } from "../cats/thresholds.js";
 import type { SparsityStats } from "../engine/llama.js";
 import { CatsError } from "../errors.js";
@@ -8,13 +7,6 @@ import type { LoadedModel } from "../node.js";
 export interface SparsityFlags {
   thresholds?: string;
   sparsity?: number;
-}
-
-export function sparsityLevel(value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n >= 1)
-    throw new InvalidArgumentError(`expected a sparsity level in [0, 1), got "${value}"`);
-  return n;
 }
 
 /** Both flags or neither: a level needs a thresholds file, and a file needs a level. */

@@ -1,5 +1,6 @@
 import { CatsError } from "../errors.js";
 import type { LlamaEngine } from "./llama.js";
+import { bosWindows } from "./windows.js";
 
 export interface PerplexityResult {
   perplexity: number;
@@ -19,14 +20,10 @@ export async function perplexity(
   maxTokens: number | undefined,
   onWindow?: (tokensSoFar: number) => void,
 ): Promise<PerplexityResult> {
-  const bos = engine.config.bosTokenId;
-  if (bos === null) throw new CatsError("config.json has no bos_token_id, which the evaluation windows start with");
-  const width = engine.contextLength - 1;
   let nll = 0;
   let tokens = 0;
   let windows = 0;
-  for (let s = 0; s < streamIds.length; s += width) {
-    const window = [bos, ...streamIds.slice(s, s + width)];
+  for (const window of bosWindows(streamIds, engine.config, "evaluation")) {
     if (window.length < 2) continue;
     const values = await engine.windowNll(window);
     for (const v of values) nll += v;

@@ -76,6 +76,8 @@ export function tunedKernelsHash(source: KernelSource): string {
 const TUNED_KERNELS = [
   "attention_decode",
   "attention_serial",
+  "attention_decode_io",
+  "group_rows",
   "common",
   "lanes",
   "input",

@@ -1,5 +1,5 @@
 import type { GpuContext } from "../gpu/device.js";
-import type { BoundKernel, BufferAt, KernelCache } from "../gpu/kernel.js";
+import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
 
@@ -52,14 +52,18 @@ export interface OpBuffers {
   rope: GPUBuffer;
 }
 
-/** Model dimensions the ops need. */
-export interface OpShape {
+/** A model's dimensions. */
+export interface ModelSizes {
   hidden: number;
   inter: number;
   heads: number;
   kvHeads: number;
   headDim: number;
   vocab: number;
+}
+
+/** Model dimensions the ops need, with the norm's epsilon and the activation buffers' layout. */
+export interface OpShape extends ModelSizes {
   eps: number;
   /** Token rows of the activation buffers: the most one batched pass holds. */
   maxTokens: number;
@@ -105,6 +109,11 @@ export class Ops {
     const groups = cdiv(rows, consts.R as number);
     const workgroups = cdiv(groups, groupsPerWorkgroup(this.gpu, consts));
     return (ntok) => this.spill(workgroups, tokensPerTile(ntok));
+  }
+
+  /** A step of one dispatch: `kernel` bound to `args` once for every token of the pass. */
+  private single(name: string, kernel: Kernel, args: KernelArgs, grid: Step["grid"], writes: TensorView): Step {
+    return { name, bounds: [kernel.bind(args, name)], grid, writes };
   }
 
   /** x[t] = E[tokens[t]] */
@@ -214,107 +223,67 @@ export class Ops {
   /** y[0] = x[ntok - 1]: the last position of a prefill, for lm_head to read as a decode step does. */
   lastRow(x: GPUBuffer, y: GPUBuffer): Step {
     const stride4 = this.shape.hiddenStride / 4;
-    const kernel = this.kernels.get({ file: "last_row" });
-    return {
-      name: "last row",
-      bounds: [kernel.bind({ params: { stride4 }, state: this.buf.state, X: x, Y: y }, "last row")],
-      grid: () => [cdiv(stride4, 64), 1, 1],
-      writes: { buffer: y, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: 1 },
-    };
+    return this.single(
+      "last row",
+      this.kernels.get({ file: "last_row" }),
+      { params: { stride4 }, state: this.buf.state, X: x, Y: y },
+      () => [cdiv(stride4, 64), 1, 1],
+      { buffer: y, stride: this.shape.hiddenStride, width: this.shape.hidden, rows: 1 },
+    );
   }
 
   /** Batched passes: q, k = rope(q, k) for every token; k, v into this layer's cache. */
   ropeKv(name: string, qkv: GPUBuffer, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer): Step {
     const s = this.shape;
-    const kernel = this.kernels.get({ file: "rope_kv" });
-    return {
-      name,
-      bounds: [
-        kernel.bind(
-          {
-            params: {
-              n_heads: s.heads,
-              n_kv: s.kvHeads,
-              head_dim: s.headDim,
-              qkv_stride: s.qkvStride,
-              q_stride: s.qStride,
-              kv_stride: s.kvHeads * s.headDim,
-            },
-            state: this.buf.state,
-            QKV: qkv,
-            rope: this.buf.rope,
-            Q: q,
-            K: k,
-            V: v,
-          },
-          name,
-        ),
-      ],
-      grid: (ntok) => [cdiv(s.heads + s.kvHeads, 32), ntok, 1],
-      writes: { buffer: q, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    const params = {
+      n_heads: s.heads,
+      n_kv: s.kvHeads,
+      head_dim: s.headDim,
+      qkv_stride: s.qkvStride,
+      q_stride: s.qStride,
+      kv_stride: s.kvHeads * s.headDim,
     };
+    return this.single(
+      name,
+      this.kernels.get({ file: "rope_kv" }),
+      { params, state: this.buf.state, QKV: qkv, rope: this.buf.rope, Q: q, K: k, V: v },
+      (ntok) => [cdiv(s.heads + s.kvHeads, 32), ntok, 1],
+      { buffer: q, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    );
   }
 
   /** Batched passes: o = softmax(q k^T / sqrt(d) + causal mask) v, grouped-query heads. */
   attention(name: string, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
-    const kernel = this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4 } });
-    return {
-      name,
-      bounds: [
-        kernel.bind(
-          {
-            params: {
-              n_heads: s.heads,
-              group: s.heads / s.kvHeads,
-              q_stride4: s.qStride / 4,
-              kv_stride4: (s.kvHeads * s.headDim) / 4,
-              o_stride4: s.qStride / 4,
-              scale: 1 / Math.sqrt(s.headDim),
-            },
-            state: this.buf.state,
-            Q: q,
-            K: k,
-            V: v,
-            O: o,
-          },
-          name,
-        ),
-      ],
-      grid: (ntok) => [cdiv(ntok, 8), s.heads, 1],
-      writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    const params = {
+      n_heads: s.heads,
+      group: s.heads / s.kvHeads,
+      q_stride4: s.qStride / 4,
+      kv_stride4: (s.kvHeads * s.headDim) / 4,
+      o_stride4: s.qStride / 4,
+      scale: 1 / Math.sqrt(s.headDim),
     };
+    return this.single(
+      name,
+      this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4 } }),
+      { params, state: this.buf.state, Q: q, K: k, V: v, O: o },
+      (ntok) => [cdiv(ntok, 8), s.heads, 1],
+      { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    );
   }
 
   /** One token: q, k = rope(q, k); k, v into the cache; o = softmax(q K^T / sqrt(d)) V. One dispatch. */
   attentionDecode(name: string, qkv: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
     const { SERIAL, ...consts } = this.variants.pick("attention_vec", `${s.heads}/${s.kvHeads} heads x ${s.headDim}`).consts;
-    const kernel = this.kernels.get({ file: SERIAL ? "attention_serial" : "attention_decode", consts: { ...consts, HD: s.headDim } });
-    return {
+    const params = { n_heads: s.heads, n_kv: s.kvHeads, kv_stride: s.kvHeads * s.headDim, scale: 1 / Math.sqrt(s.headDim) };
+    return this.single(
       name,
-      bounds: [
-        kernel.bind(
-          {
-            params: {
-              n_heads: s.heads,
-              n_kv: s.kvHeads,
-              kv_stride: s.kvHeads * s.headDim,
-              scale: 1 / Math.sqrt(s.headDim),
-            },
-            state: this.buf.state,
-            QKV: qkv,
-            rope: this.buf.rope,
-            K: k,
-            V: v,
-            O: o,
-          },
-          name,
-        ),
-      ],
-      grid: () => (SERIAL ? [cdiv(s.heads, consts.WG as number), 1, 1] : [s.kvHeads, 1, 1]),
-      writes: { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
-    };
+      this.kernels.get({ file: SERIAL ? "attention_serial" : "attention_decode", consts: { ...consts, HD: s.headDim } }),
+      { params, state: this.buf.state, QKV: qkv, rope: this.buf.rope, K: k, V: v, O: o },
+      () => (SERIAL ? [cdiv(s.heads, consts.WG as number), 1, 1] : [s.kvHeads, 1, 1]),
+      { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
+    );
   }
 
   /**
@@ -399,25 +368,23 @@ export class Ops {
 
   /** The greedy next token, picked on the GPU; advances the decode state for the next step. */
   argmax(logits: GPUBuffer, tokens: GPUBuffer, outIds: GPUBuffer): Step {
-    const kernel = this.kernels.get({ file: "argmax", consts: this.variants.pick("argmax").consts });
-    return {
-      name: "argmax",
-      bounds: [kernel.bind({ params: { vocab: this.shape.vocab }, state: this.buf.state, logits, tokens, out_ids: outIds }, "argmax")],
-      grid: () => [1, 1, 1],
-      writes: { buffer: tokens, stride: 1, width: 1, rows: 1 },
-    };
+    return this.single(
+      "argmax",
+      this.kernels.get({ file: "argmax", consts: this.variants.pick("argmax").consts }),
+      { params: { vocab: this.shape.vocab }, state: this.buf.state, logits, tokens, out_ids: outIds },
+      () => [1, 1, 1],
+      { buffer: tokens, stride: 1, width: 1, rows: 1 },
+    );
   }
 
   /** Negative log-likelihood of each token's target, on the GPU. */
   nll(logits: GPUBuffer, logitsStride: number, targets: GPUBuffer, nll: GPUBuffer): Step {
-    const kernel = this.kernels.get({ file: "nll" });
-    return {
-      name: "nll",
-      bounds: [
-        kernel.bind({ params: { vocab: this.shape.vocab, stride: logitsStride }, state: this.buf.state, logits, targets, nll }, "nll"),
-      ],
-      grid: (ntok) => [cdiv(ntok, 64), 1, 1],
-      writes: { buffer: nll, stride: 1, width: 1, rows: "tokens" },
-    };
+    return this.single(
+      "nll",
+      this.kernels.get({ file: "nll" }),
+      { params: { vocab: this.shape.vocab, stride: logitsStride }, state: this.buf.state, logits, targets, nll },
+      (ntok) => [cdiv(ntok, 64), 1, 1],
+      { buffer: nll, stride: 1, width: 1, rows: "tokens" },
+    );
   }
 }

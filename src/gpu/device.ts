@@ -181,6 +181,9 @@ function userDriverThreads(): number | null {
 }
 
 function readEnvFlavour(): string | undefined {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.CATS_KERNELS;
+  const value = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CATS_KERNELS;
+  if (value !== undefined && value !== "" && value !== "cpu" && value !== "gpu") {
+    throw new CatsError(`CATS_KERNELS: expected "cpu" or "gpu", got "${value}"`);
+  }
+  return value || undefined;
 }

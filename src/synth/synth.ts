@@ -2,6 +2,7 @@ import { open } from "node:fs/promises";
 import { seededRandom } from "../engine/sampling.js";
 import { floatToHalf } from "../model/dtype.js";
 import type { TensorDtype } from "../model/safetensors.js";
+import { safetensorsHeader } from "../model/safetensors-writer.js";
 import type { SynthShape } from "./shapes.js";
 
 interface TensorPlan {
@@ -90,22 +91,14 @@ export async function writeSynthWeights(
   onTensor?: (done: number, total: number) => void,
 ): Promise<void> {
   const plan = tensorPlan(s);
-  const elem = dtype === "F32" ? 4 : 2;
-  const header: Record<string, unknown> = { __metadata__: { format: "pt", cats_synthetic: "true" } };
-  let offset = 0;
-  for (const t of plan) {
-    const bytes = t.shape.reduce((a, b) => a * b, 1) * elem;
-    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - ((8 + json.length) % 8)) % 8);
   const handle = await open(path, "w");
   try {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(json.length), true);
-    await handle.write(len);
-    await handle.write(new TextEncoder().encode(json));
+    await handle.write(
+      safetensorsHeader(
+        plan.map((t) => ({ name: t.name, dtype, shape: t.shape })),
+        { format: "pt", cats_synthetic: "true" },
+      ),
+    );
     const random = seededRandom(seed);
     for (const [i, t] of plan.entries()) {
       await handle.write(generate(t, dtype, random));

@@ -1,6 +1,19 @@
+import { CatsError } from "../errors.js";
 import type { LayerThresholds } from "../cats/thresholds.js";
 import type { EnergyMeasurement, EnergyMeter } from "../energy/meter.js";
 import type { LlamaEngine } from "../engine/llama.js";
+
+const STORY = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ";
+
+/**
+ * The benchmark's prompt: `n` tokens (BOS first when the model has one) from `text`, or from a
+ * repeated short story. The CLI and the browser page use the same one.
+ */
+export function benchPrompt(encode: (text: string, withBos: boolean) => number[], bos: number | null, n: number, text?: string): number[] {
+  const source = encode(text ?? STORY.repeat(Math.ceil(n / 8) + 1), false);
+  if (source.length < n - 1) throw new CatsError(`--prompt-tokens ${n}: the text gives only ${source.length} tokens`);
+  return bos === null ? source.slice(0, n) : [bos, ...source.slice(0, n - 1)];
+}
 
 /** Raw measurements of one sparsity level over all runs. No Node APIs: the browser page runs this too. */
 export interface LevelSamples {
@@ -64,7 +77,11 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
   const room = engine.contextLength - plan.promptIds.length;
-  if (plan.tokens > room) throw new Error(`--tokens ${plan.tokens} does not fit: the prompt leaves ${room} positions of context`);
+  if (plan.tokens > room) {
+    throw new CatsError(
+      `--tokens ${plan.tokens} does not fit: a ${plan.promptIds.length}-token prompt leaves ${room} positions of the model's ${engine.contextLength}-token context`,
+    );
+  }
   const samples: LevelSamples[] = plan.levels.map((level) => ({
     level,
     prefillMs: [],

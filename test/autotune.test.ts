@@ -1,0 +1,58 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { loadModel } from "../src/node.js";
+import { maxAbsDiff, MODELS, reference } from "./helpers.js";
+
+let gpu: GpuContext;
+let dir: string;
+const saved = process.env.CATS_CACHE_DIR;
+beforeAll(async () => {
+  gpu = await createGpu();
+  dir = await mkdtemp(join(tmpdir(), "cats-tune-"));
+  process.env.CATS_CACHE_DIR = dir;
+});
+afterAll(async () => {
+  gpu.destroy();
+  process.env.CATS_CACHE_DIR = saved;
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Loads stories260K with autotuning on; returns what it told the user, the cache file and the logits. */
+async function tunedLoad(): Promise<{
+  notices: string[];
+  file: { entries: Record<string, { choices: Record<string, string> }> };
+  logits: Float32Array[];
+}> {
+  const notices: string[] = [];
+  const ref = reference("stories260K");
+  const lm = await loadModel(join(MODELS, "stories260K"), { gpu, tune: true, notice: (m) => notices.push(m) });
+  const logits = await lm.engine.allLogits(ref.prompt_ids);
+  await lm.close();
+  return { notices, file: JSON.parse(await readFile(join(dir, "autotune.json"), "utf8")), logits };
+}
+
+describe("the autotuning cache", () => {
+  it("is written on first use, read back without measuring again, and re-measured when corrupted", async () => {
+    const ref = reference("stories260K");
+    const first = await tunedLoad();
+    expect(first.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
+    const [entry] = Object.values(first.file.entries);
+    expect(Object.keys(entry.choices).length).toBeGreaterThan(3);
+    expect(maxAbsDiff(first.logits[0], ref.logits_full_first_position)).toBeLessThan(1e-3);
+
+    const second = await tunedLoad();
+    expect(second.notices).toEqual([]);
+    expect(second.file).toEqual(first.file);
+    expect(maxAbsDiff(second.logits[0], first.logits[0])).toBe(0);
+
+    await writeFile(join(dir, "autotune.json"), '{"format": "cats-autotune", "version": 1, "entries": {"x": {"choices": 7}}');
+    const third = await tunedLoad();
+    expect(third.notices[0]).toMatch(/autotune\.json: ignoring the kernel tuning cache \(.*\); measuring again$/);
+    expect(third.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
+    expect(Object.keys(Object.values(third.file.entries)[0].choices).sort()).toEqual(Object.keys(entry.choices).sort());
+    expect(maxAbsDiff(third.logits[0], ref.logits_full_first_position)).toBeLessThan(1e-3);
+  });
+});
