@@ -41,6 +41,12 @@ struct GateUpParams {
 @group(0) @binding(5) var<storage, read_write> capture: array<f32>;
 @group(0) @binding(6) var<storage, read_write> totals: array<atomic<u32>>;
 
+//#if ROWS
+var<workgroup> wg_a: array<array<f32, TM>, WG * R>;
+var<workgroup> wg_count: array<u32, WG>;
+var<workgroup> wg_list: array<u32, WG * R>;
+//#endif
+
 fn silu(g: f32) -> f32 {
   return g / (1.0 + exp(-g));
 }
@@ -69,6 +75,81 @@ fn main(inv: Invocation) {
       }
     }
   }
+//#if ROWS
+  // A lane of a CPU driver's SIMD vector computes its own rows, so a row skipped by one lane but
+  // needed by its neighbours saves nothing: at 50% sparsity some lane of eight nearly always needs
+  // its row. So the workgroup first lists its needed rows in order (a prefix sum over the lanes'
+  // counts, deterministic) and then shares them out, lane l taking entries l, l + WG, ...: every
+  // lane reads needed rows only, and the time falls with the active fraction.
+  let lid = inv.lid;
+  var count = 0u;
+  for (var r = 0u; r < R; r++) {
+    wg_a[lid * R + r] = a[r];
+    count += select(0u, 1u, need[r]);
+  }
+  wg_count[lid] = count;
+  workgroupBarrier();
+  var offset = 0u;
+  var total = 0u;
+  for (var i = 0u; i < WG; i++) {
+    let c = wg_count[i];
+    offset += select(0u, c, i < lid);
+    total += c;
+  }
+  for (var r = 0u; r < R; r++) {
+    if (need[r]) {
+      wg_list[offset] = lid * R + r;
+      offset += 1u;
+    }
+  }
+  workgroupBarrier();
+  let first_row = workgroup_index(inv) * WG * R;
+  var local: array<u32, R>;
+  var on: array<bool, R>;
+  var rows: array<u32, R>;
+  for (var r = 0u; r < R; r++) {
+    let e = lid + r * WG;
+    on[r] = e < total;
+    local[r] = wg_list[min(e, max(total, 1u) - 1u)];
+    rows[r] = min(first_row + local[r], p.rows - 1u);
+  }
+  var up: Sums;
+//#if XU
+  project1_U(g, rows, on, p.cols4 / 2u, &up);
+//#else
+  project_U(g, rows, on, p.cols4, &up);
+//#endif
+  for (var r = 0u; r < R; r++) {
+    let n = first_row + local[r];
+    for (var t = 0u; t < TM; t++) {
+      if (!on[r] || t0 + t >= state.ntok) {
+        continue;
+      }
+      let an = wg_a[local[r]][t];
+      let keep = !masked || abs(an) >= p.threshold;
+      act[(t0 + t) * p.inter + p.row_offset + n] = select(0.0, an * scale[t] * hsum(up[r][t]), keep);
+    }
+  }
+  // The rows nobody needed are zero; capture and counts stay with the lane that computed the gate.
+  for (var r = 0u; r < R; r++) {
+    let n = g.id * R + r;
+    for (var t = 0u; t < TM; t++) {
+      if (n >= p.rows || t0 + t >= state.ntok) {
+        continue;
+      }
+      let at = (t0 + t) * p.inter + p.row_offset + n;
+      if (p.capture == 1u) {
+        capture[p.capture_offset + at] = abs(a[r][t]);
+      }
+      if (!need[r]) {
+        act[at] = 0.0;
+      }
+    }
+  }
+  if (masked && n_active > 0u) {
+    atomicAdd(&totals[p.layer], n_active);
+  }
+//#else
   // The up projection only for rows some token of the tile keeps; `need` is the same on every lane.
   var rows: array<u32, R>;
   for (var r = 0u; r < R; r++) {
@@ -101,4 +182,5 @@ fn main(inv: Invocation) {
       act[at] = select(0.0, a[r][t] * scale[t] * hsum(up[r][t]), keep);
     }
   }
+//#endif
 }

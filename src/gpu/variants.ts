@@ -32,6 +32,7 @@ export const UNIFORM_INPUT_VEC4S = 4096;
 const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
   SUBGROUP: kind === "sg",
   WORKGROUP: kind === "wg",
+  ROWS: kind === "rows",
   WG: wg,
   R: r,
   TM: tm,
