@@ -6,6 +6,7 @@ import { LlamaEngine } from "../src/engine/llama.js";
 import { createGpu } from "../src/gpu/device.js";
 import { openCheckpoint } from "../src/model/checkpoint.js";
 import { TextTokenizer } from "../src/tokenizer/tokenizer.js";
+import { LocalStorageTuneStore } from "../src/gpu/tune-storage.js";
 import { bundledKernels } from "./kernels.js";
 import { urlFiles } from "./files.js";
 
@@ -24,7 +25,19 @@ async function main(): Promise<void> {
   const files = urlFiles(model);
   const ckpt = await openCheckpoint(files);
   const tokenizer = await TextTokenizer.load(files, ckpt.config);
-  const engine = await LlamaEngine.load(gpu, ckpt, { kernels: bundledKernels });
+  // Kernel variants measured on this adapter once, then read from localStorage (?tune=off: defaults).
+  let told = false;
+  const tune =
+    q.get("tune") === "off"
+      ? null
+      : {
+          store: new LocalStorageTuneStore(localStorage, "cats-autotune", log),
+          onCase: () => {
+            if (!told) log("measuring kernel variants for this adapter (once; kept in localStorage)");
+            told = true;
+          },
+        };
+  const engine = await LlamaEngine.load(gpu, ckpt, { kernels: bundledKernels, tune });
   const levels: LayerThresholds[] = [];
   const thresholdsUrl = q.get("thresholds");
   const file = thresholdsUrl ? await checkThresholdsFile(await (await fetch(thresholdsUrl)).json(), thresholdsUrl, ckpt) : null;
