@@ -12,8 +12,9 @@ import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { chromium } from "playwright-core";
 import { createServer, type ViteDevServer } from "vite";
-import { buildReport } from "../src/sparsity-bench/report.js";
+import { buildReport, markdownTable } from "../src/sparsity-bench/report.js";
 import { writeReport } from "../src/sparsity-bench/write.js";
+import { prepareOutputDir } from "../src/files.js";
 import { positiveInt } from "../src/cli/args.js";
 import { sparsityLevels } from "../src/cli/args.js";
 import type { EnergyMark, EnergyMeasurement } from "../src/energy/meter.js";
@@ -155,8 +156,9 @@ try {
     hostEnergy: measured ? { source: meter.source, description: meter.description, joules: measured.joules } : undefined,
   });
   if (report.energy_meter && meter.constants) report.energy_meter.constants = meter.constants;
-  const md = await writeReport(opts.out, report);
-  process.stdout.write(opts.json ? JSON.stringify(report) + "\n" : md);
+  process.stdout.write(opts.json ? JSON.stringify(report) + "\n" : markdownTable(report));
+  await prepareOutputDir("--out", opts.out);
+  await writeReport(opts.out, report);
 } catch (e) {
   console.error(`bench:chrome: ${(e as Error).message}`);
   exitCode = 1;

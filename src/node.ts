@@ -1,7 +1,10 @@
+import { totalmem } from "node:os";
+import { CatsError } from "./errors.js";
 import { createGpu, type GpuContext } from "./gpu/device.js";
 import { nodeKernelSource } from "./gpu/nodekernels.js";
 import { LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
 import { tuneKey } from "./gpu/autotune.js";
+import { checkWeightsFinite } from "./model/check-weights.js";
 import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
 import { directoryFiles } from "./model/nodefiles.js";
 import { resolveModelDir } from "./model/resolve.js";
@@ -27,6 +30,10 @@ export interface LoadOptions {
   /** Variant overrides per op, "op=variant,..." (the --variant flags; CATS_VARIANTS otherwise). */
   variants?: string;
   maxBindingBytes?: number;
+  /** Scan every tensor for NaN and infinity before uploading (--check-weights). */
+  checkWeights?: boolean;
+  /** Positions the KV cache holds (--context); default: max_position_embeddings, at most DEFAULT_CONTEXT_CAP. */
+  context?: number;
   /**
    * Measure kernel variants for this adapter on first use and cache the choices
    * ($CATS_CACHE_DIR/autotune.json); default on unless CATS_AUTOTUNE=off.
@@ -81,6 +88,7 @@ async function loadOnFastestDevice(
   flavour: string | undefined,
 ): Promise<{ gpu: GpuContext; engine: LlamaEngine }> {
   const gpu = await createGpu({ flavour });
+  checkMemory(ckpt, gpu);
   const store = options.tune?.store;
   if (!store || gpu.flavour !== "cpu" || process.env.LP_NUM_THREADS !== undefined)
     return { gpu, engine: await LlamaEngine.load(gpu, ckpt, options) };
@@ -106,13 +114,53 @@ async function loadOnFastestDevice(
   return useInline ? { gpu: single, engine: inline } : { gpu, engine: pooled };
 }
 
+/** The default KV cache length when config.json allows more: what fits comfortably beside the weights. */
+export const DEFAULT_CONTEXT_CAP = 4096;
+
+/**
+ * The checkpoint as the engine will run it: max_position_embeddings replaced by the context the KV
+ * cache is allocated for (a config claiming 2^53 positions must not size buffers).
+ */
+function withContext(ckpt: Checkpoint, context: number | undefined): Checkpoint {
+  const trained = ckpt.config.maxPositions;
+  if (context !== undefined && context > trained) {
+    throw new CatsError(
+      `--context ${context}: ${ckpt.files.pathOf("config.json")} allows at most max_position_embeddings ${trained} positions`,
+    );
+  }
+  const positions = context ?? Math.min(trained, DEFAULT_CONTEXT_CAP);
+  return positions === trained ? ckpt : { ...ckpt, config: { ...ckpt.config, maxPositions: positions } };
+}
+
+/**
+ * Refuses a model that cannot fit before a byte is uploaded. A CPU driver's buffers live in system
+ * memory, so that is the budget there; a GPU's memory is not visible to WebGPU, so there an
+ * out-of-memory error at upload is what stops the load.
+ */
+function checkMemory(ckpt: Checkpoint, gpu: GpuContext): void {
+  if (gpu.flavour !== "cpu") return;
+  const c = ckpt.config;
+  const weights = [...ckpt.tensors.values()].reduce((sum, t) => sum + (t.end - t.begin), 0);
+  const kv = 2 * c.numLayers * c.maxPositions * c.numKvHeads * c.headDim * 4;
+  const need = weights + kv;
+  const have = totalmem();
+  if (need > have * 0.9) {
+    const gb = (b: number) => (b / 1e9).toFixed(1);
+    throw new CatsError(
+      `${ckpt.files.location}: the model needs ${gb(need)} GB (weights ${gb(weights)} GB, KV cache ${gb(kv)} GB for ${c.maxPositions} positions) but this CPU adapter has ${gb(have)} GB of memory`,
+    );
+  }
+}
+
 /** Resolves `model` (a directory or a name), opens it, uploads it to a Dawn device. */
 export async function loadModel(model: string | undefined, options: LoadOptions = {}): Promise<LoadedModel> {
   const t0 = performance.now();
   const dir = resolveModelDir(model);
   const files = directoryFiles(dir);
-  const checkpoint = await openCheckpoint(files);
+  const opened = await openCheckpoint(files);
   try {
+    const checkpoint = withContext(opened, options.context);
+    if (options.checkWeights) await checkWeightsFinite(checkpoint);
     const tokenizer = await TextTokenizer.load(files, checkpoint.config);
     const engineOptions: EngineOptions = {
       kernels: nodeKernelSource,
@@ -123,7 +171,7 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       tune: (options.tune ?? process.env.CATS_AUTOTUNE !== "off") ? tuneOptions(options.notice) : null,
     };
     const { gpu, engine } = options.gpu
-      ? { gpu: options.gpu, engine: await LlamaEngine.load(options.gpu, checkpoint, engineOptions) }
+      ? { gpu: options.gpu, engine: (checkMemory(checkpoint, options.gpu), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)) }
       : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour);
     return {
       dir,
@@ -133,11 +181,11 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       tokenizer,
       loadMs: performance.now() - t0,
       async close() {
-        await checkpoint.close();
+        await opened.close();
       },
     };
   } catch (e) {
-    await checkpoint.close();
+    await opened.close();
     throw e;
   }
 }

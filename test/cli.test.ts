@@ -1,16 +1,7 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cats, DATA, MODELS, reference } from "./helpers.js";
-
-function copyModel(patch: (dir: string) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "cats-model-"));
-  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
-    copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
-  patch(dir);
-  return dir;
-}
+import { cats, copyModel, DATA, MODELS, reference } from "./helpers.js";
 
 describe("cats generate", () => {
   for (const model of ["stories260K", "stories260K-fp16"]) {

@@ -37,7 +37,17 @@ describe("config.json", () => {
     ["rope scaling", { rope_scaling: { type: "linear", factor: 2 } }, /field "rope_scaling": expected null/],
     ["attention bias", { attention_bias: true }, /field "attention_bias": expected false/],
     ["another activation", { hidden_act: "gelu" }, /field "hidden_act": expected "silu"/],
-    ["a missing size", { hidden_size: undefined }, /field "hidden_size": expected a positive integer, got missing/],
+    ["a missing size", { hidden_size: undefined }, /field "hidden_size": expected a positive integer up to \d+, got missing/],
+    [
+      "2^53 layers (no loop or buffer may be sized by it)",
+      { num_hidden_layers: 2 ** 53 },
+      /field "num_hidden_layers": expected a positive integer up to 4096, got 9007199254740992/,
+    ],
+    [
+      "a quantized checkpoint",
+      { quantization_config: { quant_method: "gptq", bits: 4 } },
+      /field "quantization_config": expected none \(quantized checkpoints are not supported yet\), got an object/,
+    ],
     ["kv heads not dividing heads", { num_key_value_heads: 3 }, /field "num_key_value_heads": expected a divisor/],
     ["an unsupported head_dim", { head_dim: 6 }, /field "head_dim": expected a multiple of 4/],
     ["sliding-window attention", { sliding_window: 128 }, /field "sliding_window"/],

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -46,7 +47,7 @@ export function safetensorsBytes(header: unknown, data: Uint8Array, headerLength
   return out;
 }
 
-/** Runs the built CLI without blocking the test worker; `errors` is stderr without Dawn's own warnings. */
+/** Runs the built CLI without blocking the test worker; `errors` is stderr's non-empty lines. */
 export function cats(
   args: string[],
   env: Record<string, string> = {},
@@ -58,10 +59,30 @@ export function cats(
       { cwd: ROOT, encoding: "utf8", env: { ...process.env, CATS_MODELS: MODELS, ...env }, timeout: 290_000, maxBuffer: 64 << 20 },
       (error, stdout, stderr) => {
         if (error && typeof error.code !== "number") return reject(error);
-        // Dawn prints its own warnings on stderr at device creation; cats' own message is the line it prefixes.
-        const errors = stderr.split("\n").filter((l) => !l.startsWith("Warning:") && l.trim() !== "");
+        // Every line counts: the launcher filters Dawn's adapter warnings, so stderr holds only cats' lines.
+        const errors = stderr.split("\n").filter((l) => l.trim() !== "");
         resolve({ status: error ? (error.code as number) : 0, stdout, errors });
       },
     );
   });
+}
+
+/** A copy of stories260K in a fresh temporary directory, changed by `patch`. */
+export function copyModel(patch: (dir: string) => void = () => {}): string {
+  const dir = mkdtempSync(join(tmpdir(), "cats-model-"));
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
+  patch(dir);
+  return dir;
+}
+
+/** A safetensors file split into its parts, for tests that mutate one. */
+export interface SafetensorsParts {
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  data: Uint8Array;
+}
+
+export function splitSafetensors(bytes: Uint8Array): SafetensorsParts {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.slice(8 + n) };
 }

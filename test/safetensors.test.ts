@@ -116,18 +116,19 @@ describe("safetensors header validation", () => {
 
   it("reads sharded checkpoints through model.safetensors.index.json", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cats-shard-"));
-    const one = safetensorsBytes({ a: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([1.5]).buffer));
-    const two = safetensorsBytes({ b: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([2.5]).buffer));
+    const [a, b] = ["model.norm.weight", "model.layers.0.input_layernorm.weight"];
+    const one = safetensorsBytes({ [a]: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([1.5]).buffer));
+    const two = safetensorsBytes({ [b]: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([2.5]).buffer));
     writeFileSync(join(dir, "model-00001-of-00002.safetensors"), one);
     writeFileSync(join(dir, "model-00002-of-00002.safetensors"), two);
     writeFileSync(
       join(dir, "model.safetensors.index.json"),
-      JSON.stringify({ weight_map: { a: "model-00001-of-00002.safetensors", b: "model-00002-of-00002.safetensors" } }),
+      JSON.stringify({ weight_map: { [a]: "model-00001-of-00002.safetensors", [b]: "model-00002-of-00002.safetensors" } }),
     );
     writeFileSync(join(dir, "config.json"), readFileSync(join(MODELS, "stories260K", "config.json")));
     const ckpt = await openCheckpoint(directoryFiles(dir));
-    expect(new Float32Array((await ckpt.read("b")).buffer)[0]).toBe(2.5);
-    expect(new Float32Array((await ckpt.read("a")).buffer)[0]).toBe(1.5);
+    expect(new Float32Array((await ckpt.read(b)).buffer)[0]).toBe(2.5);
+    expect(new Float32Array((await ckpt.read(a)).buffer)[0]).toBe(1.5);
     await ckpt.close();
   });
 

@@ -1,5 +1,6 @@
 import { CatsError } from "../errors.js";
 import type { Checkpoint } from "../model/checkpoint.js";
+import { quoted } from "../model/describe.js";
 import { quantileOfSorted } from "./quantiles.js";
 
 export const THRESHOLDS_FORMAT = "cats-thresholds";
@@ -51,8 +52,11 @@ function bad(file: string, field: string, expected: string): never {
   throw new CatsError(`${file}: field "${field}": expected ${expected}`);
 }
 
-const isNumberList = (v: unknown, n: number): v is number[] =>
-  Array.isArray(v) && v.length === n && v.every((x) => typeof x === "number" && Number.isFinite(x));
+/** n finite numbers >= 0: a threshold compares with |SiLU(gate)|, so a negative one is meaningless. */
+const isThresholdList = (v: unknown, n: number): v is number[] =>
+  Array.isArray(v) && v.length === n && v.every((x) => typeof x === "number" && Number.isFinite(x) && x >= 0);
+
+const nonDecreasing = (v: readonly number[]): boolean => v.every((x, i) => i === 0 || x >= v[i - 1]);
 
 /** Validates a parsed thresholds file and checks that it was made for this model. */
 export async function checkThresholdsFile(raw: unknown, file: string, ckpt: Checkpoint): Promise<ThresholdsFile> {
@@ -67,21 +71,42 @@ export async function checkThresholdsFile(raw: unknown, file: string, ckpt: Chec
     );
   }
   const L = ckpt.config.numLayers;
-  if (typeof t.thresholds !== "object" || t.thresholds === null) bad(file, "thresholds", "an object of level -> per-layer thresholds");
-  for (const [level, values] of Object.entries(t.thresholds)) {
-    if (!isNumberList(values, L)) bad(file, `thresholds.${level}`, `${L} finite numbers (one per layer)`);
+  if (typeof t.thresholds !== "object" || t.thresholds === null || Array.isArray(t.thresholds))
+    bad(file, "thresholds", "an object of level -> per-layer thresholds");
+  const levels: [number, number[]][] = [];
+  for (const [key, values] of Object.entries(t.thresholds)) {
+    const level = Number(key);
+    if (key.trim() === "" || !Number.isFinite(level) || level <= 0 || level >= 1)
+      bad(file, `thresholds.${quoted(key).slice(1, -1)}`, "a level key in (0, 1)");
+    if (!isThresholdList(values, L)) bad(file, `thresholds.${key}`, `${L} finite numbers >= 0 (one per layer)`);
+    levels.push([level, values]);
+  }
+  levels.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < levels.length; i++) {
+    const layer = levels[i][1].findIndex((v, l) => v < levels[i - 1][1][l]);
+    if (layer >= 0) {
+      bad(
+        file,
+        `thresholds.${levels[i][0]}`,
+        `thresholds at least those of level ${levels[i - 1][0]} (a higher level zeroes more), but layer ${layer} has ${levels[i][1][layer]} < ${levels[i - 1][1][layer]}`,
+      );
+    }
   }
   const sk = t.sketch;
   if (
     !sk ||
     typeof sk.points !== "number" ||
+    !Number.isInteger(sk.points) ||
     sk.points < 2 ||
+    sk.points > 1_000_000 ||
     !Array.isArray(sk.per_layer) ||
     sk.per_layer.length !== L ||
-    !sk.per_layer.every((q) => isNumberList(q, sk.points))
+    !sk.per_layer.every((q) => isThresholdList(q, sk.points))
   ) {
-    bad(file, "sketch", `{ points >= 2, per_layer: ${L} lists of points quantiles }`);
+    bad(file, "sketch", `{ points >= 2, per_layer: ${L} lists of points quantiles >= 0 }`);
   }
+  const unsorted = sk.per_layer.findIndex((q) => !nonDecreasing(q));
+  if (unsorted >= 0) bad(file, `sketch.per_layer.${unsorted}`, "non-decreasing quantiles");
   return t as ThresholdsFile;
 }
 
@@ -93,4 +118,16 @@ export function thresholdsForLevel(t: ThresholdsFile, level: number, file: strin
   if (exact !== undefined) return { level, thresholds: t.thresholds[exact], source: "exact" };
   if (t.sketch.points < 2) throw new CatsError(`${file}: level ${level} is not calibrated and there is no sketch to derive it from`);
   return { level, thresholds: t.sketch.per_layer.map((q) => quantileOfSorted(q, level)), source: "sketch" };
+}
+
+/** How far measured sparsity may miss the requested level before the user is told. */
+export const SPARSITY_TOLERANCE = 0.05;
+
+/**
+ * A line for the user when the measured share of zeroed activations misses the level by more than
+ * 5 points: thresholds from another text, another level, or an edited file.
+ */
+export function sparsityMiss(level: LayerThresholds, measured: number, file: string): string | null {
+  if (level.source === "dense" || !Number.isFinite(measured) || Math.abs(measured - level.level) <= SPARSITY_TOLERANCE) return null;
+  return `warning: sparsity ${(level.level * 100).toFixed(0)}% was requested but ${(measured * 100).toFixed(1)}% of MLP activations were zeroed (thresholds from ${file}, ${level.source}); they may not fit this level or this text`;
 }

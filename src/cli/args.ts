@@ -73,3 +73,19 @@ export function variantOverrides(value: string): string {
   }
   return value;
 }
+
+/** A power usage effectiveness: facility power over IT power, so at least 1 (and no data centre reaches 10). */
+export function pue(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 1 || n > 10)
+    throw new InvalidArgumentError(`expected a PUE in [1, 10], got "${value}"`);
+  return n;
+}
+
+/** Watts drawn per busy core: above 0, and below what any CPU core draws (1 kW). */
+export function wattsPerCore(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0 || n > 1000)
+    throw new InvalidArgumentError(`expected watts per core in (0, 1000], got "${value}"`);
+  return n;
+}

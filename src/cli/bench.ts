@@ -1,7 +1,7 @@
 import { notice } from "./notice.js";
 import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
-import { buildReport, levelWeightBytes } from "../sparsity-bench/report.js";
+import { buildReport, levelWeightBytes, markdownTable } from "../sparsity-bench/report.js";
 import { writeReport } from "../sparsity-bench/write.js";
 import { benchPrompt, runBench } from "../sparsity-bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds, type ThresholdsFile } from "../cats/thresholds.js";
@@ -10,10 +10,13 @@ import { chooseMeter } from "../energy/select.js";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
-import { readText } from "./eval.js";
+import { readDataText } from "./eval.js";
+import { prepareOutputDir } from "../files.js";
 import { readThresholdsFile } from "./sparsity.js";
 
 export interface BenchFlags {
+  context?: number;
+  keepCr?: boolean;
   model?: string;
   thresholds?: string;
   sparsity: number[];
@@ -35,14 +38,13 @@ export async function runBenchCommand(
   flags: BenchFlags,
   command?: { getOptionValueSource(key: string): string | undefined },
 ): Promise<void> {
-  if (!flags.thresholds && command?.getOptionValueSource("sparsity") === "default") {
-    process.stderr.write("cats bench: no --thresholds, so dense only (run cats calibrate for sparse levels)\n");
-    flags = { ...flags, sparsity: [0] };
-  }
+  const denseOnly = !flags.thresholds && command?.getOptionValueSource("sparsity") === "default";
+  if (denseOnly) flags = { ...flags, sparsity: [0] };
   const wantsSparse = flags.sparsity.some((l) => l > 0);
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
-  const evalText = flags.evalData ? (await readText(flags.evalData)).trim() : null;
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
+  const evalText = flags.evalData ? (await readDataText(flags.evalData, flags.keepCr)).trim() : null;
+  await prepareOutputDir("--out", flags.out);
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
   try {
     let file: ThresholdsFile | null = null;
     if (flags.thresholds) file = await checkThresholdsFile(await readThresholdsFile(flags.thresholds), flags.thresholds, lm.checkpoint);
@@ -106,8 +108,10 @@ export async function runBenchCommand(
       weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),
       perplexity: ppl,
     });
-    const md = await writeReport(flags.out, report);
-    process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : md);
+    // Results reach stdout before the files are written, so a failed write loses nothing.
+    process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : markdownTable(report));
+    await writeReport(flags.out, report);
+    if (denseOnly) notice("no --thresholds, so dense only (run cats calibrate for sparse levels)");
   } finally {
     await lm.close();
   }

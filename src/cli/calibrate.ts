@@ -1,14 +1,17 @@
 import { notice } from "./notice.js";
-import { access, constants, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
 import { calibrate } from "../cats/calibrate.js";
 import { modelFingerprint, sha256Hex, THRESHOLDS_FORMAT, THRESHOLDS_VERSION, type ThresholdsFile } from "../cats/thresholds.js";
-import { CatsError } from "../errors.js";
+import { checkOutputFile, modelInputFiles, writeFileAtomic } from "../files.js";
+import { resolveModelDir } from "../model/resolve.js";
 import { loadModel } from "../node.js";
-import { readText } from "./eval.js";
+import { readDataText } from "./eval.js";
+import { cachedReadCeiling } from "./info.js";
 
 export interface CalibrateFlags {
+  context?: number;
+  keepCr?: boolean;
   model?: string;
   data: string;
   tokens: number;
@@ -22,23 +25,20 @@ export interface CalibrateFlags {
 
 export const SKETCH_POINTS = 1001;
 
-async function writable(dir: string): Promise<boolean> {
-  try {
-    await access(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
-  const text = await readText(flags.data);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice, capture: true });
+  const text = await readDataText(flags.data, flags.keepCr);
+  // A bad output path must fail now, not after the passes.
+  const dir = resolveModelDir(flags.model);
+  const out = flags.out ?? join(dir, "cats-thresholds.json");
+  await checkOutputFile(flags.out ? "--out" : "thresholds file", out, [flags.data, ...(await modelInputFiles(dir))]);
+  const lm = await loadModel(flags.model, {
+    flavour: flags.kernels,
+    context: flags.context,
+    variants: flags.variant,
+    notice,
+    capture: true,
+  });
   try {
-    const out = flags.out ?? join(lm.dir, "cats-thresholds.json");
-    if (!(await writable(dirname(out)))) {
-      throw new CatsError(`${dirname(out)} is not writable; pass --out FILE for the thresholds`);
-    }
     const ids = lm.tokenizer.encode(text.trim(), false);
     const passes = 1 + (flags.refine ? flags.levels.length : 0);
     const bar = new SingleBar(
@@ -87,13 +87,27 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
       dense_thresholds: Object.fromEntries([...r.denseThresholds].map(([lv, t]) => [String(lv), t])),
       sketch: { points: SKETCH_POINTS, per_layer: r.sketches },
     };
-    await writeFile(out, JSON.stringify(file) + "\n");
+    try {
+      await writeFileAtomic(out, JSON.stringify(file) + "\n");
+    } catch (e) {
+      // Minutes of passes are not thrown away: the thresholds go to stdout, the error to stderr.
+      process.stdout.write(JSON.stringify(file) + "\n");
+      throw e;
+    }
+    // Batched passes reuse each weight across a tile of tokens, so they should beat what decoding one
+    // token at a time could reach even at the adapter's full read rate.
+    const prefillTokensPerS = (r.positions * passes) / (r.captureMs / 1000);
+    const ceiling = cachedReadCeiling(lm.gpu);
+    const decodeBound = ceiling === undefined ? null : (ceiling * 1e9) / lm.engine.weightBytesPerToken(null);
     const summary = {
       out,
       positions: r.positions,
       windows: r.windows,
+      passes,
       capture_s: r.captureMs / 1000,
       quantiles_s: r.quantileMs / 1000,
+      prefill_tokens_per_s: prefillTokensPerS,
+      decode_bound_tokens_per_s: decodeBound,
       thresholds: file.thresholds,
     };
     if (flags.json) process.stdout.write(JSON.stringify(summary) + "\n");
@@ -101,6 +115,11 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
       process.stdout.write(
         `wrote ${out}: ${r.positions} positions in ${r.windows} windows; GPU passes ${(r.captureMs / 1000).toFixed(1)} s, quantiles ${(r.quantileMs / 1000).toFixed(1)} s\n`,
       );
+      const bound =
+        decodeBound === null
+          ? "run cats info for the read ceiling"
+          : `dense decode at the read ceiling of ${ceiling!.toFixed(2)} GB/s: ${decodeBound.toFixed(1)} tok/s`;
+      process.stdout.write(`  batched passes: ${prefillTokensPerS.toFixed(1)} tok/s over ${passes} passes (${bound})\n`);
       for (const [lv, t] of r.thresholds) process.stdout.write(`  level ${lv}: ${t.map((v) => v.toFixed(4)).join(" ")}\n`);
     }
   } finally {

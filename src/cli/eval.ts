@@ -1,32 +1,31 @@
 import { notice } from "./notice.js";
-import { readFile } from "node:fs/promises";
 import { SingleBar, Presets } from "cli-progress";
 import { perplexity } from "../engine/evaluate.js";
-import { CatsError } from "../errors.js";
+import { readTextFile, universalNewlines } from "../files.js";
 import { loadModel } from "../node.js";
-import { applySparsity, sparsityReport, wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { applySparsity, measuredSparsity, wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
 export interface EvalFlags extends SparsityFlags {
+  context?: number;
   model?: string;
   data: string;
   maxTokens?: number;
   json?: boolean;
+  keepCr?: boolean;
   kernels?: string;
   variant?: string;
 }
 
-export async function readText(path: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (e) {
-    throw new CatsError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
+/** A data file (evaluation, calibration) as Python reads text: universal newlines unless `keepCr`. */
+export async function readDataText(path: string, keepCr = false): Promise<string> {
+  const text = await readTextFile(path);
+  return keepCr ? text : universalNewlines(text);
 }
 
 export async function runEval(flags: EvalFlags): Promise<void> {
-  const text = (await readText(flags.data)).trim();
+  const text = (await readDataText(flags.data, flags.keepCr)).trim();
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
   try {
     const level = await applySparsity(lm, flags);
     const ids = lm.tokenizer.encode(text, false);
@@ -40,7 +39,7 @@ export async function runEval(flags: EvalFlags): Promise<void> {
     const r = await perplexity(lm.engine, ids, flags.maxTokens, (n) => bar.update(Math.min(n, total)));
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
-    const sparsity = level ? sparsityReport(level, await lm.engine.takeSparsityStats()) : null;
+    const sparsity = level ? await measuredSparsity(lm, level, flags.thresholds!) : null;
     if (flags.json) {
       const out = {
         model: lm.dir,

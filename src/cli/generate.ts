@@ -1,9 +1,12 @@
 import { notice } from "./notice.js";
+import { printable } from "../model/describe.js";
 import { generate, TextStream } from "../engine/generate.js";
 import { loadModel } from "../node.js";
-import { applySparsity, sparsityReport, wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { applySparsity, measuredSparsity, wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
 export interface GenerateFlags extends SparsityFlags {
+  context?: number;
+  checkWeights?: boolean;
   model?: string;
   maxTokens: number;
   temperature: number;
@@ -17,7 +20,13 @@ export interface GenerateFlags extends SparsityFlags {
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
+  const lm = await loadModel(flags.model, {
+    flavour: flags.kernels,
+    context: flags.context,
+    checkWeights: flags.checkWeights,
+    variants: flags.variant,
+    notice,
+  });
   try {
     const level = await applySparsity(lm, flags);
     const promptIds = lm.tokenizer.encode(prompt);
@@ -34,10 +43,11 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
       onToken: (id) => {
         const delta = stream.push(id);
         if (flags.json) return;
-        process.stdout.write(echoed ? delta : prompt + delta);
+        process.stdout.write(echoed ? printable(delta) : prompt + printable(delta));
         echoed = true;
       },
     });
+    const sparsity = level ? await measuredSparsity(lm, level, flags.thresholds!) : null;
     const decodeSteps = result.ids.length - 1;
     const msPerToken = decodeSteps > 0 ? result.decodeMs / decodeSteps : null;
     if (flags.json) {
@@ -50,7 +60,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
         stop_reason: result.stopReason,
         seed,
         kernels: lm.gpu.flavour,
-        sparsity: level ? sparsityReport(level, await lm.engine.takeSparsityStats()) : null,
+        sparsity,
         timings: {
           load_ms: round(lm.loadMs),
           prefill_ms: round(result.prefillMs),
@@ -60,7 +70,10 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
       };
       process.stdout.write(JSON.stringify(out) + "\n");
     } else {
-      process.stdout.write(stream.flush() + "\n");
+      process.stdout.write(printable(stream.flush()) + "\n");
+      if (result.stopReason === "context") {
+        notice(`stopped after ${result.ids.length} tokens: the context of ${lm.engine.contextLength} positions is full (--context)`);
+      }
     }
   } finally {
     await lm.close();

@@ -1,11 +1,16 @@
 import { tuneKey } from "../gpu/autotune.js";
-import { createGpu } from "../gpu/device.js";
+import { createGpu, type GpuContext } from "../gpu/device.js";
 import { KernelCache } from "../gpu/kernel.js";
 import { nodeKernelSource } from "../gpu/nodekernels.js";
 import { readCeiling } from "../gpu/roofline.js";
 import { TuneFileStore } from "../gpu/tune-file.js";
 import { parseOverrides, VariantTable } from "../gpu/variants.js";
 import { tunedKernelsHash } from "../engine/llama.js";
+import { checkWeightsFinite } from "../model/check-weights.js";
+import { openCheckpoint } from "../model/checkpoint.js";
+import { directoryFiles } from "../model/nodefiles.js";
+import { resolveModelDir } from "../model/resolve.js";
+import { TextTokenizer } from "../tokenizer/tokenizer.js";
 
 export interface InfoFlags {
   json?: boolean;
@@ -13,6 +18,44 @@ export interface InfoFlags {
   variant?: string;
   /** Measure the read ceiling again even if it is cached. */
   measure?: boolean;
+  /** A model to check (config, tensors, tokenizer, every weight finite) and describe. */
+  model?: string;
+}
+
+/** Opens a model without a GPU, validates everything a load would, and scans the weights for NaN and infinity. */
+async function checkModel(model: string): Promise<Record<string, unknown>> {
+  const dir = resolveModelDir(model);
+  const files = directoryFiles(dir);
+  const ckpt = await openCheckpoint(files);
+  try {
+    await TextTokenizer.load(files, ckpt.config);
+    const tensors = await checkWeightsFinite(ckpt);
+    const c = ckpt.config;
+    const bytes = [...ckpt.tensors.values()].reduce((n, t) => n + t.end - t.begin, 0);
+    const dtypes = [...new Set([...ckpt.tensors.values()].map((t) => t.dtype))].sort();
+    return {
+      dir,
+      architecture: c.architecture,
+      layers: c.numLayers,
+      hidden_size: c.hiddenSize,
+      intermediate_size: c.intermediateSize,
+      heads: `${c.numHeads}/${c.numKvHeads}`,
+      vocab_size: c.vocabSize,
+      max_position_embeddings: c.maxPositions,
+      dtypes,
+      weight_bytes: bytes,
+      tensors,
+      weights_finite: true,
+      synthetic: c.synthetic,
+    };
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/** The read ceiling measured on this adapter and driver, if `cats info` or `bench:kernels` cached one. */
+export function cachedReadCeiling(gpu: GpuContext): number | undefined {
+  return new TuneFileStore().load(tuneKey(gpu, tunedKernelsHash(nodeKernelSource)))?.readCeilingGBs;
 }
 
 /**
@@ -20,6 +63,7 @@ export interface InfoFlags {
  * overridden), the measured read ceiling (cached with the tuning), features and limits.
  */
 export async function runInfo(flags: InfoFlags): Promise<void> {
+  const model = flags.model === undefined ? null : await checkModel(flags.model);
   const gpu = await createGpu({ flavour: flags.kernels });
   const store = new TuneFileStore(undefined, (m) => process.stderr.write(`cats: ${m}\n`));
   const key = tuneKey(gpu, tunedKernelsHash(nodeKernelSource));
@@ -33,6 +77,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
   }
   const variants = new VariantTable(gpu, parseOverrides(flags.variant ?? process.env.CATS_VARIANTS), record.choices).describe();
   const info = {
+    ...(model ? { model } : {}),
     adapter: gpu.adapter,
     kernels: gpu.flavour,
     driver_threads: gpu.driverThreads,
@@ -49,6 +94,12 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
     const a = gpu.adapter;
     const threads = Object.entries(record.driverThreads ?? {});
     const lines = [
+      ...(model
+        ? [
+            `model         ${model.dir}: ${model.architecture}, ${model.layers} layers, hidden ${model.hidden_size}, intermediate ${model.intermediate_size}, heads ${model.heads}, vocab ${model.vocab_size}, ${(model.dtypes as string[]).join("+")}, ${((model.weight_bytes as number) / 1e6).toFixed(1)} MB${model.synthetic ? " (SYNTHETIC)" : ""}`,
+            `weights       all ${model.tensors} tensors finite (no NaN or infinity); tokenizer and config consistent`,
+          ]
+        : []),
       `adapter       ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(" / ") || "(no description)"}${a.isFallback ? " (fallback)" : ""}`,
       `kernels       ${gpu.flavour} variants`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,

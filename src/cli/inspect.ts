@@ -1,9 +1,11 @@
-import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadModel } from "../node.js";
+import { prepareOutputDir, writeFileAtomic } from "../files.js";
+import { resolveModelDir } from "../model/resolve.js";
 import { notice } from "./notice.js";
 
 export interface InspectFlags {
+  context?: number;
   model?: string;
   out?: string;
   step?: string[];
@@ -21,7 +23,8 @@ const fileName = (name: string): string => name.replace(/^layer (\d+) /, "layer$
  * plus an index.json, for scripts/compare-ref.py to set beside ../shared/tools/ref_llama.py.
  */
 export async function runInspect(prompt: string, flags: InspectFlags): Promise<void> {
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, variants: flags.variant, notice });
+  if (flags.out) await prepareOutputDir("--out", flags.out, [resolveModelDir(flags.model)]);
+  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
   try {
     const ids = lm.tokenizer.encode(prompt);
     const tensors = await lm.engine.inspect(ids, flags.step && flags.step.length > 0 ? flags.step : undefined);
@@ -32,15 +35,15 @@ export async function runInspect(prompt: string, flags: InspectFlags): Promise<v
       width: t.rows[0]?.length ?? 0,
     }));
     if (flags.out) {
-      await mkdir(flags.out, { recursive: true });
       for (const [i, t] of tensors.entries()) {
         const data = new Float32Array(index[i].rows * index[i].width);
         t.rows.forEach((row, r) => data.set(row, r * index[i].width));
-        await writeFile(join(flags.out, index[i].file), new Uint8Array(data.buffer));
+        await writeFileAtomic(join(flags.out, index[i].file), new Uint8Array(data.buffer));
       }
-      const tmp = join(flags.out, "index.json.tmp");
-      await writeFile(tmp, JSON.stringify({ model: lm.dir, prompt, ids, dtype: "float32", tensors: index }, null, 1) + "\n");
-      await rename(tmp, join(flags.out, "index.json"));
+      await writeFileAtomic(
+        join(flags.out, "index.json"),
+        JSON.stringify({ model: lm.dir, prompt, ids, dtype: "float32", tensors: index }, null, 1) + "\n",
+      );
     }
     if (flags.json) {
       process.stdout.write(

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
 import { CatsError } from "../errors.js";
+import { bounded, escapeControl } from "../model/describe.js";
 import {
   calibrationLevels,
   integer,
@@ -12,6 +13,8 @@ import {
   sparsityLevel,
   sparsityLevels,
   variantOverrides,
+  pue,
+  wattsPerCore,
 } from "./args.js";
 import { runEval } from "./eval.js";
 import { runGenerate } from "./generate.js";
@@ -27,6 +30,13 @@ const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS t
 const sparsityOption = (): Option => new Option("--sparsity <k>", "target CATS sparsity level (0 = dense)").argParser(sparsityLevel);
 const kernelsOption = (): Option =>
   new Option("--kernels <flavour>", "force kernel variants: cpu or gpu (default: by adapter)").argParser(kernelFlavour);
+const contextOption = (): Option =>
+  new Option("--context <n>", "positions the KV cache holds (default: max_position_embeddings, at most 4096)").argParser(positiveInt);
+const keepCrOption = (): Option =>
+  new Option(
+    "--keep-cr",
+    "read the text file byte for byte (default: universal newlines, \\r\\n and \\r become \\n, as Python reads text)",
+  );
 const variantOption = (): Option =>
   new Option("--variant <op=name,...>", "force kernel variants per op (cats info lists ops and variants)").argParser(variantOverrides);
 
@@ -49,8 +59,10 @@ function buildProgram(): Command {
     .option("--top-p <p>", "nucleus sampling mass", probability, 1)
     .option("--seed <s>", "seed for reproducible sampling", integer)
     .option("--json", "print one JSON object instead of streaming text")
+    .option("--check-weights", "scan every tensor for NaN and infinity before loading")
     .addOption(thresholdsOption())
     .addOption(sparsityOption())
+    .addOption(contextOption())
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runGenerate);
@@ -64,6 +76,8 @@ function buildProgram(): Command {
     .option("--json", "print JSON")
     .addOption(thresholdsOption())
     .addOption(sparsityOption())
+    .addOption(contextOption())
+    .addOption(keepCrOption())
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runEval);
@@ -78,6 +92,8 @@ function buildProgram(): Command {
     .option("--out <file>", "thresholds file (default: cats-thresholds.json in the model directory)")
     .option("--no-refine", "keep the dense model's quantiles (no second pass per level with earlier layers sparsified)")
     .option("--json", "print a JSON summary")
+    .addOption(contextOption())
+    .addOption(keepCrOption())
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runCalibrate);
@@ -94,10 +110,12 @@ function buildProgram(): Command {
     .option("--eval-data <file>", "text for held-out perplexity at each level (also the prompt's source)")
     .option("--eval-tokens <n>", "tokens of --eval-data to score", positiveInt, 2044)
     .addOption(new Option("--energy <source>", "force an energy meter").choices(["nvml", "rapl", "estimate"]))
-    .option("--watts-per-core <w>", "estimate: W per core (Green Algorithms)", nonNegativeNumber)
-    .option("--pue <p>", "estimate: power usage effectiveness", nonNegativeNumber)
+    .option("--watts-per-core <w>", "estimate: W per core (Green Algorithms)", wattsPerCore)
+    .option("--pue <p>", "estimate: power usage effectiveness (>= 1)", pue)
     .option("--json", "print the JSON report")
     .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
+    .addOption(contextOption())
+    .addOption(keepCrOption())
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action((flags, command) => runBenchCommand(flags, command));
@@ -117,6 +135,7 @@ function buildProgram(): Command {
     .description("print the WebGPU adapter, the kernel variant of each op, the read ceiling, features and limits")
     .option("--json", "print JSON")
     .option("--measure", "measure the read ceiling again instead of using the cached figure")
+    .option("--model <dir>", "also check a model: config, tensors, tokenizer, and every weight finite")
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runInfo);
@@ -134,6 +153,7 @@ function buildProgram(): Command {
     )
     .option("--out <dir>", "write each tensor as raw float32 rows and an index.json (for scripts/compare-ref.py)")
     .option("--json", "print JSON with every value")
+    .addOption(contextOption())
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runInspect);
@@ -141,19 +161,49 @@ function buildProgram(): Command {
   return program;
 }
 
+/** Longest error message printed: a message quoting a file's content must not flood the terminal. */
+const MAX_MESSAGE = 600;
+
+/** Exits once stderr has drained: a long message on a pipe is not cut at the pipe's buffer. */
+function exitAfter(code: number, message?: string): never {
+  if (message === undefined) process.exit(code);
+  process.stderr.write(message, () => process.exit(code));
+  // Nothing after a fatal error may run while stderr drains.
+  return undefined as never;
+}
+
+/**
+ * A closed stdout (`cats generate ... | head -c 5`) ends the command quietly with status 0, as Unix
+ * tools do, instead of an EPIPE stack trace.
+ */
+function quietOnClosedStdout(): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    exitAfter(1, `cats: cannot write to stdout (${e.code ?? e.message})\n`);
+  });
+}
+
 async function main(): Promise<void> {
+  quietOnClosedStdout();
+  const fatal = (e: unknown) =>
+    exitAfter(
+      1,
+      `cats: ${bounded(escapeControl(e instanceof CatsError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`), MAX_MESSAGE)}\n`,
+    );
+  process.on("unhandledRejection", fatal);
+  process.on("uncaughtException", fatal);
   try {
     await buildProgram().parseAsync(process.argv);
     process.exit(0);
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has already printed its message (or the help/version text).
-      process.exit(e.exitCode === 0 ? 0 : 2);
+      exitAfter(e.exitCode === 0 ? 0 : 2);
     }
     const message = e instanceof CatsError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
-    process.stderr.write(`cats: ${message}\n`);
-    if (!(e instanceof CatsError) && process.env.CATS_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
-    process.exit(1);
+    const line = bounded(escapeControl(message), MAX_MESSAGE);
+    const trace = !(e instanceof CatsError) && process.env.CATS_DEBUG ? `${(e as Error)?.stack}\n` : "";
+    exitAfter(1, `cats: ${line}\n${trace}`);
   }
 }
 

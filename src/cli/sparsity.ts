@@ -1,5 +1,6 @@
-import { readFile } from "node:fs/promises";
-import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds } from "../cats/thresholds.js";
+import { readJsonFile } from "../files.js";
+import { checkThresholdsFile, sparsityMiss, thresholdsForLevel, type LayerThresholds } from "../cats/thresholds.js";
+import { notice } from "./notice.js";
 import type { SparsityStats } from "../engine/llama.js";
 import { CatsError } from "../errors.js";
 import type { LoadedModel } from "../node.js";
@@ -17,14 +18,7 @@ export function wantsSparsity(flags: SparsityFlags): boolean {
   return flags.thresholds !== undefined;
 }
 
-export async function readThresholdsFile(file: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, "utf8"));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CatsError(`${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`);
-  }
-}
+export const readThresholdsFile = readJsonFile;
 
 /** Reads the thresholds file, checks it was made for this model, and arms the engine with the level's thresholds. */
 export async function applySparsity(lm: LoadedModel, flags: SparsityFlags): Promise<LayerThresholds | null> {
@@ -46,4 +40,12 @@ export function sparsityReport(level: LayerThresholds, stats: SparsityStats): Re
     overall: stats.overall,
     per_layer: stats.perLayer,
   };
+}
+
+/** Takes the sparsity counters, warns when they miss the requested level, and returns the `sparsity` JSON object. */
+export async function measuredSparsity(lm: LoadedModel, level: LayerThresholds, file: string): Promise<Record<string, unknown>> {
+  const stats = await lm.engine.takeSparsityStats();
+  const miss = sparsityMiss(level, stats.overall, file);
+  if (miss) notice(miss);
+  return sparsityReport(level, stats);
 }

@@ -118,6 +118,15 @@ async function tuneModel(
   }
 }
 
+/** The argmax kernel's mark on an id whose logits held a NaN or an infinity. */
+const NON_FINITE = 0x80000000;
+
+function nonFinite(position: number): CatsError {
+  return new CatsError(
+    `the logits at position ${position} are not finite (NaN or infinity): the weights hold non-finite values or overflow; cats info --model DIR scans them`,
+  );
+}
+
 /**
  * A Llama model resident on the GPU: weights, KV cache, activations, the steps of its forward
  * passes (built once at load; nothing is created per token), the decode state, and submission.
@@ -219,7 +228,10 @@ export class LlamaEngine {
   }
 
   static async load(gpu: GpuContext, ckpt: Checkpoint, options: EngineOptions): Promise<LlamaEngine> {
+    gpu.device.pushErrorScope("out-of-memory");
     const weights = await loadWeights(gpu.device, ckpt, options.maxBindingBytes);
+    const oom = await gpu.device.popErrorScope();
+    if (oom) throw new CatsError(`${ckpt.files.location}: the adapter ran out of memory while uploading the weights (${oom.message})`);
     const kernels = new KernelCache(gpu, options.kernels);
     const tuned = options.tune ? await tuneModel(gpu, kernels, weights, ckpt.config, options.tune.store, options.tune.onCase) : {};
     const engine = new LlamaEngine(gpu, ckpt.config, options, weights, kernels, tuned);
@@ -405,12 +417,12 @@ export class LlamaEngine {
       read,
       kind: `${what} ${pass.ntok}`,
     });
+    const position = this.pos + pass.ntok - 1;
     this.pos += pass.ntok;
     this.step = (this.step + 1) % this.maxChain;
-    return {
-      token: new Uint32Array(id.buffer, id.byteOffset, 1)[0],
-      logits: withLogits ? new Float32Array(logits.buffer, logits.byteOffset, V) : null,
-    };
+    const token = new Uint32Array(id.buffer, id.byteOffset, 1)[0];
+    if ((token & NON_FINITE) !== 0) throw nonFinite(position);
+    return { token, logits: withLogits ? new Float32Array(logits.buffer, logits.byteOffset, V) : null };
   }
 
   /** Chains `count` greedy decode steps in one submission (at most maxChain); returns the chosen ids in order. */
@@ -426,9 +438,12 @@ export class LlamaEngine {
       read: [{ buffer: this.buf.outIds, offset: this.step * 4, bytes: n * 4 }],
       kind: `decode x${n}`,
     });
+    const first = this.pos;
     this.pos += n;
     this.step += n;
     const out = [...new Uint32Array(ids.buffer, ids.byteOffset, n)];
+    const bad = out.findIndex((id) => (id & NON_FINITE) !== 0);
+    if (bad >= 0) throw nonFinite(first + bad);
     return count > n ? out.concat(await this.decodeGreedy(count - n)) : out;
   }
 
@@ -469,7 +484,10 @@ export class LlamaEngine {
         kind: `eval ${part.length}`,
       });
       const nll = new Float32Array(bytes.buffer, bytes.byteOffset, part.length);
-      for (let t = 0; t < part.length && off + t < out.length; t++) out[off + t] = nll[t];
+      for (let t = 0; t < part.length && off + t < out.length; t++) {
+        if (!Number.isFinite(nll[t])) throw nonFinite(off + t);
+        out[off + t] = nll[t];
+      }
       this.pos = off + part.length;
       // A chunk adds at most chunk * inter per layer, far below 2^32; folding each one keeps long evals exact.
       if (this.thresholds !== null) await this.foldActiveCounts();

@@ -1,3 +1,4 @@
+import { CatsError } from "../errors.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import { Usage } from "../gpu/flags.js";
 import type { LayerWeights, ModelWeights } from "./forward.js";
@@ -28,6 +29,12 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
   const finalGain = await readVector(ckpt, "model.norm.weight", H);
   const lmHead = c.tieWordEmbeddings ? embed : await matrix([["lm_head.weight", c.vocabSize]], H, "lm_head", finalGain);
   const kvBytes = c.maxPositions * c.numKvHeads * c.headDim * 4;
+  const kvLimit = bindingLimit(device);
+  if (kvBytes > kvLimit) {
+    throw new CatsError(
+      `the KV cache of ${c.maxPositions} positions needs ${kvBytes} bytes per layer, over this adapter's ${kvLimit}-byte buffer limit; pass a smaller --context`,
+    );
+  }
   const qRows = c.numHeads * c.headDim;
   const kvRows = c.numKvHeads * c.headDim;
   const layers: LayerWeights[] = [];

@@ -1,6 +1,8 @@
 import { CatsError } from "../errors.js";
 import type { ByteSource } from "./bytesource.js";
 import { parseLlamaConfig, type LlamaConfig } from "./config.js";
+import { quoted } from "./describe.js";
+import { parseJson } from "./json.js";
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./safetensors.js";
 
 /** Where a model's files come from: a directory in Node, a URL prefix in the browser. */
@@ -29,13 +31,13 @@ export interface Checkpoint {
   close(): Promise<void>;
 }
 
+function bad(message: string): never {
+  throw new CatsError(message);
+}
+
 async function readJson(files: ModelFiles, name: string): Promise<{ text: string; json: unknown }> {
   const text = await files.readText(name);
-  try {
-    return { text, json: JSON.parse(text) };
-  } catch (e) {
-    throw new CatsError(`${files.pathOf(name)}: not valid JSON (${(e as Error).message})`);
-  }
+  return { text, json: parseJson(text, (where) => bad(`${files.pathOf(name)}: not valid JSON${where}`)) };
 }
 
 /** The safetensors files of a checkpoint: one file, or the shards named by model.safetensors.index.json. */
@@ -46,7 +48,7 @@ async function shardNames(files: ModelFiles): Promise<string[]> {
     throw new CatsError(`${files.location}: no model.safetensors or ${indexName} found`);
   }
   const { json } = await readJson(files, indexName);
-  const map = (json as { weight_map?: unknown }).weight_map;
+  const map = typeof json === "object" && json !== null ? (json as { weight_map?: unknown }).weight_map : undefined;
   if (typeof map !== "object" || map === null || Array.isArray(map)) {
     throw new CatsError(`${files.pathOf(indexName)}: field "weight_map": expected an object of tensor name -> file`);
   }
@@ -54,12 +56,38 @@ async function shardNames(files: ModelFiles): Promise<string[]> {
   for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
     if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\") || !shard.endsWith(".safetensors")) {
       throw new CatsError(
-        `${files.pathOf(indexName)}: field "weight_map.${tensor}": expected a .safetensors file name in the same directory, got ${JSON.stringify(shard)}`,
+        `${files.pathOf(indexName)}: field "weight_map.${quoted(tensor).slice(1, -1)}": expected a .safetensors file name in the same directory, got ${typeof shard === "string" ? quoted(shard) : typeof shard}`,
       );
     }
     names.add(shard);
   }
   return [...names].sort();
+}
+
+/** The tensor names a Llama checkpoint of this config holds. */
+export function expectedTensorNames(config: LlamaConfig): Set<string> {
+  const names = new Set(["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]);
+  const perLayer = ["input_layernorm", "post_attention_layernorm"].map((n) => `${n}.weight`);
+  perLayer.push(...["q_proj", "k_proj", "v_proj", "o_proj"].map((n) => `self_attn.${n}.weight`));
+  perLayer.push(...["gate_proj", "up_proj", "down_proj"].map((n) => `mlp.${n}.weight`));
+  for (let i = 0; i < config.numLayers; i++) for (const n of perLayer) names.add(`model.layers.${i}.${n}`);
+  return names;
+}
+
+/**
+ * A tensor the config does not account for (a layer beyond num_hidden_layers, a bias, a
+ * quantization table) means the config and the weights disagree: computing without it would be a
+ * silently different model, so it is an error. Old HF checkpoints store RoPE's inv_freq, which is
+ * derived from the config; that one is ignored.
+ */
+function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, CheckpointTensor>): void {
+  const expected = expectedTensorNames(config);
+  const extra = [...tensors.keys()].filter((n) => !expected.has(n) && !n.endsWith(".rotary_emb.inv_freq"));
+  if (extra.length === 0) return;
+  const shownNames = extra.slice(0, 3).map(quoted).join(", ") + (extra.length > 3 ? ` and ${extra.length - 3} more` : "");
+  throw new CatsError(
+    `${tensors.get(extra[0])!.source.name}: tensor ${shownNames} not used by a ${config.numLayers}-layer ${config.architecture} (config.json: num_hidden_layers ${config.numLayers}); the checkpoint and its config.json disagree`,
+  );
 }
 
 export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
@@ -76,10 +104,12 @@ export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
       const header = await readSafetensorsHeader(src);
       headers.push(header);
       for (const t of header.tensors.values()) {
-        if (tensors.has(t.name)) throw new CatsError(`${src.name}: tensor "${t.name}" is also in ${tensors.get(t.name)!.source.name}`);
+        if (tensors.has(t.name))
+          throw new CatsError(`${src.name}: tensor ${quoted(t.name)} is also in ${tensors.get(t.name)!.source.name}`);
         tensors.set(t.name, { ...t, source: src });
       }
     }
+    refuseUnexpectedTensors(config, tensors);
   } catch (e) {
     await Promise.all(sources.map((s) => s.close()));
     throw e;

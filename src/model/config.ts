@@ -1,4 +1,5 @@
 import { CatsError } from "../errors.js";
+import { shown } from "./describe.js";
 
 /** The subset of a HF Llama/Mistral config.json that the engine implements. */
 export interface LlamaConfig {
@@ -25,13 +26,28 @@ const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"];
 type Json = Record<string, unknown>;
 
 function fail(file: string, field: string, expected: string, got: unknown): never {
-  const shown = got === undefined ? "missing" : JSON.stringify(got);
-  throw new CatsError(`${file}: field "${field}": expected ${expected}, got ${shown}`);
+  throw new CatsError(`${file}: field "${field}": expected ${expected}, got ${shown(got)}`);
 }
+
+/**
+ * Bounds far above any real model, so that a config claiming 2^53 layers is refused here instead of
+ * sizing loops and buffers (max_position_embeddings is bounded by the context cap instead).
+ */
+const LIMITS: Record<string, number> = {
+  hidden_size: 1 << 20,
+  intermediate_size: 1 << 22,
+  num_hidden_layers: 4096,
+  num_attention_heads: 1 << 14,
+  num_key_value_heads: 1 << 14,
+  head_dim: 1 << 14,
+  vocab_size: 1 << 24,
+};
 
 function positiveInt(cfg: Json, file: string, field: string, fallback?: number): number {
   const v = cfg[field] ?? fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) fail(file, field, "a positive integer", cfg[field]);
+  const max = LIMITS[field] ?? Infinity;
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > max)
+    fail(file, field, max === Infinity ? "a positive integer" : `a positive integer up to ${max}`, cfg[field]);
   return v;
 }
 
@@ -66,6 +82,9 @@ function refuseUnsupported(cfg: Json, file: string): void {
     if (typeof maxPos !== "number" || typeof cfg.sliding_window !== "number" || cfg.sliding_window < maxPos) {
       fail(file, "sliding_window", "null or >= max_position_embeddings (sliding-window attention is not implemented)", cfg.sliding_window);
     }
+  }
+  if (cfg.quantization_config !== undefined && cfg.quantization_config !== null) {
+    fail(file, "quantization_config", "none (quantized checkpoints are not supported yet)", cfg.quantization_config);
   }
   if (cfg.pretraining_tp !== undefined && cfg.pretraining_tp !== 1) fail(file, "pretraining_tp", "1", cfg.pretraining_tp);
 }

@@ -1,6 +1,6 @@
-import { access, readFile } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { CatsError } from "../errors.js";
+import { readTextFile } from "../files.js";
 import type { ModelFiles } from "./checkpoint.js";
 import { fileSource } from "./nodesource.js";
 
@@ -8,21 +8,15 @@ export function directoryFiles(dir: string): ModelFiles {
   return {
     location: dir,
     pathOf: (name) => join(dir, name),
+    // Present means present in any form: a directory or FIFO under a model file's name is then
+    // refused by name when it is read, rather than skipped.
     async exists(name) {
-      try {
-        await access(join(dir, name));
-        return true;
-      } catch {
-        return false;
-      }
+      return stat(join(dir, name)).then(
+        () => true,
+        () => false,
+      );
     },
-    async readText(name) {
-      try {
-        return await readFile(join(dir, name), "utf8");
-      } catch (e) {
-        throw new CatsError(`${join(dir, name)}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-      }
-    },
+    readText: (name) => readTextFile(join(dir, name)),
     openBinary: (name) => fileSource(join(dir, name)),
   };
 }

@@ -1,16 +1,10 @@
-import { open } from "node:fs/promises";
 import { CatsError } from "../errors.js";
+import { openRegularFile } from "../files.js";
 import type { ByteSource } from "./bytesource.js";
 
 /** Opens a file as a ByteSource; reads go straight from disk so a tensor is in memory only while it is uploaded. */
 export async function fileSource(path: string): Promise<ByteSource> {
-  let handle;
-  try {
-    handle = await open(path, "r");
-  } catch (e) {
-    throw new CatsError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  const { size } = await handle.stat();
+  const { handle, size } = await openRegularFile(path);
   return {
     name: path,
     size,

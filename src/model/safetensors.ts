@@ -1,5 +1,7 @@
 import { CatsError } from "../errors.js";
 import type { ByteSource } from "./bytesource.js";
+import { quoted, shown } from "./describe.js";
+import { parseJson } from "./json.js";
 
 export type TensorDtype = "F32" | "F16" | "BF16";
 
@@ -50,37 +52,35 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
       if (typeof entry !== "object" || entry === null || Array.isArray(entry))
         bad(file, 'field "__metadata__": expected an object of strings');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== "string") bad(file, `field "__metadata__.${k}": expected a string, got ${JSON.stringify(v)}`);
+        if (typeof v !== "string")
+          bad(file, `field "__metadata__.${k.length > 40 ? k.slice(0, 40) + "..." : k}": expected a string, got ${shown(v)}`);
       }
       metadata = entry as Record<string, string>;
       continue;
     }
-    const where = `tensor "${name}"`;
+    const where = `tensor ${quoted(name)}`;
     if (typeof entry !== "object" || entry === null || Array.isArray(entry))
       bad(file, `${where}: expected an object with dtype, shape, data_offsets`);
     const e = entry as Record<string, unknown>;
     const dtype = e.dtype;
-    if (typeof dtype !== "string") bad(file, `${where}: field "dtype": expected a string, got ${JSON.stringify(dtype)}`);
+    if (typeof dtype !== "string") bad(file, `${where}: field "dtype": expected a string, got ${shown(dtype)}`);
     if (!(dtype in DTYPE_BYTES)) {
       const known = OTHER_DTYPES.includes(dtype) ? "a dtype the engine does not support" : "an unknown dtype";
-      bad(file, `${where}: field "dtype": ${JSON.stringify(dtype)} is ${known} (expected F32, F16 or BF16)`);
+      bad(file, `${where}: field "dtype": ${shown(dtype)} is ${known} (expected F32, F16 or BF16)`);
     }
     const shape = e.shape;
     if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
-      bad(file, `${where}: field "shape": expected a list of non-negative integers, got ${JSON.stringify(shape)}`);
+      bad(file, `${where}: field "shape": expected a list of non-negative integers, got ${shown(shape)}`);
     }
     const offsets = e.data_offsets;
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || offsets[0] > offsets[1]) {
-      bad(file, `${where}: field "data_offsets": expected [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
+      bad(file, `${where}: field "data_offsets": expected [begin, end] with 0 <= begin <= end, got ${shown(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
     const expectedBytes = elements * DTYPE_BYTES[dtype as TensorDtype];
     if (!Number.isSafeInteger(expectedBytes) || expectedBytes !== end - begin) {
-      bad(
-        file,
-        `${where}: field "data_offsets": holds ${end - begin} bytes but shape ${JSON.stringify(shape)} of ${dtype} needs ${expectedBytes}`,
-      );
+      bad(file, `${where}: field "data_offsets": holds ${end - begin} bytes but shape ${shown(shape)} of ${dtype} needs ${expectedBytes}`);
     }
     if (end > dataSize) {
       bad(
@@ -90,11 +90,27 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
     }
     tensors.set(name, { name, dtype: dtype as TensorDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
   }
-  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].begin < sorted[i - 1].end) {
-      bad(file, `tensor "${sorted[i].name}": field "data_offsets": overlaps tensor "${sorted[i - 1].name}"`);
+  // As the reference reader requires: the tensors tile the data section from its first byte to the
+  // end of the file, so a length field one short, unrecorded padding or shifted offsets cannot load.
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = dataStart;
+  for (const t of sorted) {
+    if (t.begin < at) {
+      const prev = sorted[sorted.indexOf(t) - 1];
+      bad(file, `tensor ${quoted(t.name)}: field "data_offsets": overlaps tensor ${quoted(prev.name)}`);
     }
+    if (t.begin > at)
+      bad(
+        file,
+        `tensor ${quoted(t.name)}: field "data_offsets": starts at ${t.begin - dataStart}, leaving bytes ${at - dataStart}..${t.begin - dataStart} of the data section unused`,
+      );
+    at = t.end;
+  }
+  if (at !== fileSize) {
+    bad(
+      file,
+      `the tensors end at data byte ${at - dataStart} but the data section holds ${dataSize} bytes (header length or offsets do not match the file)`,
+    );
   }
   return { file, headerBytes: headerLength, headerText, tensors, metadata };
 }
@@ -111,12 +127,7 @@ export async function readSafetensorsHeader(src: ByteSource): Promise<Safetensor
   const n = Number(headerLength);
   if (8 + n > src.size) bad(file, `field "header length": ${n} bytes runs past the end of the file (${src.size} bytes; truncated?)`);
   const headerText = new TextDecoder("utf-8", { fatal: false }).decode(await src.read(8, n));
-  let json: unknown;
-  try {
-    json = JSON.parse(headerText);
-  } catch (e) {
-    bad(file, `header: not valid JSON (${(e as Error).message})`);
-  }
+  const json = parseJson(headerText, (where) => bad(file, `header: not valid JSON${where}`));
   return validateHeader(file, src.size, n, json, headerText);
 }
 

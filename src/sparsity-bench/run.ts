@@ -77,6 +77,11 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
   const room = engine.contextLength - plan.promptIds.length;
+  if (room < 1) {
+    throw new CatsError(
+      `--prompt-tokens ${plan.promptIds.length}: expected at most ${engine.contextLength - 1}, so that the model's ${engine.contextLength}-token context leaves room to decode`,
+    );
+  }
   if (plan.tokens > room) {
     throw new CatsError(
       `--tokens ${plan.tokens} does not fit: a ${plan.promptIds.length}-token prompt leaves ${room} positions of the model's ${engine.contextLength}-token context`,

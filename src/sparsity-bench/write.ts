@@ -1,13 +1,10 @@
-import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../files.js";
 import { markdownTable, svgChart, type BenchReport } from "./report.js";
 
-/** Writes bench.json, bench.md and bench.svg into `dir`; returns the Markdown table. */
-export async function writeReport(dir: string, report: BenchReport): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  const md = markdownTable(report);
-  await writeFile(join(dir, "bench.json"), JSON.stringify(report, null, 1) + "\n");
-  await writeFile(join(dir, "bench.md"), md);
-  await writeFile(join(dir, "bench.svg"), svgChart(report));
-  return md;
+/** Writes bench.json, bench.md and bench.svg into `dir` (which must exist), each whole or not at all. */
+export async function writeReport(dir: string, report: BenchReport): Promise<void> {
+  await writeFileAtomic(join(dir, "bench.json"), JSON.stringify(report, null, 1) + "\n");
+  await writeFileAtomic(join(dir, "bench.md"), markdownTable(report));
+  await writeFileAtomic(join(dir, "bench.svg"), svgChart(report));
 }

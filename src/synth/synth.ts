@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { open, rename, unlink } from "node:fs/promises";
 import { seededRandom } from "../engine/sampling.js";
 import { floatToHalf } from "../model/dtype.js";
 import type { TensorDtype } from "../model/safetensors.js";
@@ -91,7 +91,9 @@ export async function writeSynthWeights(
   onTensor?: (done: number, total: number) => void,
 ): Promise<void> {
   const plan = tensorPlan(s);
-  const handle = await open(path, "w");
+  // Written beside and renamed into place: an interrupted synth never leaves a truncated checkpoint.
+  const tmp = `${path}.tmp-${process.pid}`;
+  const handle = await open(tmp, "w");
   try {
     await handle.write(
       safetensorsHeader(
@@ -104,7 +106,11 @@ export async function writeSynthWeights(
       await handle.write(generate(t, dtype, random));
       onTensor?.(i + 1, plan.length);
     }
-  } finally {
     await handle.close();
+    await rename(tmp, path);
+  } catch (e) {
+    await handle.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw e;
   }
 }
