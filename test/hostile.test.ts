@@ -408,6 +408,13 @@ describe("no stack traces: one line each", () => {
     const r = await cats(["calibrate", "--model", broken, "--data", join(DATA, "tinystories_calib.txt"), "--out", join(dir, "T.json")]);
     expectOneLine(r, 1, /--out .*T\.json: exists and is a directory/);
   });
+  it("bench results reach stdout even when the report files cannot be written", async () => {
+    const out = mkdtempSync(join(tmpdir(), "cats-b-"));
+    mkdirSync(join(out, "bench.json"));
+    const r = await cats(["bench", "--tokens", "4", "--runs", "1", "--out", out]);
+    expectOneLine(r, 1, /bench\.json: cannot write \(EISDIR\)/);
+    expect(r.stdout).toMatch(/\| 0% \| 0\.0% \|/);
+  });
   it("bad meter constants and malformed lists are bad flags (exit 2)", async () => {
     expectOneLine(await cats(["bench", "--pue", "0"]), 2, /--pue.*expected a PUE in \[1, 10\], got "0"/);
     expectOneLine(await cats(["bench", "--watts-per-core", "-5"]), 2, /--watts-per-core/);
