@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,4 +85,13 @@ export interface SafetensorsParts {
 export function splitSafetensors(bytes: Uint8Array): SafetensorsParts {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.slice(8 + n) };
+}
+
+/** stories260K with Zephyr's chat template: not an instruct model, but it renders and runs like one. */
+export function chatModelCopy(): string {
+  const zephyr = JSON.parse(readFileSync(join(DATA, "chat_templates", "zephyr.json"), "utf8"));
+  return copyModel((d) => {
+    const cfg = JSON.parse(readFileSync(join(d, "tokenizer_config.json"), "utf8"));
+    writeFileSync(join(d, "tokenizer_config.json"), JSON.stringify({ ...cfg, chat_template: zephyr.chat_template }));
+  });
 }

@@ -35,7 +35,7 @@ export function integer(value: string): number {
   return n;
 }
 
-export function kernelFlavour(value: string): string {
+export function kernelFlavour(value: string): "cpu" | "gpu" {
   if (value !== "cpu" && value !== "gpu") throw new InvalidArgumentError(`expected "cpu" or "gpu", got "${value}"`);
   return value;
 }

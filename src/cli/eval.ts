@@ -1,9 +1,10 @@
 import { notice } from "./notice.js";
 import { SingleBar, Presets } from "cli-progress";
-import { perplexity } from "../engine/evaluate.js";
+import { sparsityMiss } from "../cats/thresholds.js";
 import { readTextFile, universalNewlines } from "../files.js";
-import { loadModel } from "../node.js";
-import { applySparsity, measuredSparsity, wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { loadModel } from "../index.js";
+import { DEFAULT_MODEL } from "../model/resolve.js";
+import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
 export interface EvalFlags extends SparsityFlags {
   context?: number;
@@ -12,7 +13,7 @@ export interface EvalFlags extends SparsityFlags {
   maxTokens?: number;
   json?: boolean;
   keepCr?: boolean;
-  kernels?: string;
+  kernels?: "cpu" | "gpu";
   variant?: string;
 }
 
@@ -22,43 +23,63 @@ export async function readDataText(path: string, keepCr = false): Promise<string
   return keepCr ? text : universalNewlines(text);
 }
 
+/** `cats eval`: the library's eval() with a progress bar. */
 export async function runEval(flags: EvalFlags): Promise<void> {
-  const text = (await readDataText(flags.data, flags.keepCr)).trim();
+  const text = await readDataText(flags.data, flags.keepCr);
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
+  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
+    thresholds: flags.thresholds,
+    sparsity: flags.sparsity,
+    kernels: flags.kernels,
+    variants: flags.variant,
+    context: flags.context,
+    notice,
+  });
   try {
-    const level = await applySparsity(lm, flags);
-    const ids = lm.tokenizer.encode(text, false);
-    const total = Math.min(ids.length, flags.maxTokens ?? ids.length);
     const bar = new SingleBar(
       { format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr },
       Presets.shades_classic,
     );
-    bar.start(total, 0);
     const t0 = performance.now();
-    const r = await perplexity(lm.engine, ids, flags.maxTokens, (n) => bar.update(Math.min(n, total)));
+    const r = await model.eval(text, {
+      maxTokens: flags.maxTokens,
+      onProgress: (n, total) => (n === 0 ? bar.start(total, 0) : bar.update(n)),
+    });
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
-    const sparsity = level ? await measuredSparsity(lm, level, flags.thresholds!) : null;
+    const s = r.sparsity;
+    if (s) {
+      const miss = sparsityMiss({ level: s.level, thresholds: s.thresholds, source: s.source }, s.measured, flags.thresholds!);
+      if (miss) notice(miss);
+    }
     if (flags.json) {
       const out = {
-        model: lm.dir,
+        model: model.location,
         data: flags.data,
         perplexity: r.perplexity,
         mean_nll: r.meanNll,
         tokens: r.tokens,
         windows: r.windows,
         seconds,
-        sparsity,
+        sparsity: s
+          ? {
+              target: s.level,
+              thresholds_from: s.source,
+              thresholds: s.thresholds,
+              tokens: s.tokens,
+              overall: s.measured,
+              per_layer: s.perLayer,
+            }
+          : null,
       };
       process.stdout.write(JSON.stringify(out) + "\n");
     } else {
-      const sp = sparsity ? `; sparsity ${(Number(sparsity.overall) * 100).toFixed(1)}% (target ${(level!.level * 100).toFixed(0)}%)` : "";
+      const sp = s ? `; sparsity ${(s.measured * 100).toFixed(1)}% (target ${(s.level * 100).toFixed(0)}%)` : "";
       process.stdout.write(
         `perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens in ${r.windows} windows (${seconds.toFixed(1)} s)${sp}\n`,
       );
     }
   } finally {
-    await lm.close();
+    await model.dispose();
   }
 }

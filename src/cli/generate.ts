@@ -1,8 +1,9 @@
 import { notice } from "./notice.js";
 import { printable } from "../model/describe.js";
-import { generate, TextStream } from "../engine/generate.js";
-import { loadModel } from "../node.js";
-import { applySparsity, measuredSparsity, wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { sparsityMiss } from "../cats/thresholds.js";
+import { DEFAULT_MODEL } from "../model/resolve.js";
+import { loadModel } from "../index.js";
+import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
 export interface GenerateFlags extends SparsityFlags {
   context?: number;
@@ -14,69 +15,92 @@ export interface GenerateFlags extends SparsityFlags {
   topP: number;
   seed?: number;
   json?: boolean;
-  kernels?: string;
+  kernels?: "cpu" | "gpu";
   variant?: string;
 }
 
+/** `cats generate`: the library's generate(), streamed to stdout (or one JSON object). */
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
   wantsSparsity(flags);
-  const lm = await loadModel(flags.model, {
-    flavour: flags.kernels,
+  const t0 = performance.now();
+  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
+    thresholds: flags.thresholds,
+    sparsity: flags.sparsity,
+    kernels: flags.kernels,
+    variants: flags.variant,
     context: flags.context,
     checkWeights: flags.checkWeights,
-    variants: flags.variant,
     notice,
   });
+  const loadMs = performance.now() - t0;
   try {
-    const level = await applySparsity(lm, flags);
-    const promptIds = lm.tokenizer.encode(prompt);
-    const stream = new TextStream((ids) => lm.tokenizer.decode(ids), promptIds);
-    // The prompt is echoed with the first token, after generate() has accepted it.
-    let echoed = false;
+    const promptIds = model.tokenizer.encode(prompt);
     const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
-    const result = await generate(lm.engine, promptIds, {
+    const pieces = model.generate(promptIds, {
       maxTokens: flags.maxTokens,
       temperature: flags.temperature,
       topK: flags.topK,
       topP: flags.topP,
       seed,
-      onToken: (id) => {
-        const delta = stream.push(id);
-        if (flags.json) return;
-        process.stdout.write(echoed ? printable(delta) : prompt + printable(delta));
-        echoed = true;
-      },
     });
-    const sparsity = level ? await measuredSparsity(lm, level, flags.thresholds!) : null;
-    const decodeSteps = result.ids.length - 1;
-    const msPerToken = decodeSteps > 0 ? result.decodeMs / decodeSteps : null;
+    // The prompt is echoed with the first piece, once generation has accepted it.
+    let echoed = false;
+    let result;
+    for (;;) {
+      const r = await pieces.next();
+      if (r.done) {
+        result = r.value;
+        break;
+      }
+      if (flags.json) continue;
+      process.stdout.write((echoed ? "" : prompt) + printable(r.value.text));
+      echoed = true;
+    }
+    const sparsity = result.sparsity;
+    if (sparsity) {
+      const miss = sparsityMiss(
+        { level: sparsity.level, thresholds: sparsity.thresholds, source: sparsity.source },
+        sparsity.measured,
+        flags.thresholds!,
+      );
+      if (miss) notice(miss);
+    }
     if (flags.json) {
       const out = {
-        model: lm.dir,
+        model: model.location,
         prompt,
         prompt_ids: promptIds,
         ids: result.ids,
-        text: stream.text(),
+        text: result.text,
         stop_reason: result.stopReason,
         seed,
-        kernels: lm.gpu.flavour,
-        sparsity,
+        kernels: model.gpu.flavour,
+        sparsity: sparsity
+          ? {
+              target: sparsity.level,
+              thresholds_from: sparsity.source,
+              thresholds: sparsity.thresholds,
+              tokens: sparsity.tokens,
+              overall: sparsity.measured,
+              per_layer: sparsity.perLayer,
+            }
+          : null,
         timings: {
-          load_ms: round(lm.loadMs),
+          load_ms: round(loadMs),
           prefill_ms: round(result.prefillMs),
-          decode_ms_per_token: msPerToken === null ? null : round(msPerToken),
-          tokens_per_s: msPerToken === null ? null : round(1000 / msPerToken),
+          decode_ms_per_token: result.decodeMsPerToken === null ? null : round(result.decodeMsPerToken),
+          tokens_per_s: result.decodeMsPerToken === null ? null : round(1000 / result.decodeMsPerToken),
         },
       };
       process.stdout.write(JSON.stringify(out) + "\n");
     } else {
-      process.stdout.write(printable(stream.flush()) + "\n");
+      process.stdout.write((echoed ? "" : prompt) + "\n");
       if (result.stopReason === "context") {
-        notice(`stopped after ${result.ids.length} tokens: the context of ${lm.engine.contextLength} positions is full (--context)`);
+        notice(`stopped after ${result.ids.length} tokens: the context of ${model.contextLength} positions is full (--context)`);
       }
     }
   } finally {
-    await lm.close();
+    await model.dispose();
   }
 }
 

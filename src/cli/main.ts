@@ -23,6 +23,8 @@ import { runCalibrate } from "./calibrate.js";
 import { runBenchCommand } from "./bench.js";
 import { runSynth } from "./synth.js";
 import { runInspect } from "./inspect.js";
+import { runChat } from "./chat.js";
+import { runServe } from "./serve.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
@@ -129,6 +131,38 @@ function buildProgram(): Command {
     .option("--seed <s>", "random seed", integer, 1)
     .option("--tokenizer <dir>", "directory with the Llama 2 tokenizer.json", "llama2-tokenizer")
     .action(runSynth);
+
+  program
+    .command("chat")
+    .description("chat in the terminal with an instruct model (its chat template; the KV cache is kept across turns)")
+    .option("--model <dir>", modelHelp)
+    .option("--system <text>", "a system message at the start of the conversation")
+    .option("--max-tokens <n>", "most new tokens per reply", positiveInt, 512)
+    .option("--temperature <t>", "sampling temperature; 0 is greedy", nonNegativeNumber, 0)
+    .option("--top-k <k>", "keep the k most likely tokens; 0 keeps all", nonNegativeInt, 0)
+    .option("--top-p <p>", "nucleus sampling mass", probability, 1)
+    .option("--seed <s>", "seed for reproducible sampling", integer)
+    .addOption(thresholdsOption())
+    .addOption(sparsityOption())
+    .addOption(contextOption())
+    .addOption(kernelsOption())
+    .addOption(variantOption())
+    .action(runChat);
+
+  program
+    .command("serve")
+    .description("an OpenAI-compatible HTTP server: /v1/models, /v1/completions, /v1/chat/completions, /health, /metrics")
+    .option("--model <dir>", modelHelp)
+    .option("--host <host>", "address to listen on (localhost unless you mean otherwise)", "127.0.0.1")
+    .option("--port <port>", "TCP port (0 picks a free one)", nonNegativeInt, 8080)
+    .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 requests")
+    .option("--queue <n>", "generation requests admitted at once (running or waiting); more get 429", positiveInt, 64)
+    .addOption(thresholdsOption())
+    .addOption(sparsityOption())
+    .addOption(contextOption())
+    .addOption(kernelsOption())
+    .addOption(variantOption())
+    .action(runServe);
 
   program
     .command("info")

@@ -2,14 +2,10 @@ import { CatsError } from "../errors.js";
 import type { LlamaEngine } from "./llama.js";
 import { isGreedy, sampleToken, seededRandom, type SamplingOptions } from "./sampling.js";
 
-export interface GenerateOptions extends SamplingOptions {
-  maxTokens: number;
-  seed: number;
+export interface GenerateOptions extends GenerateIdsOptions {
   /** Called with every new id as soon as it is known (streaming). */
   onToken?: (id: number) => void;
 }
-
-export type StopReason = "eos" | "max_tokens" | "context";
 
 export interface GenerateResult {
   ids: number[];
@@ -17,6 +13,8 @@ export interface GenerateResult {
   prefillMs: number;
   /** Time of the decode steps after the first new token (which prefill produces). */
   decodeMs: number;
+  /** Prompt tokens that were prefilled (the rest came from the KV cache). */
+  prefilled: number;
 }
 
 /** Greedy steps chained per submission: the first chunk is a single step so the first token is not delayed. */
@@ -29,48 +27,94 @@ export function chunkSizes(maxChain: number): () => number {
   };
 }
 
+export interface GenerateIdsOptions extends SamplingOptions {
+  maxTokens: number;
+  seed: number;
+  /**
+   * Positions of the KV cache to keep from the previous sequence (their ids equal the prompt's
+   * first `keep` ids): only the rest of the prompt is prefilled. 0 starts from an empty cache.
+   */
+  keep?: number;
+  /** Checked between submissions: generation ends with stop reason "aborted". */
+  signal?: AbortSignal;
+}
+
+export type StopReason = "eos" | "max_tokens" | "context" | "aborted";
+
 /**
- * Prefill the prompt in one batched pass, then decode. Greedy decoding chains several steps per
- * submission (1, 2, 4, ... up to 32) and never reads logits back: the GPU picks each token and only
- * the ids return, streamed as each chunk completes. A chunk that passes an EOS is cut there (the
- * steps computed past it are dropped). Sampling reads the logits of every step.
+ * Prefill the prompt in one batched pass, then decode, yielding the new ids as each submission
+ * returns. Greedy decoding chains several steps per submission (1, 2, 4, ... up to 32) and never
+ * reads logits back: the GPU picks each token and only the ids return. A chunk that passes an EOS
+ * is cut there (the steps computed past it are dropped). Sampling reads the logits of every step.
+ * On return the engine's position is prompt + ids - 1: the KV cache holds every id but the last.
  */
-export async function generate(engine: LlamaEngine, promptIds: number[], o: GenerateOptions): Promise<GenerateResult> {
+export async function* generateIds(
+  engine: LlamaEngine,
+  promptIds: number[],
+  o: GenerateIdsOptions,
+): AsyncGenerator<number[], GenerateResult> {
   const ctx = engine.contextLength;
   if (promptIds.length >= ctx) {
-    throw new CatsError(
-      `prompt is ${promptIds.length} tokens but the model's context is ${ctx} (max_position_embeddings); nothing can be generated`,
-    );
+    throw new CatsError(`prompt is ${promptIds.length} tokens but the model's context is ${ctx} (--context); nothing can be generated`);
   }
+  if (o.signal?.aborted) return { ids: [], stopReason: "aborted", prefillMs: 0, decodeMs: 0, prefilled: 0 };
+  const keep = Math.max(0, Math.min(o.keep ?? 0, promptIds.length - 1, engine.position));
   const eos = new Set(engine.config.eosTokenIds);
   const greedy = isGreedy(o);
   const random = seededRandom(o.seed);
-  engine.reset();
+  if (keep > 0) engine.truncate(keep);
+  else engine.reset();
   const ids: number[] = [];
   const t0 = performance.now();
-  const first = await engine.prefill(promptIds, !greedy);
+  const first = await engine.prefill(promptIds.slice(keep), !greedy);
   const prefillMs = performance.now() - t0;
   const t1 = performance.now();
+  const done = (stopReason: StopReason): GenerateResult => ({
+    ids,
+    stopReason,
+    prefillMs,
+    decodeMs: performance.now() - t1,
+    prefilled: promptIds.length - keep,
+  });
   const nextChunk = chunkSizes(Math.min(MAX_CHUNK, engine.maxChain));
   let pending = [greedy ? first.token : sampleToken(first.logits!, o, random)];
   for (;;) {
+    const accepted: number[] = [];
+    let stop: StopReason | null = null;
     for (const token of pending) {
       ids.push(token);
-      o.onToken?.(token);
+      accepted.push(token);
       if (eos.has(token)) {
         engine.truncate(promptIds.length + ids.length - 1);
-        return { ids, stopReason: "eos", prefillMs, decodeMs: performance.now() - t1 };
+        stop = "eos";
+        break;
       }
-      if (ids.length >= o.maxTokens) return { ids, stopReason: "max_tokens", prefillMs, decodeMs: performance.now() - t1 };
+      if (ids.length >= o.maxTokens) {
+        stop = "max_tokens";
+        break;
+      }
     }
+    yield accepted;
+    if (stop) return done(stop);
+    if (o.signal?.aborted) return done("aborted");
     const room = ctx - engine.position;
-    if (room <= 0) return { ids, stopReason: "context", prefillMs, decodeMs: performance.now() - t1 };
+    if (room <= 0) return done("context");
     if (greedy) {
       pending = await engine.decodeGreedy(Math.min(nextChunk(), o.maxTokens - ids.length, room));
     } else {
       engine.setNextToken(pending[0]);
       pending = [sampleToken((await engine.decode(true)).logits!, o, random)];
     }
+  }
+}
+
+/** generateIds with a callback per id: the CLI's streaming and the tests. */
+export async function generate(engine: LlamaEngine, promptIds: number[], o: GenerateOptions): Promise<GenerateResult> {
+  const it = generateIds(engine, promptIds, o);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+    for (const id of r.value) o.onToken?.(id);
   }
 }
 

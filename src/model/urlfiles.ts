@@ -1,6 +1,6 @@
-import { CatsError } from "../src/errors.js";
-import { memorySource } from "../src/model/bytesource.js";
-import type { ModelFiles } from "../src/model/checkpoint.js";
+import { CatsError } from "../errors.js";
+import { memorySource } from "./bytesource.js";
+import type { ModelFiles } from "./checkpoint.js";
 
 /** A model directory served over HTTP (the bench server maps /models/NAME/ to it). */
 export function urlFiles(base: string): ModelFiles {

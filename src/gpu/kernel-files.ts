@@ -1,0 +1,51 @@
+import type { KernelSource } from "./kernelsource.js";
+
+/** Every file of kernels/ (a test checks this list against the directory). */
+export const KERNEL_FILES = [
+  "argmax",
+  "attention",
+  "attention_decode",
+  "attention_decode_io",
+  "attention_serial",
+  "common",
+  "down",
+  "down1",
+  "embed",
+  "gate_up",
+  "group_rows",
+  "input",
+  "lanes",
+  "last_row",
+  "matmul",
+  "nll",
+  "norm",
+  "project",
+  "project1",
+  "rope_kv",
+  "stream_read",
+  "weights8_f16",
+  "weights8_f32",
+  "weights_f16",
+  "weights_f32",
+] as const;
+
+/**
+ * Fetches every kernel once from `base` (a URL ending in kernels/) and serves them from memory:
+ * kernel composition is synchronous, so the WGSL must be at hand before the engine loads.
+ */
+export async function fetchKernels(base: string | URL): Promise<KernelSource> {
+  const texts = new Map<string, string>();
+  await Promise.all(
+    KERNEL_FILES.map(async (name) => {
+      const url = new URL(`${name}.wgsl`, base);
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+      texts.set(name, await res.text());
+    }),
+  );
+  return (name) => {
+    const text = texts.get(name);
+    if (text === undefined) throw new Error(`kernel ${name}.wgsl is not in KERNEL_FILES`);
+    return text;
+  };
+}
