@@ -38,9 +38,13 @@ async function client(url: string, i: number): Promise<{ ttft: number; total: nu
   let ttft = 0;
   let n = 0;
   let buffer = "";
-  for await (const chunk of res.body!) {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
     if (ttft === 0) ttft = performance.now() - t0;
-    buffer += new TextDecoder().decode(chunk as Uint8Array);
+    buffer += decoder.decode(value, { stream: true });
     for (let at = buffer.indexOf("\n\n"); at >= 0; at = buffer.indexOf("\n\n")) {
       const event = buffer.slice(0, at);
       buffer = buffer.slice(at + 2);
