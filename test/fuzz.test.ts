@@ -181,7 +181,7 @@ describe("fuzz: mutated real inputs get exit 0, or 1/2 with one cats: line", () 
     600_000,
   );
 
-  it.prop([fc.array(jsonMutation, { minLength: BATCH, maxLength: BATCH })], { seed: SEED, numRuns: 6 * SCALE, endOnFailure: true })(
+  it.prop([fc.array(jsonMutation, { minLength: BATCH, maxLength: BATCH })], { seed: SEED, numRuns: 4 * SCALE, endOnFailure: true })(
     "thresholds file",
     async (mutations) => {
       await Promise.all(
