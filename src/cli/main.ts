@@ -25,6 +25,7 @@ import { runSynth } from "./synth.js";
 import { runInspect } from "./inspect.js";
 import { runChat } from "./chat.js";
 import { runServe } from "./serve.js";
+import { runPull } from "./pull.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
@@ -163,6 +164,13 @@ function buildProgram(): Command {
     .addOption(kernelsOption())
     .addOption(variantOption())
     .action(runServe);
+
+  program
+    .command("pull")
+    .description("download a model from the Hugging Face hub into its cache ($HF_HUB_CACHE; HF_ENDPOINT, HF_TOKEN respected)")
+    .argument("<repo>", "repository id, org/name")
+    .option("--revision <rev>", "branch, tag or commit", "main")
+    .action(runPull);
 
   program
     .command("info")

@@ -2,6 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CatsError } from "../errors.js";
+import { cachedSnapshot, parseRepoId, repoFolder } from "../hub/cache.js";
 
 export const DEFAULT_MODEL = "stories260K";
 
@@ -31,16 +32,23 @@ export function modelSearchPath(env: NodeJS.ProcessEnv = process.env): string[] 
 }
 
 /**
- * `--model` takes a directory or a name. Anything that looks like a path (has a separator or
- * starts with a dot) is a directory; a bare name is looked up in the search path.
+ * `--model` takes a directory or a name, looked up in this order: an existing directory; a bare
+ * name in weights/ and then each directory of $CATS_MODELS; an `org/name[@revision]` in the
+ * Hugging Face cache (where Python's huggingface_hub and `cats pull` put models).
  */
 export function resolveModelDir(model: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const name = model ?? DEFAULT_MODEL;
-  const looksLikePath = name.includes("/") || name.includes("\\") || name.startsWith(".");
-  if (looksLikePath || isDir(name)) {
-    if (!isDir(name)) throw new CatsError(`model directory ${name} does not exist`);
-    return resolve(name);
+  if (isDir(name)) return resolve(name);
+  const repo = parseRepoId(name);
+  if (repo) {
+    const snapshot = cachedSnapshot(repo, env);
+    if (snapshot) return snapshot;
+    throw new CatsError(
+      `model "${name}" not found: no such directory, and not in the Hugging Face cache (${repoFolder(repo.repo, env)}); cats pull ${repo.repo}${repo.revision === "main" ? "" : ` --revision ${repo.revision}`} downloads it`,
+    );
   }
+  const looksLikePath = name.includes("/") || name.includes("\\") || name.startsWith(".");
+  if (looksLikePath) throw new CatsError(`model directory ${name} does not exist`);
   const searched = modelSearchPath(env);
   for (const dir of searched) {
     const candidate = join(dir, name);
