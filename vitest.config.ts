@@ -7,6 +7,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // dawn.node is a native addon with its own threads: one process per test file is safer than worker threads.
     pool: "forks",
+    // Vitest's default on 2 cores is one fork; most files spend their time waiting on cats
+    // subprocesses or the GPU queue, so two overlap well.
+    poolOptions: { forks: { minForks: 1, maxForks: 2 } },
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // Tests run the default kernel variants (every variant has its own op tests); the autotuning

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, loadModel, type CatsModel } from "../src/index.js";
@@ -138,5 +138,22 @@ describe("cats chat", () => {
     expect(r.status).toBe(1);
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]).toMatch(/tokenizer_config\.json: no chat_template: stories260K is not a chat model/);
+  });
+});
+
+describe("generation_config.json", () => {
+  it("adds its eos_token_id list to the end-of-sequence ids", async () => {
+    const ref = reference("stories260K");
+    const stopAt = ref.greedy_new_ids[5];
+    const dir = chatModelCopy();
+    writeFileSync(join(dir, "generation_config.json"), JSON.stringify({ eos_token_id: [2, stopAt] }));
+    const r = await cats(["generate", "--model", dir, "--max-tokens", "32", "--json", ref.prompt]);
+    const out = JSON.parse(r.stdout);
+    expect(out.stop_reason).toBe("eos");
+    expect(out.ids).toEqual(ref.greedy_new_ids.slice(0, ref.greedy_new_ids.indexOf(stopAt) + 1));
+    writeFileSync(join(dir, "generation_config.json"), JSON.stringify({ eos_token_id: "x" }));
+    const bad = await cats(["generate", "--model", dir, "hi"]);
+    expect(bad.errors).toHaveLength(1);
+    expect(bad.errors[0]).toMatch(/generation_config\.json: field "eos_token_id": expected a token id or a list of token ids/);
   });
 });

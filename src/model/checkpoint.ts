@@ -64,6 +64,23 @@ async function shardNames(files: ModelFiles): Promise<string[]> {
   return [...names].sort();
 }
 
+/**
+ * Instruct models name their end-of-turn tokens in generation_config.json (Llama 3: a list of
+ * both <|end_of_text|> and <|eot_id|>); generation stops at any of them, as transformers does.
+ */
+async function withGenerationEos(files: ModelFiles, config: LlamaConfig): Promise<LlamaConfig> {
+  const name = "generation_config.json";
+  if (!(await files.exists(name))) return config;
+  const { json } = await readJson(files, name);
+  const v = typeof json === "object" && json !== null ? (json as { eos_token_id?: unknown }).eos_token_id : undefined;
+  if (v === undefined || v === null) return config;
+  const ids = Array.isArray(v) ? v : [v];
+  if (!ids.every((id) => typeof id === "number" && Number.isInteger(id) && id >= 0)) {
+    bad(`${files.pathOf(name)}: field "eos_token_id": expected a token id or a list of token ids`);
+  }
+  return { ...config, eosTokenIds: [...new Set([...config.eosTokenIds, ...(ids as number[])])] };
+}
+
 /** The tensor names a Llama checkpoint of this config holds. */
 export function expectedTensorNames(config: LlamaConfig): Set<string> {
   const names = new Set(["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]);
@@ -93,7 +110,7 @@ function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, Check
 export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
   if (!(await files.exists("config.json"))) throw new CatsError(`${files.location}: no config.json (is this a model directory?)`);
   const { text: configText, json } = await readJson(files, "config.json");
-  const config = parseLlamaConfig(json, files.pathOf("config.json"));
+  const config = await withGenerationEos(files, parseLlamaConfig(json, files.pathOf("config.json")));
   const sources: ByteSource[] = [];
   const headers: SafetensorsHeader[] = [];
   const tensors = new Map<string, CheckpointTensor>();
