@@ -180,19 +180,7 @@ export class CatsModel {
       const total = Math.min(ids.length, options.maxTokens ?? ids.length);
       options.onProgress?.(0, total);
       const r = await perplexity(this.engine, ids, options.maxTokens, (n) => options.onProgress?.(Math.min(n, total), total));
-      const stats = armed ? await this.engine.takeSparsityStats() : null;
-      const sparsity =
-        armed && stats
-          ? {
-              level: armed.level,
-              source: armed.source,
-              thresholds: armed.thresholds,
-              tokens: stats.tokens,
-              measured: stats.overall,
-              perLayer: stats.perLayer,
-            }
-          : null;
-      return { ...r, sparsity };
+      return { ...r, sparsity: armed ? outcome(armed, await this.engine.takeSparsityStats()) : null };
     });
   }
 
@@ -308,7 +296,7 @@ export class CatsModel {
       }
       // Every id but the last has its keys and values in the cache (see generateIds).
       if (ids.length > 0) this.cached = [...promptIds, ...ids].slice(0, this.engine.position);
-      const stats: SparsityStats | null = armed ? await this.engine.takeSparsityStats() : null;
+      const sparsity = armed ? outcome(armed, await this.engine.takeSparsityStats()) : null;
       const steps = ids.length - 1;
       return {
         text,
@@ -318,22 +306,24 @@ export class CatsModel {
         prefilledTokens: result ? result.prefilled : promptIds.length - Math.min(keep, promptIds.length - 1),
         prefillMs: result?.prefillMs ?? 0,
         decodeMsPerToken: result && steps > 0 ? result.decodeMs / steps : null,
-        sparsity:
-          armed && stats
-            ? {
-                level: armed.level,
-                source: armed.source,
-                thresholds: armed.thresholds,
-                tokens: stats.tokens,
-                measured: stats.overall,
-                perLayer: stats.perLayer,
-              }
-            : null,
+        sparsity,
       };
     } finally {
       release();
     }
   }
+}
+
+/** What CATS did during a call: the level armed and the share of activations it zeroed. */
+function outcome(armed: LayerThresholds, stats: SparsityStats): NonNullable<GenerationResult["sparsity"]> {
+  return {
+    level: armed.level,
+    source: armed.source,
+    thresholds: armed.thresholds,
+    tokens: stats.tokens,
+    measured: stats.overall,
+    perLayer: stats.perLayer,
+  };
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
