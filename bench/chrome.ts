@@ -32,6 +32,7 @@ const opts = new Command("bench-chrome")
   .option("--prompt <text>", "prompt text (BOS added)")
   .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out/chrome")
   .option("--json", "print the JSON report")
+  .option("--no-tune", "run the default kernel variants instead of measuring them in the page's fresh profile")
   .option("--chromium <path>", "browser executable", "/usr/bin/chromium")
   .option("--timeout <s>", "seconds to wait for the page", positiveInt, 900)
   .parse()
@@ -45,6 +46,7 @@ const opts = new Command("bench-chrome")
     prompt?: string;
     out: string;
     json?: boolean;
+    tune: boolean;
     chromium: string;
     timeout: number;
   }>();
@@ -131,6 +133,7 @@ try {
   });
   if (thresholdsPath) params.set("thresholds", "/thresholds.json");
   if (opts.prompt !== undefined) params.set("prompt", opts.prompt);
+  if (opts.tune === false) params.set("tune", "off");
   await page.goto(`http://127.0.0.1:${port}/index.html?${params}`);
   await page.waitForFunction(() => window.catsResult !== undefined || window.catsError !== undefined, undefined, {
     timeout: opts.timeout * 1000,
