@@ -427,6 +427,7 @@ describe("no stack traces: one line each", () => {
     expectOneLine(await cats(["bench", "--watts-per-core", "-5"]), 2, /--watts-per-core/);
     expectOneLine(await cats(["bench", "--sparsity", "abc"]), 2, /--sparsity.*got "abc"/);
     expectOneLine(await cats(["calibrate", "--data", "x", "--levels", "1.5"]), 2, /--levels/);
+    expectOneLine(await cats(["serve", "--port", "99999"]), 2, /--port.*expected a port in \[0, 65535\], got "99999"/);
   });
   it("control characters from a file are escaped, long names bounded, file bytes never quoted", async () => {
     const evil = "model.layers.0.\u001b[31mevil" + "x".repeat(5000);

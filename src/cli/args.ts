@@ -89,3 +89,10 @@ export function wattsPerCore(value: string): number {
     throw new InvalidArgumentError(`expected watts per core in (0, 1000], got "${value}"`);
   return n;
 }
+
+/** A TCP port; 0 asks the system for a free one. */
+export function port(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > 65535) throw new InvalidArgumentError(`expected a port in [0, 65535], got "${value}"`);
+  return n;
+}

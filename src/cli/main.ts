@@ -13,6 +13,7 @@ import {
   sparsityLevel,
   sparsityLevels,
   variantOverrides,
+  port,
   pue,
   wattsPerCore,
 } from "./args.js";
@@ -155,7 +156,7 @@ function buildProgram(): Command {
     .description("an OpenAI-compatible HTTP server: /v1/models, /v1/completions, /v1/chat/completions, /health, /metrics")
     .option("--model <dir>", modelHelp)
     .option("--host <host>", "address to listen on (localhost unless you mean otherwise)", "127.0.0.1")
-    .option("--port <port>", "TCP port (0 picks a free one)", nonNegativeInt, 8080)
+    .option("--port <port>", "TCP port (0 picks a free one)", port, 8080)
     .option("--api-key <key>", "require Authorization: Bearer KEY on /v1 requests")
     .option("--queue <n>", "generation requests admitted at once (running or waiting); more get 429", positiveInt, 64)
     .addOption(thresholdsOption())
