@@ -167,6 +167,7 @@ export class CatsModel {
       bosToken: special.bos_token,
       eosToken: special.eos_token,
       specialTokens: special,
+      origin: `${file}: field "chat_template"`,
     });
   }
 
