@@ -29,7 +29,7 @@ import { runServe } from "./serve.js";
 import { runPull } from "./pull.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
-const modelHelp = "model directory or name (looked up in weights/ and $CATS_MODELS)";
+const modelHelp = "model directory or name (looked up in weights/, $CATS_MODELS, and as org/name in the Hugging Face cache)";
 const thresholdsOption = (): Option => new Option("--thresholds <file>", "CATS thresholds from cats calibrate");
 const sparsityOption = (): Option => new Option("--sparsity <k>", "target CATS sparsity level (0 = dense)").argParser(sparsityLevel);
 const kernelsOption = (): Option =>
@@ -169,8 +169,8 @@ function buildProgram(): Command {
   program
     .command("pull")
     .description("download a model from the Hugging Face hub into its cache ($HF_HUB_CACHE; HF_ENDPOINT, HF_TOKEN respected)")
-    .argument("<repo>", "repository id, org/name")
-    .option("--revision <rev>", "branch, tag or commit", "main")
+    .argument("<repo>", "repository id, org/name (or org/name@revision)")
+    .option("--revision <rev>", "branch, tag or commit (default: main)")
     .action(runPull);
 
   program
