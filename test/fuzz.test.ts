@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fc, it } from "@fast-check/vitest";
 import { afterAll, beforeAll, describe, expect } from "vitest";
-import { copyModel, DATA, MODELS, ROOT } from "./helpers.js";
+import { copyModel, MODELS, ROOT, smallCalibrationArgs } from "./helpers.js";
 
 /**
  * Property-based mutation of real inputs: the stories260K safetensors file, its config.json, and
@@ -133,19 +133,7 @@ describe("fuzz: mutated real inputs get exit 0, or 1/2 with one cats: line", () 
   let thresholds: unknown;
   beforeAll(async () => {
     const out = join(mkdtempSync(join(tmpdir(), "cats-fuzz-")), "T.json");
-    const r = await runCats([
-      "calibrate",
-      "--model",
-      join(MODELS, "stories260K"),
-      "--data",
-      join(DATA, "tinystories_calib.txt"),
-      "--tokens",
-      "1022",
-      "--levels",
-      "0.5,0.9",
-      "--out",
-      out,
-    ]);
+    const r = await runCats(smallCalibrationArgs(out));
     expect(r.status, r.stderr.join("\n")).toBe(0);
     thresholds = JSON.parse(readFileSync(out, "utf8"));
   }, 120_000);

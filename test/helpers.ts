@@ -95,3 +95,20 @@ export function chatModelCopy(): string {
     writeFileSync(join(d, "tokenizer_config.json"), JSON.stringify({ ...cfg, chat_template: zephyr.chat_template }));
   });
 }
+
+/** `cats calibrate` of stories260K on two windows at levels 0.5 and 0.9: a real thresholds file in a few seconds. */
+export function smallCalibrationArgs(out: string): string[] {
+  return [
+    "calibrate",
+    "--model",
+    join(MODELS, "stories260K"),
+    "--data",
+    join(DATA, "tinystories_calib.txt"),
+    "--tokens",
+    "1022",
+    "--levels",
+    "0.5,0.9",
+    "--out",
+    out,
+  ];
+}

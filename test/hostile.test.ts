@@ -12,7 +12,7 @@ import { generate } from "../src/engine/generate.js";
 import { CatsError } from "../src/errors.js";
 import { safetensorsHeader } from "../src/model/safetensors-writer.js";
 import { loadModel } from "../src/node.js";
-import { cats, copyModel, DATA, MODELS, ROOT, safetensorsBytes, splitSafetensors } from "./helpers.js";
+import { cats, copyModel, DATA, MODELS, ROOT, safetensorsBytes, smallCalibrationArgs, splitSafetensors } from "./helpers.js";
 
 type Run = Awaited<ReturnType<typeof cats>>;
 
@@ -168,19 +168,7 @@ describe("silent wrong answers become errors", () => {
     let good: Record<string, unknown> & { thresholds: Record<string, number[]>; sketch: { per_layer: number[][] } };
     beforeAll(async () => {
       file = join(mkdtempSync(join(tmpdir(), "cats-t-")), "T.json");
-      const r = await cats([
-        "calibrate",
-        "--model",
-        STORIES,
-        "--data",
-        join(DATA, "tinystories_calib.txt"),
-        "--tokens",
-        "1022",
-        "--levels",
-        "0.5,0.9",
-        "--out",
-        file,
-      ]);
+      const r = await cats(smallCalibrationArgs(file));
       expect(r.status, r.errors.join("\n")).toBe(0);
       good = readJson(file);
     }, 120_000);

@@ -1,22 +1,16 @@
 import { createInterface } from "node:readline";
 import type { ChatMessage } from "../api/model.js";
 import { printable } from "../model/describe.js";
-import { DEFAULT_MODEL } from "../model/resolve.js";
-import { loadModel } from "../index.js";
+import { openModel, type ModelFlags } from "./model-flags.js";
 import { notice } from "./notice.js";
-import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
-export interface ChatFlags extends SparsityFlags {
-  model?: string;
+export interface ChatFlags extends ModelFlags {
   system?: string;
   maxTokens: number;
   temperature: number;
   topK: number;
   topP: number;
   seed?: number;
-  context?: number;
-  kernels?: "cpu" | "gpu";
-  variant?: string;
 }
 
 /**
@@ -25,15 +19,7 @@ export interface ChatFlags extends SparsityFlags {
  * prefilled. /reset starts over, /exit (or end of input) leaves, Ctrl-C stops the current reply.
  */
 export async function runChat(flags: ChatFlags): Promise<void> {
-  wantsSparsity(flags);
-  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
-    thresholds: flags.thresholds,
-    sparsity: flags.sparsity,
-    kernels: flags.kernels,
-    variants: flags.variant,
-    context: flags.context,
-    notice,
-  });
+  const model = await openModel(flags);
   const start = (): ChatMessage[] => (flags.system ? [{ role: "system", content: flags.system }] : []);
   let messages = start();
   // Fails now, not at the first turn, when the model has no chat template.

@@ -2,19 +2,13 @@ import { notice } from "./notice.js";
 import { SingleBar, Presets } from "cli-progress";
 import { sparsityMiss } from "../cats/thresholds.js";
 import { readTextFile, universalNewlines } from "../files.js";
-import { loadModel } from "../index.js";
-import { DEFAULT_MODEL } from "../model/resolve.js";
-import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { openModel, type ModelFlags } from "./model-flags.js";
 
-export interface EvalFlags extends SparsityFlags {
-  context?: number;
-  model?: string;
+export interface EvalFlags extends ModelFlags {
   data: string;
   maxTokens?: number;
   json?: boolean;
   keepCr?: boolean;
-  kernels?: "cpu" | "gpu";
-  variant?: string;
 }
 
 /** A data file (evaluation, calibration) as Python reads text: universal newlines unless `keepCr`. */
@@ -26,15 +20,7 @@ export async function readDataText(path: string, keepCr = false): Promise<string
 /** `cats eval`: the library's eval() with a progress bar. */
 export async function runEval(flags: EvalFlags): Promise<void> {
   const text = await readDataText(flags.data, flags.keepCr);
-  wantsSparsity(flags);
-  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
-    thresholds: flags.thresholds,
-    sparsity: flags.sparsity,
-    kernels: flags.kernels,
-    variants: flags.variant,
-    context: flags.context,
-    notice,
-  });
+  const model = await openModel(flags);
   try {
     const bar = new SingleBar(
       { format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr },

@@ -1,37 +1,21 @@
 import { notice } from "./notice.js";
 import { printable } from "../model/describe.js";
 import { sparsityMiss } from "../cats/thresholds.js";
-import { DEFAULT_MODEL } from "../model/resolve.js";
-import { loadModel } from "../index.js";
-import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
+import { openModel, type ModelFlags } from "./model-flags.js";
 
-export interface GenerateFlags extends SparsityFlags {
-  context?: number;
-  checkWeights?: boolean;
-  model?: string;
+export interface GenerateFlags extends ModelFlags {
   maxTokens: number;
   temperature: number;
   topK: number;
   topP: number;
   seed?: number;
   json?: boolean;
-  kernels?: "cpu" | "gpu";
-  variant?: string;
 }
 
 /** `cats generate`: the library's generate(), streamed to stdout (or one JSON object). */
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<void> {
-  wantsSparsity(flags);
   const t0 = performance.now();
-  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
-    thresholds: flags.thresholds,
-    sparsity: flags.sparsity,
-    kernels: flags.kernels,
-    variants: flags.variant,
-    context: flags.context,
-    checkWeights: flags.checkWeights,
-    notice,
-  });
+  const model = await openModel(flags);
   const loadMs = performance.now() - t0;
   try {
     const promptIds = model.tokenizer.encode(prompt);

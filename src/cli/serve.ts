@@ -1,32 +1,18 @@
 import { chooseMeter } from "../energy/select.js";
-import { DEFAULT_MODEL } from "../model/resolve.js";
-import { loadModel } from "../index.js";
+import { openModel, type ModelFlags } from "./model-flags.js";
 import { serve } from "../serve/server.js";
 import { notice } from "./notice.js";
-import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
 
-export interface ServeFlags extends SparsityFlags {
-  model?: string;
+export interface ServeFlags extends ModelFlags {
   host: string;
   port: number;
   apiKey?: string;
   queue: number;
-  context?: number;
-  kernels?: "cpu" | "gpu";
-  variant?: string;
 }
 
 /** `cats serve`: the OpenAI-compatible server until SIGINT or SIGTERM. */
 export async function runServe(flags: ServeFlags): Promise<void> {
-  wantsSparsity(flags);
-  const model = await loadModel(flags.model ?? DEFAULT_MODEL, {
-    thresholds: flags.thresholds,
-    sparsity: flags.sparsity,
-    kernels: flags.kernels,
-    variants: flags.variant,
-    context: flags.context,
-    notice,
-  });
+  const model = await openModel(flags);
   const nvidia = /nvidia/i.test(`${model.gpu.adapter.vendor} ${model.gpu.adapter.description}`);
   const { meter } = await chooseMeter({ nvidiaAdapter: nvidia });
   const running = await serve({

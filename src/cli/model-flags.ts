@@ -1,0 +1,27 @@
+import { loadModel, type CatsModel } from "../index.js";
+import { DEFAULT_MODEL } from "../model/resolve.js";
+import { notice } from "./notice.js";
+import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
+
+/** The flags every command that runs a model through the library takes. */
+export interface ModelFlags extends SparsityFlags {
+  model?: string;
+  kernels?: "cpu" | "gpu";
+  variant?: string;
+  context?: number;
+  checkWeights?: boolean;
+}
+
+/** Loads the model the flags name, with CATS thresholds when both --thresholds and --sparsity are given. */
+export async function openModel(flags: ModelFlags): Promise<CatsModel> {
+  wantsSparsity(flags);
+  return loadModel(flags.model ?? DEFAULT_MODEL, {
+    thresholds: flags.thresholds,
+    sparsity: flags.sparsity,
+    kernels: flags.kernels,
+    variants: flags.variant,
+    context: flags.context,
+    checkWeights: flags.checkWeights,
+    notice,
+  });
+}
