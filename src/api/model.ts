@@ -351,10 +351,14 @@ function longestPartialStop(text: string, stops: string[]): number {
   return best;
 }
 
-/** Collects a whole generation: every piece's text and the result. */
-export async function collect(pieces: AsyncGenerator<GeneratedPiece, GenerationResult>): Promise<GenerationResult> {
+/** Runs a generation to its end, handing each piece to `onPiece`; returns the result. */
+export async function collect(
+  pieces: AsyncGenerator<GeneratedPiece, GenerationResult>,
+  onPiece?: (piece: GeneratedPiece) => void,
+): Promise<GenerationResult> {
   for (;;) {
     const r = await pieces.next();
     if (r.done) return r.value;
+    onPiece?.(r.value);
   }
 }

@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline";
-import type { ChatMessage } from "../api/model.js";
+import { collect, type ChatMessage } from "../api/model.js";
 import { printable } from "../model/describe.js";
 import { openModel, type ModelFlags } from "./model-flags.js";
 import { notice } from "./notice.js";
@@ -58,15 +58,7 @@ export async function runChat(flags: ChatFlags): Promise<void> {
         seed: flags.seed,
         signal: reply.signal,
       });
-      let result;
-      for (;;) {
-        const r = await pieces.next();
-        if (r.done) {
-          result = r.value;
-          break;
-        }
-        process.stdout.write(printable(r.value.text));
-      }
+      const result = await collect(pieces, (piece) => process.stdout.write(printable(piece.text)));
       reply = null;
       process.stdout.write("\n");
       messages.push({ role: "assistant", content: result.text });

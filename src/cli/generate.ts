@@ -2,6 +2,7 @@ import { notice } from "./notice.js";
 import { printable } from "../model/describe.js";
 import { sparsityMiss } from "../cats/thresholds.js";
 import { openModel, type ModelFlags } from "./model-flags.js";
+import { collect } from "../api/model.js";
 
 export interface GenerateFlags extends ModelFlags {
   maxTokens: number;
@@ -29,17 +30,11 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     });
     // The prompt is echoed with the first piece, once generation has accepted it.
     let echoed = false;
-    let result;
-    for (;;) {
-      const r = await pieces.next();
-      if (r.done) {
-        result = r.value;
-        break;
-      }
-      if (flags.json) continue;
-      process.stdout.write((echoed ? "" : prompt) + printable(r.value.text));
+    const result = await collect(pieces, (piece) => {
+      if (flags.json) return;
+      process.stdout.write((echoed ? "" : prompt) + printable(piece.text));
       echoed = true;
-    }
+    });
     const sparsity = result.sparsity;
     if (sparsity) {
       const miss = sparsityMiss(
