@@ -44,9 +44,20 @@ describe("config.json", () => {
       /field "num_hidden_layers": expected a positive integer up to 4096, got 9007199254740992/,
     ],
     [
-      "a quantized checkpoint",
-      { quantization_config: { quant_method: "gptq", bits: 4 } },
-      /field "quantization_config": expected none \(quantized checkpoints are not supported yet\), got an object/,
+      "an AWQ checkpoint",
+      { quantization_config: { quant_method: "awq", bits: 4 } },
+      /field "quantization_config.quant_method": expected "gptq" \(AWQ, bitsandbytes and other methods are not supported\), got "awq"/,
+    ],
+    ["3-bit GPTQ", { quantization_config: { quant_method: "gptq", bits: 3 } }, /field "quantization_config.bits": expected 4 or 8, got 3/],
+    [
+      "a group that is not whole blocks of 8",
+      { quantization_config: { quant_method: "gptq", bits: 4, group_size: 20 } },
+      /field "quantization_config.group_size": expected -1 \(one group per row\) or a positive multiple of 8, got 20/,
+    ],
+    [
+      "an unknown checkpoint format",
+      { quantization_config: { quant_method: "gptq", bits: 4, checkpoint_format: "marlin" } },
+      /field "quantization_config.checkpoint_format": expected one of "gptq", "gptq_v2", "cats", got "marlin"/,
     ],
     ["kv heads not dividing heads", { num_key_value_heads: 3 }, /field "num_key_value_heads": expected a divisor/],
     ["an unsupported head_dim", { head_dim: 6 }, /field "head_dim": expected a multiple of 4/],

@@ -1,5 +1,6 @@
 import { openCheckpoint } from "../src/model/checkpoint.js";
 import { toFloat32 } from "../src/model/dtype.js";
+import { dequantize, isQuantized, readQuantLinear } from "../src/model/gptq.js";
 import { directoryFiles } from "../src/model/nodefiles.js";
 import { attend, normScale, rope, silu } from "./ops-reference.js";
 
@@ -12,11 +13,32 @@ export async function referenceIntermediates(dir: string, ids: number[]): Promis
   const ckpt = await openCheckpoint(directoryFiles(dir));
   const c = ckpt.config;
   const weight = async (name: string): Promise<Float32Array> => {
+    const prefix = name.replace(/\.weight$/, "");
+    if (isQuantized(ckpt, prefix)) {
+      const [rows, cols] = shapeOf(name);
+      return dequantize(await readQuantLinear(ckpt, prefix, rows, cols));
+    }
     const t = ckpt.tensors.get(name);
-    if (!t) throw new Error(`reference: ${name} missing`);
+    if (!t || t.dtype === "I32") throw new Error(`reference: float tensor ${name} missing`);
     return toFloat32(await ckpt.read(name), t.dtype);
   };
   const [H, I, hd, nh, nkv] = [c.hiddenSize, c.intermediateSize, c.headDim, c.numHeads, c.numKvHeads];
+  /** [out, in] of a quantized projection, which has no .weight to read it from. */
+  const shapeOf = (name: string): [number, number] => {
+    const kv = nkv * hd;
+    const table: [string, number, number][] = [
+      ["q_proj", nh * hd, H],
+      ["k_proj", kv, H],
+      ["v_proj", kv, H],
+      ["o_proj", H, nh * hd],
+      ["gate_proj", I, H],
+      ["up_proj", I, H],
+      ["down_proj", H, I],
+    ];
+    const hit = table.find(([n]) => name.includes(`.${n}.`));
+    if (!hit) throw new Error(`reference: ${name} is not a projection`);
+    return [hit[1], hit[2]];
+  };
   const out = new Map<string, Float64Array[]>();
   const keep = (name: string, rows: Float64Array[]) =>
     out.set(

@@ -5,11 +5,15 @@ import type { GpuMatrix } from "./weights.js";
 export interface LayerWeights {
   /** W_q, W_k, W_v stacked: [(heads + 2 kv_heads) * head_dim, hidden], input_layernorm's gain folded in. */
   qkv: GpuMatrix;
+  /** input_layernorm's gain when qkv is quantized and cannot hold it (applied as the input is read). */
+  qkvGain: GPUBuffer | null;
   /** [hidden, heads * head_dim] */
   o: GpuMatrix;
   /** [inter, hidden] each, post_attention_layernorm's gain folded in */
   gate: GpuMatrix;
   up: GpuMatrix;
+  /** post_attention_layernorm's gain when gate and up are quantized. */
+  mlpGain: GPUBuffer | null;
   /** W_down transposed: [inter, hidden], a neuron's weights contiguous. */
   downT: GpuMatrix;
   /** [context, kv_heads * head_dim] each */
@@ -87,7 +91,7 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
   const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
-    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, xStride: s.hidden, yStride: s.qkv }));
+    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, gain: l.qkvGain, xStride: s.hidden, yStride: s.qkv }));
     if (batch) {
       steps.push(ops.ropeKv(at("rope"), b.qkv, b.q, l.k, l.v));
       steps.push(ops.attention(at("attention"), b.q, l.k, l.v, b.o));
@@ -98,6 +102,7 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
     steps.push(
       ...ops.gateUp(at("gate_up"), l.gate, l.up, b.x, b.act, {
         batch,
+        gain: l.mlpGain,
         layer: i,
         totals: b.totals,
         capture: b.capture,

@@ -297,11 +297,18 @@ export class Ops {
     up: GpuMatrix,
     x: GPUBuffer,
     act: GPUBuffer,
-    o: { batch: boolean; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
+    o: {
+      batch: boolean;
+      layer: number;
+      totals: GPUBuffer;
+      capture: GPUBuffer;
+      captureOffset: number | null;
+      gain?: GPUBuffer | null;
+    },
   ): Step[] {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
     const s = this.shape;
-    const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: false };
+    const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: Boolean(o.gain) };
     const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
       name,
@@ -328,6 +335,7 @@ export class Ops {
             act,
             capture: o.capture,
             totals: o.totals,
+            ...(o.gain ? { G: o.gain } : {}),
             W: part.buffer,
             U: up.parts[i].buffer,
           },

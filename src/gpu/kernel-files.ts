@@ -25,8 +25,12 @@ export const KERNEL_FILES = [
   "stream_read",
   "weights8_f16",
   "weights8_f32",
+  "weights8_q",
+  "weights8_qt",
   "weights_f16",
   "weights_f32",
+  "weights_q",
+  "weights_qt",
 ] as const;
 
 /**

@@ -1,8 +1,25 @@
 import { CatsError } from "../errors.js";
 import type { KernelSource } from "./kernelsource.js";
 
-/** How a weight matrix is stored on the GPU; each has a template `kernels/weights_<format>.wgsl`. */
-export type WeightFormat = "f32" | "f16";
+/**
+ * How a weight matrix is stored on the GPU. Floats have a template `kernels/weights_<format>.wgsl`;
+ * quantized formats name bits and group size, `t` for a transposed matrix whose groups run down its
+ * rows (W_down^T), and share the templates `weights_q.wgsl` / `weights_qt.wgsl`.
+ */
+export type QuantFormat = `q${4 | 8}g${number}` | `q${4 | 8}tg${number}`;
+export type WeightFormat = "f32" | "f16" | QuantFormat;
+
+const QUANT_FORMAT = /^q([48])(t?)g(\d+)$/;
+
+/** The template file and its substitutions for a weight format. */
+function weightTemplate(template: string, format: WeightFormat, where: string): { file: string; args: Record<string, string> } {
+  const q = QUANT_FORMAT.exec(format);
+  if (!q) return { file: `${template}_${format}`, args: {} };
+  // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
+  const g = Number(q[3]);
+  if (g === 0 || (q[2] === "" && g % 8 !== 0)) throw new CatsError(`${where}: weight format ${format}: groups are whole blocks of 8`);
+  return { file: `${template}_q${q[2]}`, args: { BITS: q[1], G: q[3] } };
+}
 
 /** What to build a kernel from: a file, its weight matrices' formats, compile-time constants, an entry point. */
 export interface KernelSpec {
@@ -133,11 +150,14 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
       throw new CatsError(`${where}: declares no weight matrix "${name}" (it has ${wanted.map((w) => w.name).join(", ") || "none"})`);
     }
   }
-  const weightCode = wanted.map((w, i) =>
-    source(`${w.template}_${given[w.name]}`)
+  const weightCode = wanted.map((w, i) => {
+    const t = weightTemplate(w.template, given[w.name], where);
+    let text = source(t.file)
       .replaceAll("$W", w.name)
-      .replaceAll("$BINDING", String(WEIGHT_BINDING_BASE + i)),
-  );
+      .replaceAll("$BINDING", String(WEIGHT_BINDING_BASE + i));
+    for (const [k, v] of Object.entries(t.args)) text = text.replaceAll(`$${k}`, v);
+    return text;
+  });
   const lines = [...Object.entries(consts).map(([k, v]) => constLine(k, v)), ...weightCode.join("\n").split("\n"), ...body];
   const directives = [...new Set(lines.filter((l) => DIRECTIVE.test(l)).map((l) => l.trim()))];
   return [...directives, ...lines.filter((l) => !DIRECTIVE.test(l))].join("\n");

@@ -1,7 +1,9 @@
 import { CatsError } from "../errors.js";
 import type { ByteSource } from "./bytesource.js";
 import { parseLlamaConfig, type LlamaConfig } from "./config.js";
+import { parseQuantConfig } from "./quant-config.js";
 import { quoted } from "./describe.js";
+import { GPTQ_PARTS } from "./gptq.js";
 import { parseJson } from "./json.js";
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./safetensors.js";
 
@@ -81,6 +83,17 @@ async function withGenerationEos(files: ModelFiles, config: LlamaConfig): Promis
   return { ...config, eosTokenIds: [...new Set([...config.eosTokenIds, ...(ids as number[])])] };
 }
 
+/**
+ * AutoGPTQ writes its settings to quantize_config.json beside the weights; transformers reads
+ * config.json's quantization_config. Older checkpoints have only the former.
+ */
+async function withQuantizeConfig(files: ModelFiles, config: LlamaConfig): Promise<LlamaConfig> {
+  const name = "quantize_config.json";
+  if (config.quantization || !(await files.exists(name))) return config;
+  const { json } = await readJson(files, name);
+  return { ...config, quantization: parseQuantConfig(json, files.pathOf(name), "") };
+}
+
 /** The tensor names a Llama checkpoint of this config holds. */
 export function expectedTensorNames(config: LlamaConfig): Set<string> {
   const names = new Set(["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]);
@@ -99,6 +112,15 @@ export function expectedTensorNames(config: LlamaConfig): Set<string> {
  */
 function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, CheckpointTensor>): void {
   const expected = expectedTensorNames(config);
+  // A GPTQ Linear holds qweight, qzeros, scales and g_idx where a float one holds weight.
+  if (config.quantization) {
+    for (const name of [...expected]) {
+      const prefix = name.slice(0, -".weight".length);
+      if (!name.includes("_proj.") || !tensors.has(`${prefix}.qweight`)) continue;
+      expected.delete(name);
+      for (const part of GPTQ_PARTS) expected.add(`${prefix}.${part}`);
+    }
+  }
   const extra = [...tensors.keys()].filter((n) => !expected.has(n) && !n.endsWith(".rotary_emb.inv_freq"));
   if (extra.length === 0) return;
   const shownNames = extra.slice(0, 3).map(quoted).join(", ") + (extra.length > 3 ? ` and ${extra.length - 3} more` : "");
@@ -110,7 +132,7 @@ function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, Check
 export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
   if (!(await files.exists("config.json"))) throw new CatsError(`${files.location}: no config.json (is this a model directory?)`);
   const { text: configText, json } = await readJson(files, "config.json");
-  const config = await withGenerationEos(files, parseLlamaConfig(json, files.pathOf("config.json")));
+  const config = await withQuantizeConfig(files, await withGenerationEos(files, parseLlamaConfig(json, files.pathOf("config.json"))));
   const sources: ByteSource[] = [];
   const headers: SafetensorsHeader[] = [];
   const tensors = new Map<string, CheckpointTensor>();

@@ -1,5 +1,6 @@
 import { CatsError } from "../errors.js";
 import { shown } from "./describe.js";
+import { parseQuantConfig, type QuantConfig } from "./quant-config.js";
 
 /** The subset of a HF Llama/Mistral config.json that the engine implements. */
 export interface LlamaConfig {
@@ -19,6 +20,8 @@ export interface LlamaConfig {
   eosTokenIds: number[];
   /** True for checkpoints written by `cats synth`: they measure speed, never quality. */
   synthetic: boolean;
+  /** The projections' quantization (GPTQ layout), or null for float weights. */
+  quantization: QuantConfig | null;
 }
 
 const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"];
@@ -83,9 +86,6 @@ function refuseUnsupported(cfg: Json, file: string): void {
       fail(file, "sliding_window", "null or >= max_position_embeddings (sliding-window attention is not implemented)", cfg.sliding_window);
     }
   }
-  if (cfg.quantization_config !== undefined && cfg.quantization_config !== null) {
-    fail(file, "quantization_config", "none (quantized checkpoints are not supported yet)", cfg.quantization_config);
-  }
   if (cfg.pretraining_tp !== undefined && cfg.pretraining_tp !== 1) fail(file, "pretraining_tp", "1", cfg.pretraining_tp);
 }
 
@@ -131,5 +131,9 @@ export function parseLlamaConfig(raw: unknown, file: string): LlamaConfig {
     bosTokenId: bos.length > 0 ? bos[0] : null,
     eosTokenIds: tokenIds(cfg, file, "eos_token_id"),
     synthetic: cfg.cats_synthetic === true,
+    quantization:
+      cfg.quantization_config === undefined || cfg.quantization_config === null
+        ? null
+        : parseQuantConfig(cfg.quantization_config, file, "quantization_config"),
   };
 }

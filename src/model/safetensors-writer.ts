@@ -7,7 +7,7 @@ export interface TensorData {
   data: Uint8Array;
 }
 
-const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I32: 4 };
 
 /**
  * The start of a safetensors file for tensors laid out in order: the 8-byte header length and the

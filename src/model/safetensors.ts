@@ -3,11 +3,13 @@ import type { ByteSource } from "./bytesource.js";
 import { quoted, shown } from "./describe.js";
 import { parseJson } from "./json.js";
 
-export type TensorDtype = "F32" | "F16" | "BF16";
+export type FloatDtype = "F32" | "F16" | "BF16";
+/** I32 holds GPTQ's packed codes, zero points and group indices; weights proper are floats. */
+export type TensorDtype = FloatDtype | "I32";
 
-const DTYPE_BYTES: Record<TensorDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+const DTYPE_BYTES: Record<TensorDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4 };
 /** Dtypes defined by the format that the engine cannot compute with; named so the error can say so. */
-const OTHER_DTYPES = ["F64", "I64", "I32", "I16", "I8", "U8", "U16", "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2"];
+const OTHER_DTYPES = ["F64", "I64", "I16", "I8", "U8", "U16", "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2"];
 /** A header larger than this is refused before it is read, whatever the file claims. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
@@ -66,7 +68,7 @@ export function validateHeader(file: string, fileSize: number, headerLength: num
     if (typeof dtype !== "string") bad(file, `${where}: field "dtype": expected a string, got ${shown(dtype)}`);
     if (!(dtype in DTYPE_BYTES)) {
       const known = OTHER_DTYPES.includes(dtype) ? "a dtype the engine does not support" : "an unknown dtype";
-      bad(file, `${where}: field "dtype": ${shown(dtype)} is ${known} (expected F32, F16 or BF16)`);
+      bad(file, `${where}: field "dtype": ${shown(dtype)} is ${known} (expected F32, F16, BF16, or I32 for quantized weights)`);
     }
     const shape = e.shape;
     if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {

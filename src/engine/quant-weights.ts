@@ -1,0 +1,158 @@
+import { CatsError } from "../errors.js";
+import { Usage } from "../gpu/flags.js";
+import type { QuantFormat } from "../gpu/wgsl.js";
+import type { QuantLinear } from "../model/gptq.js";
+import { padCols, type GpuMatrix, type MatrixPart } from "./weights.js";
+
+/*
+ * Quantized matrices in the layouts kernels/weights8_q.wgsl and weights8_qt.wgsl read: codes stay
+ * codes (never dequantized into memory), each group's f16 scale as f32 bits next to its offset
+ * -zero * scale, so that a code dequantizes with one multiply-add, exactly.
+ */
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+const bitsOf = (v: number): number => ((f32[0] = v), u32[0]);
+
+/** u32 words per block of 8 codes. */
+const wordsPerBlock = (bits: 4 | 8): number => bits / 4;
+
+/** Packs 8 codes (padding past `n` with `pad`) into `wordsPerBlock` words at out[at]. */
+function packBlock(out: Uint32Array, at: number, bits: 4 | 8, code: (j: number) => number): void {
+  const per = 32 / bits;
+  for (let w = 0; w < wordsPerBlock(bits); w++) {
+    let word = 0;
+    for (let j = 0; j < per; j++) word |= code(w * per + j) << (bits * j);
+    out[at + w] = word >>> 0;
+  }
+}
+
+/** Words of one row in the row-grouped layout, as weights8_q.wgsl computes them. */
+function rowWords(cols8: number, kpg: number, bits: 4 | 8): number {
+  const stride = kpg * wordsPerBlock(bits) + 2;
+  const rem = cols8 % kpg;
+  return Math.floor(cols8 / kpg) * stride + (rem ? rem * wordsPerBlock(bits) + 2 : 0);
+}
+
+/**
+ * Rows of one or more Linears stacked (q, k, v) in the row-grouped layout: format q{bits}g{G}
+ * with G the group in columns, or the whole padded row for per-row quantization.
+ */
+export function packRowGroups(linears: QuantLinear[]): {
+  format: QuantFormat;
+  data: Uint32Array;
+  rows: number;
+  cols: number;
+  rowWords: number;
+} {
+  const [first] = linears;
+  const { bits, cols } = first;
+  for (const m of linears) {
+    if (m.bits !== bits || m.cols !== cols || m.group !== first.group) {
+      throw new CatsError(`stacked quantized matrices must share bits and groups (q${bits} g${first.group} vs q${m.bits} g${m.group})`);
+    }
+  }
+  const cols8 = padCols(cols) / 8;
+  const perRow = first.groups === 1;
+  const kpg = perRow ? cols8 : first.group / 8;
+  const wpb = wordsPerBlock(bits);
+  const stride = kpg * wpb + 2;
+  const words = rowWords(cols8, kpg, bits);
+  const rows = linears.reduce((a, m) => a + m.rows, 0);
+  const data = new Uint32Array(rows * words);
+  let row = 0;
+  for (const m of linears) {
+    for (let o = 0; o < m.rows; o++, row++) {
+      const base = row * words;
+      for (let gi = 0; gi * kpg < cols8; gi++) {
+        const g = o * m.groups + gi;
+        const zero = m.zeros[g];
+        const scale = m.scales[g];
+        const blocks = Math.min(kpg, cols8 - gi * kpg);
+        for (let b = 0; b < blocks; b++) {
+          const col0 = (gi * kpg + b) * 8;
+          // Padding columns take the zero point, so they dequantize to exactly 0.
+          packBlock(data, base + gi * stride + b * wpb, bits, (j) => (col0 + j < cols ? m.codes[o * cols + col0 + j] : zero));
+        }
+        const at = base + gi * stride + blocks * wpb;
+        data[at] = bitsOf(scale);
+        data[at + 1] = bitsOf(-zero * scale);
+      }
+    }
+  }
+  return { format: `q${bits}g${kpg * 8}`, data, rows, cols, rowWords: words };
+}
+
+/**
+ * W_down^T of a quantized down_proj: a row per neuron (an input of the Linear), its groups running
+ * down the rows. Format q{bits}tg{G}; per-row quantization is one group of every neuron.
+ */
+export function packTransposedGroups(m: QuantLinear): { format: QuantFormat; data: Uint32Array; rows: number; cols: number } {
+  const rows = m.cols; // neurons
+  const cols = m.rows; // hidden
+  const cols8 = padCols(cols) / 8;
+  const wpb = wordsPerBlock(m.bits);
+  const G = m.group;
+  const groupWords = 16 * cols8 + G * cols8 * wpb;
+  const data = new Uint32Array(m.groups * 16 * cols8 + rows * cols8 * wpb);
+  for (let gi = 0; gi < m.groups; gi++) {
+    const base = gi * groupWords;
+    // Padding columns keep scale and offset 0: they dequantize to 0 whatever their code.
+    for (let o = 0; o < cols; o++) {
+      const scale = m.scales[o * m.groups + gi];
+      data[base + o] = bitsOf(scale);
+      data[base + 8 * cols8 + o] = bitsOf(-m.zeros[o * m.groups + gi] * scale);
+    }
+    for (let n = gi * G; n < Math.min(rows, (gi + 1) * G); n++) {
+      const rowBase = base + 16 * cols8 + (n - gi * G) * cols8 * wpb;
+      for (let b = 0; b < cols8; b++) {
+        packBlock(data, rowBase + b * wpb, m.bits, (j) => (b * 8 + j < cols ? m.codes[(b * 8 + j) * m.cols + n] : 0));
+      }
+    }
+  }
+  return { format: `q${m.bits}tg${G}`, data, rows, cols };
+}
+
+function gpuBuffer(device: GPUDevice, label: string, data: Uint32Array): GPUBuffer {
+  const buffer = device.createBuffer({ label, size: data.byteLength, usage: Usage.STORAGE | Usage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return buffer;
+}
+
+/** Uploads stacked quantized Linears; rows are self-contained, so a matrix over the binding limit splits by rows. */
+export function uploadRowGroups(device: GPUDevice, linears: QuantLinear[], label: string, limit: number): GpuMatrix {
+  const packed = packRowGroups(linears);
+  const rowBytes = packed.rowWords * 4;
+  const perPart = Math.floor(limit / rowBytes);
+  if (perPart < 1) throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  const parts: MatrixPart[] = [];
+  for (let row0 = 0; row0 < packed.rows; row0 += perPart) {
+    const n = Math.min(perPart, packed.rows - row0);
+    const slice = packed.data.subarray(row0 * packed.rowWords, (row0 + n) * packed.rowWords);
+    parts.push({ buffer: gpuBuffer(device, row0 > 0 ? `${label} [${row0}..]` : label, slice), row0, rows: n });
+  }
+  return {
+    format: packed.format,
+    rows: packed.rows,
+    cols: packed.cols,
+    cols4: padCols(packed.cols) / 4,
+    parts,
+    bytes: packed.data.byteLength,
+  };
+}
+
+/** Uploads a quantized W_down^T as one binding (groups span rows, so it does not split). */
+export function uploadTransposedGroups(device: GPUDevice, m: QuantLinear, label: string, limit: number): GpuMatrix {
+  const packed = packTransposedGroups(m);
+  if (packed.data.byteLength > limit) {
+    throw new CatsError(`weight ${label}: ${packed.data.byteLength} bytes quantized, over this adapter's ${limit}-byte binding limit`);
+  }
+  return {
+    format: packed.format,
+    rows: packed.rows,
+    cols: packed.cols,
+    cols4: padCols(packed.cols) / 4,
+    parts: [{ buffer: gpuBuffer(device, label, packed.data), row0: 0, rows: packed.rows }],
+    bytes: packed.data.byteLength,
+  };
+}
