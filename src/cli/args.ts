@@ -96,3 +96,17 @@ export function port(value: string): number {
   if (n > 65535) throw new InvalidArgumentError(`expected a port in [0, 65535], got "${value}"`);
   return n;
 }
+
+/** --group: a positive multiple of 8 (whole blocks of 8 codes), or "row". */
+export function quantGroup(value: string): number | "row" {
+  if (value === "row") return "row";
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0 || n % 8 !== 0)
+    throw new InvalidArgumentError(`expected a positive multiple of 8 or "row", got "${value}"`);
+  return n;
+}
+
+export function quantBits(value: string): 4 | 8 {
+  if (value !== "4" && value !== "8") throw new InvalidArgumentError(`expected 8 or 4, got "${value}"`);
+  return Number(value) as 4 | 8;
+}

@@ -15,6 +15,8 @@ import {
   variantOverrides,
   port,
   pue,
+  quantBits,
+  quantGroup,
   wattsPerCore,
 } from "./args.js";
 import { runEval } from "./eval.js";
@@ -27,6 +29,7 @@ import { runInspect } from "./inspect.js";
 import { runChat } from "./chat.js";
 import { runServe } from "./serve.js";
 import { runPull } from "./pull.js";
+import { runQuantize } from "./quantize.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/, $CATS_MODELS, and as org/name in the Hugging Face cache)";
@@ -133,6 +136,21 @@ function buildProgram(): Command {
     .option("--seed <s>", "random seed", integer, 1)
     .option("--tokenizer <dir>", "directory with the Llama 2 tokenizer.json", "llama2-tokenizer")
     .action(runSynth);
+
+  program
+    .command("quantize")
+    .description("quantize the projections to 8 or 4 bits (round-to-nearest, GPTQ layout) and write a model directory")
+    .option("--model <dir>", modelHelp)
+    .addOption(new Option("--bits <n>", "bits per weight: 8 or 4").argParser(quantBits).makeOptionMandatory())
+    .addOption(
+      new Option("--group <n>", "input columns per scale, or row for one per output row (default: 128 at 4 bits, row at 8)").argParser(
+        quantGroup,
+      ),
+    )
+    .addOption(new Option("--sym", "symmetric: zero point in the middle of the code range (default)").conflicts("asym"))
+    .addOption(new Option("--asym", "asymmetric: a zero point per group"))
+    .requiredOption("--out <dir>", "directory to write")
+    .action(runQuantize);
 
   program
     .command("chat")

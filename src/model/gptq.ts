@@ -103,7 +103,7 @@ export async function readQuantLinear(ckpt: Checkpoint, prefix: string, rows: nu
   const zc = tz.shape[1];
   const zeros = new Uint16Array(rows * groups);
   // v1 (AutoGPTQ, transformers) stores zero - 1; a nibble of 15 means a zero point of 16.
-  const zeroBias = q.format === "gptq_v2" ? 0 : 1;
+  const zeroBias = q.format === "gptq" ? 1 : 0;
   for (let g = 0; g < groups; g++) {
     for (let o = 0; o < rows; o++) {
       zeros[o * groups + g] = ((qzeros[g * zc + Math.floor(o / per)] >>> (q.bits * (o % per))) & mask) + zeroBias;

@@ -13,8 +13,8 @@ export interface QuantConfig {
   sym: boolean;
   /**
    * "gptq" (v1, what AutoGPTQ and transformers write) stores zero - 1 in qzeros; "gptq_v2" stores the
-   * zero itself; "cats" is v1 with the input dimension padded to whole words of codes, for shapes
-   * GPTQ cannot hold (see docs in README, "Quantized weights").
+   * zero itself; "cats" is v2 with both dimensions padded to whole words of codes and a shorter last
+   * group, for shapes GPTQ cannot hold (README, "Quantized weights").
    */
   format: "gptq" | "gptq_v2" | "cats";
 }
