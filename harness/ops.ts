@@ -13,6 +13,9 @@ import { encodeSteps, Ops, type ModelSizes, type OpShape, type Step } from "../s
 import { seededRandom } from "../src/engine/sampling.js";
 import { bindingLimit, padCols, uploadArray, type GpuMatrix } from "../src/engine/weights.js";
 import { floatToHalf, halfToFloat } from "../src/model/dtype.js";
+import { dequantize, type QuantLinear } from "../src/model/gptq.js";
+import { quantizeRtn } from "../src/quant/rtn.js";
+import { uploadRowGroups, uploadTransposedGroups } from "../src/engine/quant-weights.js";
 
 /** A random matrix as the GPU stores it, with the float values the kernels see (after f16 rounding). */
 export interface HostMatrix {
@@ -36,6 +39,21 @@ export function randomMatrix(rows: number, cols: number, f16: boolean, seed: num
     } else values[i] = v;
   }
   return { rows, cols, values, stored };
+}
+
+/** A weight quantization for ops tests and benchmarks: bits, group (null: per row), symmetric or not. */
+export interface QuantKind {
+  bits: 4 | 8;
+  group: number | null;
+  sym: boolean;
+}
+
+/** A random matrix quantized round-to-nearest; `values` are its dequantized weights, what the kernels compute with. */
+export function randomQuantMatrix(rows: number, cols: number, q: QuantKind, seed: number): HostMatrix & { quant: QuantLinear } {
+  const base = randomMatrix(rows, cols, false, seed);
+  const quant = quantizeRtn(base.values, rows, cols, q.bits, q.group, q.sym);
+  const values = dequantize(quant);
+  return { rows, cols, values, stored: values, quant };
 }
 
 /** The transpose of a host matrix (W_down as the engine stores it). */
@@ -103,6 +121,20 @@ export class OpHarness {
 
   async matrix(m: HostMatrix, label = "weights", maxBindingBytes?: number): Promise<GpuMatrix> {
     const g = await uploadArray(this.gpu.device, m.stored, m.rows, m.cols, label, bindingLimit(this.gpu.device, maxBindingBytes));
+    for (const p of g.parts) this.made.push(p.buffer);
+    return g;
+  }
+
+  /** A quantized matrix in the row-grouped layout (projections, gate, up), split into parts under `maxBindingBytes`. */
+  quantRows(m: QuantLinear, label = "weights", maxBindingBytes?: number): GpuMatrix {
+    const g = uploadRowGroups(this.gpu.device, [m], label, bindingLimit(this.gpu.device, maxBindingBytes));
+    for (const p of g.parts) this.made.push(p.buffer);
+    return g;
+  }
+
+  /** A quantized W_down [hidden, inter] as the transposed layout the down kernels read. */
+  quantTransposed(m: QuantLinear, label = "downT"): GpuMatrix {
+    const g = uploadTransposedGroups(this.gpu.device, m, label, bindingLimit(this.gpu.device));
     for (const p of g.parts) this.made.push(p.buffer);
     return g;
   }

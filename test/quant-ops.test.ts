@@ -1,0 +1,180 @@
+/**
+ * The quantized kernels: projections, the CATS gate/up and the down projection over q8 and q4
+ * codes, in every variant this adapter runs (CPU- and GPU-flavour alike), against float64 computed
+ * here on the dequantized weights with the same mask. Awkward sizes: one row, columns that fill
+ * neither a block of 8 nor a group, groups cut short at the end of a row or of the neurons.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OpHarness, opShape, randomQuantMatrix, randomVector, type QuantKind } from "../harness/ops.js";
+import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { nodeKernelSource } from "../src/gpu/nodekernels.js";
+import { KernelCache } from "../src/gpu/kernel.js";
+import { VariantTable, type OpName } from "../src/gpu/variants.js";
+import { padCols } from "../src/engine/weights.js";
+import { setStepParams } from "../src/engine/ops.js";
+import { maxRelErr, project, silu } from "./ops-reference.js";
+
+let gpu: GpuContext;
+let kernels: KernelCache;
+beforeAll(async () => {
+  gpu = await createGpu();
+  kernels = new KernelCache(gpu, nodeKernelSource);
+});
+afterAll(() => gpu.destroy());
+
+const EPS = 1e-5;
+const TOL = 2e-5;
+const KINDS: [string, QuantKind][] = [
+  ["q8 per-row sym", { bits: 8, group: null, sym: true }],
+  ["q4 g32 asym", { bits: 4, group: 32, sym: false }],
+  ["q4 g16 sym", { bits: 4, group: 16, sym: true }],
+];
+/** Batched variants share the loaders with the one-token ones: one kind, with groups cut short, keeps the suite's time. */
+const kindsFor = (op: OpName): [string, QuantKind][] => (op.endsWith("_mat") || op === "matmul" ? [KINDS[1]] : KINDS);
+const SHAPES: [number, number][] = [
+  [1, 5],
+  [37, 100],
+  [172, 64],
+];
+
+const variantsOf = (op: OpName): string[] => new VariantTable(gpu).candidates(op).map((v) => v.name);
+const harness = (variants: Partial<Record<OpName, string>>, hidden: number, inter: number): OpHarness =>
+  new OpHarness(gpu, nodeKernelSource, opShape({ hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 }), variants, 64, kernels);
+
+describe("quantized projections", () => {
+  for (const op of ["matvec", "matmul"] as const) {
+    for (const [kind, q] of kindsFor(op)) {
+      it(`${op}, ${kind}, every variant: the norm's gain applied as x is read, split by rows`, async () => {
+        for (const variant of variantsOf(op)) {
+          for (const [rows, cols] of SHAPES) {
+            const h = harness({ [op]: variant }, cols, 8);
+            const w = randomQuantMatrix(rows, cols, q, rows * 7 + cols);
+            const stride = padCols(cols);
+            for (const ntok of op === "matvec" ? [1] : [1, 3, 9]) {
+              const xs = Array.from({ length: ntok }, (_, t) => randomVector(cols, 100 * t + cols));
+              const gain = randomVector(cols, 5, 0.5, 1.5);
+              for (const maxBinding of [undefined, 2 * 4 * padCols(cols)]) {
+                const gw = h.quantRows(w.quant, "W", maxBinding);
+                const yStride = padCols(rows);
+                const y = h.rows([new Float32Array(rows)], yStride);
+                h.setState(0, ntok);
+                const x = h.rows(xs, stride);
+                const steps = h.ops.project("p", gw, x, y, {
+                  batch: op === "matmul",
+                  norm: true,
+                  gain: h.buffer(gain),
+                  xStride: stride,
+                  yStride,
+                });
+                await h.run(steps, ntok);
+                const got = await h.readRows(y, ntok, yStride, rows);
+                xs.forEach((xt, t) =>
+                  expect(
+                    maxRelErr(got[t], project(w.values, rows, cols, xt, gain, EPS)),
+                    `${variant} ${rows}x${cols} ntok ${ntok} t ${t} parts ${gw.parts.length}`,
+                  ).toBeLessThan(TOL),
+                );
+              }
+            }
+            h.destroy();
+          }
+        }
+      });
+    }
+  }
+});
+
+describe("the CATS MLP over quantized rows", () => {
+  for (const op of ["gate_up_vec", "gate_up_mat"] as const) {
+    for (const [kind, q] of kindsFor(op)) {
+      it(`${op}, ${kind}, every variant: dense, all, none, one and half of the neurons active`, async () => {
+        for (const variant of variantsOf(op)) {
+          for (const [inter, hidden] of SHAPES) {
+            const h = harness({ [op]: variant }, hidden, inter);
+            const gate = randomQuantMatrix(inter, hidden, q, inter + hidden);
+            const up = randomQuantMatrix(inter, hidden, q, inter * 3 + hidden);
+            const gain = randomVector(hidden, 9, 0.5, 1.5);
+            const stride = padCols(hidden);
+            const istride = padCols(inter);
+            for (const ntok of op === "gate_up_vec" ? [1] : [1, 3]) {
+              const xs = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 31 * t + inter));
+              const g = xs.map((x) => project(gate.values, inter, hidden, x, gain, EPS).map(silu));
+              const u = xs.map((x) => project(up.values, inter, hidden, x, gain, EPS));
+              const sorted = g.flatMap((a) => Array.from(a, Math.abs)).sort((a, b) => a - b);
+              const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
+              const n = sorted.length;
+              const cases: [string, number][] = [
+                ["dense", -1],
+                ["all", 0],
+                ["none", sorted[n - 1] * 2 + 1],
+                ...(n > 1
+                  ? ([
+                      ["one", between(n - 1)],
+                      ["half", between(Math.floor(n / 2))],
+                    ] as [string, number][])
+                  : []),
+              ];
+              const gw = h.quantRows(gate.quant, "gate");
+              const uw = h.quantRows(up.quant, "up");
+              const x = h.rows(xs, stride);
+              for (const [what, threshold] of cases) {
+                const act = h.buffer((ntok + 8) * istride);
+                const steps = h.ops.gateUp("g", gw, uw, x, act, {
+                  batch: op === "gate_up_mat",
+                  layer: 0,
+                  totals: h.buffer(new Uint32Array(2)),
+                  capture: h.buffer(4),
+                  captureOffset: null,
+                  gain: h.buffer(gain),
+                });
+                for (const s of steps) setStepParams(s, { threshold });
+                h.setState(0, ntok);
+                await h.run(steps, ntok);
+                const got = await h.readRows(act, ntok, istride, inter);
+                g.forEach((gt, t) => {
+                  const want = gt.map((a, i) => (threshold >= 0 && Math.abs(a) < threshold ? 0 : a * u[t][i]));
+                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL);
+                });
+              }
+            }
+            h.destroy();
+          }
+        }
+      });
+    }
+  }
+
+  for (const op of ["down_vec", "down_mat"] as const) {
+    for (const [kind, q] of kindsFor(op)) {
+      it(`${op}, ${kind}, every variant: groups down the neurons, zero activations skipped`, async () => {
+        for (const variant of variantsOf(op)) {
+          for (const [inter, hidden] of [...SHAPES, [100, 13] as [number, number]]) {
+            const h = harness({ [op]: variant }, hidden, inter);
+            // W_down [hidden, inter]: its groups run along the neurons, down W_down^T's rows.
+            const down = randomQuantMatrix(hidden, inter, q, hidden * 5 + inter);
+            const downT = h.quantTransposed(down.quant);
+            const stride = padCols(hidden);
+            const istride = padCols(inter);
+            for (const ntok of op === "down_vec" ? [1] : [1, 3]) {
+              for (const keep of [1, 0, 0.5, 1 / inter]) {
+                const acts = Array.from({ length: ntok }, (_, t) =>
+                  randomVector(inter, 13 * t + inter).map((v, n) => ((n * 7919 + t) % inter < keep * inter ? v : 0)),
+                );
+                const x0 = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 17 + t));
+                const x = h.rows(x0, stride);
+                h.setState(0, ntok);
+                await h.run(h.ops.down("d", downT, h.rows(acts, istride), x, { batch: op === "down_mat" }), ntok);
+                const got = await h.readRows(x, ntok, stride, hidden);
+                acts.forEach((a, t) => {
+                  const want = project(down.values, hidden, inter, a, null, EPS).map((v, o) => v + x0[t][o]);
+                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`).toBeLessThan(TOL);
+                });
+              }
+            }
+            h.destroy();
+          }
+        }
+      });
+    }
+  }
+});
