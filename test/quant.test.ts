@@ -255,6 +255,12 @@ describe("broken quantized checkpoints get one clear line", () => {
     }
   });
 
+  it("cats info states the weight format", async () => {
+    const r = await cats(["info", "--model", GPTQ]);
+    expect(r.status, r.errors.join("\n")).toBe(0);
+    expect(r.stdout).toMatch(/q4g64 sym \(gptq\) projections, F16 elsewhere/);
+  });
+
   it("the checkpoint opens with its quantization stated", async () => {
     const ckpt = await openCheckpoint(directoryFiles(GPTQ));
     expect(ckpt.config.quantization).toEqual({ bits: 4, groupSize: 64, sym: true, format: "gptq" });

@@ -1,6 +1,7 @@
 import { notice } from "./notice.js";
 import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
+import { describeWeightFormat } from "../model/weight-format.js";
 import { buildReport, levelWeightBytes, markdownTable } from "../sparsity-bench/report.js";
 import { writeReport } from "../sparsity-bench/write.js";
 import { benchPrompt, runBench } from "../sparsity-bench/run.js";
@@ -97,6 +98,7 @@ export async function runBenchCommand(
     const report = buildReport(samples, {
       runtime: `node ${process.version} + Dawn (webgpu npm)`,
       modelName: basename(lm.dir),
+      weightFormat: describeWeightFormat(lm.checkpoint),
       synthetic: lm.checkpoint.config.synthetic,
       adapter: a.description || a.device || a.vendor,
       kernels: lm.gpu.flavour,

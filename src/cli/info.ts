@@ -8,6 +8,7 @@ import { parseOverrides, VariantTable } from "../gpu/variants.js";
 import { tunedKernelsHash } from "../engine/llama.js";
 import { checkWeightsFinite } from "../model/check-weights.js";
 import { openCheckpoint } from "../model/checkpoint.js";
+import { describeWeightFormat } from "../model/weight-format.js";
 import { directoryFiles } from "../model/nodefiles.js";
 import { resolveModelDir } from "../model/resolve.js";
 import { TextTokenizer } from "../tokenizer/tokenizer.js";
@@ -43,6 +44,7 @@ async function checkModel(model: string): Promise<Record<string, unknown>> {
       vocab_size: c.vocabSize,
       max_position_embeddings: c.maxPositions,
       dtypes,
+      weights: describeWeightFormat(ckpt),
       weight_bytes: bytes,
       tensors,
       weights_finite: true,
@@ -96,7 +98,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
     const lines = [
       ...(model
         ? [
-            `model         ${model.dir}: ${model.architecture}, ${model.layers} layers, hidden ${model.hidden_size}, intermediate ${model.intermediate_size}, heads ${model.heads}, vocab ${model.vocab_size}, ${(model.dtypes as string[]).join("+")}, ${((model.weight_bytes as number) / 1e6).toFixed(1)} MB${model.synthetic ? " (SYNTHETIC)" : ""}`,
+            `model         ${model.dir}: ${model.architecture}, ${model.layers} layers, hidden ${model.hidden_size}, intermediate ${model.intermediate_size}, heads ${model.heads}, vocab ${model.vocab_size}, ${model.weights as string}, ${((model.weight_bytes as number) / 1e6).toFixed(1)} MB${model.synthetic ? " (SYNTHETIC)" : ""}`,
             `weights       all ${model.tensors} tensors finite (no NaN or infinity); tokenizer and config consistent`,
           ]
         : []),

@@ -35,6 +35,7 @@ function tensorOf(ckpt: Checkpoint, name: string, shape: number[]): CheckpointTe
       `${t.source.name}: tensor "${name}": field "shape": expected ${JSON.stringify(shape)} from config.json, got ${JSON.stringify(t.shape)}`,
     );
   }
+  if (t.dtype === "I32") throw new CatsError(`${t.source.name}: tensor "${name}": field "dtype": expected F32, F16 or BF16, got I32`);
   return t;
 }
 

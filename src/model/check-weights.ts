@@ -22,6 +22,11 @@ function firstNonFinite(bytes: Uint8Array, dtype: string): number {
 export async function checkWeightsFinite(ckpt: Checkpoint, onTensor?: (done: number, total: number) => void): Promise<number> {
   const tensors = [...ckpt.tensors.values()].sort((a, b) => a.name.localeCompare(b.name));
   for (const [i, t] of tensors.entries()) {
+    // Integer tensors (GPTQ codes, zero points, group indices) have no NaN to hold.
+    if (t.dtype === "I32") {
+      onTensor?.(i + 1, tensors.length);
+      continue;
+    }
     const bytes = await ckpt.read(t.name);
     // Copy when unaligned: typed views need an aligned offset.
     const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();

@@ -23,7 +23,7 @@ export interface LevelReport {
 export interface BenchReport {
   tool: "cats bench";
   runtime: string;
-  model: { name: string; synthetic: boolean; note: string | null };
+  model: { name: string; synthetic: boolean; note: string | null; weights: string | null };
   adapter: string;
   kernels: string;
   prompt_tokens: number;
@@ -44,6 +44,8 @@ const median = (v: number[]) => quantileOfSorted(sortedCopy(v), 0.5);
 export interface ReportContext {
   runtime: string;
   modelName: string;
+  /** How the weights are stored (describeWeightFormat), where the runtime knows it. */
+  weightFormat?: string;
   synthetic: boolean;
   adapter: string;
   kernels: string;
@@ -115,6 +117,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       name: ctx.modelName,
       synthetic: ctx.synthetic,
       note: ctx.synthetic ? "SYNTHETIC checkpoint of a real shape: speed and energy only, perplexity and agreement are meaningless" : null,
+      weights: ctx.weightFormat ?? null,
     },
     adapter: ctx.adapter,
     kernels: ctx.kernels,
@@ -144,7 +147,7 @@ const fmt = (v: number | null | undefined, d: number) => (v === null || v === un
 
 export function markdownTable(r: BenchReport): string {
   const head = [
-    `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
+    `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
       `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians.`,
     r.energy_meter
       ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
