@@ -33,6 +33,63 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let end = p.row_offset + p.rows;
   let inter4 = p.inter / 4u;
   var acc: array<array<mat2x4<f32>, TM>, V>;
+//#if QUANT
+  // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
+  // shared by a group of neurons, so sum codes * act and act over the group's active neurons and
+  // scale once: a code costs a convert and a multiply-add, the scales a read per group.
+  for (var n0 = p.row_offset; n0 < end; n0 += QG_W) {
+    let n1 = min(end, n0 + QG_W);
+    // Explicitly zeroed: each group starts its sums afresh.
+    var qacc: array<array<mat2x4<f32>, TM>, V>;
+    var asum: array<f32, TM>;
+    for (var t = 0u; t < TM; t++) {
+      asum[t] = 0.0;
+      for (var v = 0u; v < V; v++) {
+        qacc[v][t] = mat2x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0));
+      }
+    }
+    var any_in_group = false;
+    for (var q = n0 / 4u; q * 4u < n1; q++) {
+      var a4: array<vec4<f32>, TM>;
+      var any_active = false;
+      for (var t = 0u; t < TM; t++) {
+        a4[t] = act[t * inter4 + q];
+        any_active = any_active || any(a4[t] != vec4<f32>(0.0));
+      }
+      if (!any_active) {
+        continue;
+      }
+      for (var j = 0u; j < 4u; j++) {
+        let n = q * 4u + j;
+        var nonzero = false;
+        for (var t = 0u; t < TM; t++) {
+          nonzero = nonzero || a4[t][j] != 0.0;
+        }
+        if (!nonzero || n < n0 || n >= n1) {
+          continue;
+        }
+        any_in_group = true;
+        for (var t = 0u; t < TM; t++) {
+          asum[t] += a4[t][j];
+        }
+        for (var v = 0u; v < V; v++) {
+          let c = qtcodes_W(n - p.row_offset, blocks[v], cols8);
+          for (var t = 0u; t < TM; t++) {
+            qacc[v][t] += c * a4[t][j];
+          }
+        }
+      }
+    }
+    if (any_in_group) {
+      for (var v = 0u; v < V; v++) {
+        let so = qtscale_W((n0 - p.row_offset) / QG_W, blocks[v], cols8);
+        for (var t = 0u; t < TM; t++) {
+          acc[v][t] += mat2x4<f32>(qacc[v][t][0] * so[0] + so[2] * asum[t], qacc[v][t][1] * so[1] + so[3] * asum[t]);
+        }
+      }
+    }
+  }
+//#else
   for (var q = p.row_offset / 4u; q * 4u < end; q++) {
     var a4: array<vec4<f32>, TM>;
     var any_active = false;
@@ -60,6 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
   }
+//#endif
   for (var t = 0u; t < TM; t++) {
     if (p.token0 + t >= state.ntok) {
       break;

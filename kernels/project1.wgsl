@@ -1,6 +1,61 @@
 // The inner loop of a projection whose input is a uniform array (XU): as project.wgsl, in blocks of
 // 8 columns (fewer, larger weight reads per column). One token accumulates vec4s; a tile of tokens
 // accumulates dot products, which keeps R x TM sums in registers.
+//#if QUANT
+// Quantized rows (qrows.wgsl): a chunk of codes (32 columns at 4 bits, 16 at 8) per load and one
+// (scale, offset) per chunk where groups hold whole chunks, dequantized in registers.
+fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
+  let cols4 = cols8 * 2u;
+  let chunks = qchunks_$M(cols8);
+  let groups = (cols8 * 8u + QG_$M - 1u) / QG_$M;
+  let xv = QC_$M / 4u;
+  for (var c = g.lane; c < chunks; c += g.count) {
+    var xs: array<array<vec4<f32>, 8>, TM>;
+    for (var t = 0u; t < TM; t++) {
+      for (var j = 0u; j < xv; j++) {
+        let k4 = c * xv + j;
+        var v = vec4<f32>(0.0);
+        if (k4 < cols4) {
+          v = X[x_base[t] + k4];
+          (*acc)[R][t] += v * v;
+          v = gained(v, k4);
+        }
+        xs[t][j] = v;
+      }
+    }
+    for (var r = 0u; r < R; r++) {
+      if (!on[r]) {
+        continue;
+      }
+      let q = qcodes_$M(rows[r], c, cols8);
+      var so = qscale_$M(rows[r], min(c * QC_$M / QG_$M, groups - 1u), cols8);
+      for (var j = 0u; j < 4u; j++) {
+        if (QG_$M % QC_$M != 0u) {
+          so = qscale_$M(rows[r], min((c * QC_$M + j * (32u / QB_$M)) / QG_$M, groups - 1u), cols8);
+        }
+        let w = qunpack_$M(q[j]);
+        let w0 = w[0] * so.x + so.y;
+        let w1 = w[1] * so.x + so.y;
+        for (var t = 0u; t < TM; t++) {
+          if (QB_$M == 4u) {
+            if (TM == 1u) {
+              (*acc)[r][t] += w0 * xs[t][2u * j] + w1 * xs[t][2u * j + 1u];
+            } else {
+              (*acc)[r][t].x += dot(w0, xs[t][2u * j]) + dot(w1, xs[t][2u * j + 1u]);
+            }
+          } else {
+            if (TM == 1u) {
+              (*acc)[r][t] += w0 * xs[t][j];
+            } else {
+              (*acc)[r][t].x += dot(w0, xs[t][j]);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+//#else
 fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
   for (var k = g.lane; k < cols8; k += g.count) {
     var xa: array<vec4<f32>, TM>;
@@ -26,3 +81,4 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
     }
   }
 }
+//#endif

@@ -2,30 +2,46 @@
 // down the rows: $G consecutive rows share one scale and offset per column. The buffer is the
 // groups in order, each as its scales (f32 bits, one per padded column), its offsets (-zero *
 // scale), then its rows of $BITS-bit codes in blocks of 8 columns ($BITS / 4 u32s each); the last
-// group may hold fewer rows. Read in blocks of 8 columns, dequantized in registers (exact in f32).
+// group may hold fewer rows. Read in blocks of 8 columns, dequantized in registers (exact in f32);
+// down1.wgsl (QUANT) instead sums codes times activations over a group and scales once.
 @group(0) @binding($BINDING) var<storage, read> $W: array<u32>;
 
-fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
-  let wpb = $BITSu / 4u;
-  let row_words = cols8 * wpb;
-  let gi = row / $Gu;
-  let base = gi * (16u * cols8 + $Gu * row_words);
-  let sa = base + 8u * k;
-  let oa = sa + 8u * cols8;
-  let s0 = vec4<f32>(bitcast<f32>($W[sa]), bitcast<f32>($W[sa + 1u]), bitcast<f32>($W[sa + 2u]), bitcast<f32>($W[sa + 3u]));
-  let s1 = vec4<f32>(bitcast<f32>($W[sa + 4u]), bitcast<f32>($W[sa + 5u]), bitcast<f32>($W[sa + 6u]), bitcast<f32>($W[sa + 7u]));
-  let o0 = vec4<f32>(bitcast<f32>($W[oa]), bitcast<f32>($W[oa + 1u]), bitcast<f32>($W[oa + 2u]), bitcast<f32>($W[oa + 3u]));
-  let o1 = vec4<f32>(bitcast<f32>($W[oa + 4u]), bitcast<f32>($W[oa + 5u]), bitcast<f32>($W[oa + 6u]), bitcast<f32>($W[oa + 7u]));
-  let at = base + 16u * cols8 + (row - gi * $Gu) * row_words + k * wpb;
-  var lo: vec4<u32>;
-  var hi: vec4<u32>;
-  if ($BITSu == 4u) {
+const QB_$W: u32 = $BITSu;
+const QG_$W: u32 = $Gu;
+
+fn qtbase_$W(gi: u32, cols8: u32) -> u32 {
+  return gi * (16u * cols8 + QG_$W * cols8 * (QB_$W / 4u));
+}
+
+// Block k of a row's codes as floats (8 columns).
+fn qtcodes_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
+  let wpb = QB_$W / 4u;
+  let gi = row / QG_$W;
+  let at = qtbase_$W(gi, cols8) + 16u * cols8 + (row - gi * QG_$W) * cols8 * wpb + k * wpb;
+  if (QB_$W == 4u) {
     let w = vec4<u32>($W[at]);
-    lo = (w >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
-    hi = (w >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u);
-  } else {
-    lo = (vec4<u32>($W[at]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
-    hi = (vec4<u32>($W[at + 1u]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+    return mat2x4<f32>(vec4<f32>((w >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)), vec4<f32>((w >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)));
   }
-  return mat2x4<f32>(vec4<f32>(lo) * s0 + o0, vec4<f32>(hi) * s1 + o1);
+  return mat2x4<f32>(
+    vec4<f32>((vec4<u32>($W[at]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u)),
+    vec4<f32>((vec4<u32>($W[at + 1u]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u)),
+  );
+}
+
+// Scales (columns 0, 1) and offsets (columns 2, 3) of group gi for block k.
+fn qtscale_$W(gi: u32, k: u32, cols8: u32) -> mat4x4<f32> {
+  let sa = qtbase_$W(gi, cols8) + 8u * k;
+  let oa = sa + 8u * cols8;
+  return mat4x4<f32>(
+    bitcast<vec4<f32>>(vec4<u32>($W[sa], $W[sa + 1u], $W[sa + 2u], $W[sa + 3u])),
+    bitcast<vec4<f32>>(vec4<u32>($W[sa + 4u], $W[sa + 5u], $W[sa + 6u], $W[sa + 7u])),
+    bitcast<vec4<f32>>(vec4<u32>($W[oa], $W[oa + 1u], $W[oa + 2u], $W[oa + 3u])),
+    bitcast<vec4<f32>>(vec4<u32>($W[oa + 4u], $W[oa + 5u], $W[oa + 6u], $W[oa + 7u])),
+  );
+}
+
+fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
+  let q = qtcodes_$W(row, k, cols8);
+  let so = qtscale_$W(row / QG_$W, k, cols8);
+  return mat2x4<f32>(q[0] * so[0] + so[2], q[1] * so[1] + so[3]);
 }

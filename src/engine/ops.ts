@@ -2,6 +2,8 @@ import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
+import type { WeightFormat } from "../gpu/wgsl.js";
+import { CatsError } from "../errors.js";
 
 export type Grid = [number, number, number];
 
@@ -77,6 +79,9 @@ export interface OpShape extends ModelSizes {
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
 type VariantConsts = Record<string, number | boolean> & { TM: number; XU?: boolean };
+
+/** Quantized row-grouped matrices (kernels/qrows.wgsl): projections read them a chunk of codes at a time. */
+const isRowQuantized = (format: WeightFormat): boolean => /^q\dg/.test(format);
 
 /** The shape a tuned variant choice is keyed by: rows x cols and the storage format. */
 export const matrixShape = (w: GpuMatrix): string => `${w.rows}x${w.cols} ${w.format}`;
@@ -169,7 +174,7 @@ export class Ops {
     o: { batch: boolean; norm?: boolean; gain?: GPUBuffer | null; residual?: boolean; xStride: number; yStride: number },
   ): Step[] {
     const op: OpName = o.batch ? "matmul" : "matvec";
-    const consts = { ...this.consts(op, w, o.xStride / 4, o.batch), GAIN: Boolean(o.gain) };
+    const consts = { ...this.consts(op, w, o.xStride / 4, o.batch), GAIN: Boolean(o.gain), QUANT: isRowQuantized(w.format) };
     const kernel = this.kernels.get({ file: "matmul", weights: { W: w.format }, consts });
     return w.parts.map((part) => ({
       name,
@@ -308,7 +313,8 @@ export class Ops {
   ): Step[] {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
     const s = this.shape;
-    const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: Boolean(o.gain) };
+    if (isRowQuantized(gate.format) !== isRowQuantized(up.format)) throw new CatsError("gate and up must be both quantized or both float");
+    const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: Boolean(o.gain), QUANT: isRowQuantized(gate.format) };
     const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
       name,
@@ -351,7 +357,7 @@ export class Ops {
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : "down_vec";
     const s = this.shape;
-    const c = this.consts(op, downT, s.interStride / 4, o.batch);
+    const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: /^q\dt/.test(downT.format) };
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));

@@ -17,7 +17,7 @@ const bitsOf = (v: number): number => ((f32[0] = v), u32[0]);
 /** u32 words per block of 8 codes. */
 const wordsPerBlock = (bits: 4 | 8): number => bits / 4;
 
-/** Packs 8 codes (padding past `n` with `pad`) into `wordsPerBlock` words at out[at]. */
+/** Packs a block of 8 codes into `wordsPerBlock` words at out[at]. */
 function packBlock(out: Uint32Array, at: number, bits: 4 | 8, code: (j: number) => number): void {
   const per = 32 / bits;
   for (let w = 0; w < wordsPerBlock(bits); w++) {
@@ -27,24 +27,12 @@ function packBlock(out: Uint32Array, at: number, bits: 4 | 8, code: (j: number) 
   }
 }
 
-/** Words of one row in the row-grouped layout, as weights8_q.wgsl computes them. */
-function rowWords(cols8: number, kpg: number, bits: 4 | 8): number {
-  const stride = kpg * wordsPerBlock(bits) + 2;
-  const rem = cols8 % kpg;
-  return Math.floor(cols8 / kpg) * stride + (rem ? rem * wordsPerBlock(bits) + 2 : 0);
-}
-
 /**
- * Rows of one or more Linears stacked (q, k, v) in the row-grouped layout: format q{bits}g{G}
+ * Rows of one or more Linears stacked (q, k, v) in kernels/qrows.wgsl's layout: per row, the
+ * groups' (scale, offset) pairs two to a vec4, then the codes in vec4 chunks. Format q{bits}g{G}
  * with G the group in columns, or the whole padded row for per-row quantization.
  */
-export function packRowGroups(linears: QuantLinear[]): {
-  format: QuantFormat;
-  data: Uint32Array;
-  rows: number;
-  cols: number;
-  rowWords: number;
-} {
+export function packRowGroups(linears: QuantLinear[]): { format: QuantFormat; data: Uint32Array; rows: number; cols: number; rowWords: number } {
   const [first] = linears;
   const { bits, cols } = first;
   for (const m of linears) {
@@ -52,35 +40,33 @@ export function packRowGroups(linears: QuantLinear[]): {
       throw new CatsError(`stacked quantized matrices must share bits and groups (q${bits} g${first.group} vs q${m.bits} g${m.group})`);
     }
   }
-  const cols8 = padCols(cols) / 8;
-  const perRow = first.groups === 1;
-  const kpg = perRow ? cols8 : first.group / 8;
-  const wpb = wordsPerBlock(bits);
-  const stride = kpg * wpb + 2;
-  const words = rowWords(cols8, kpg, bits);
+  const padded = padCols(cols);
+  const G = first.groups === 1 ? padded : first.group;
+  const groups = Math.ceil(padded / G);
+  const perChunk = 128 / bits;
+  const perWord = 32 / bits;
+  const chunks = Math.ceil(padded / perChunk);
+  const scaleWords = 4 * Math.ceil(groups / 2);
+  const words = scaleWords + 4 * chunks;
   const rows = linears.reduce((a, m) => a + m.rows, 0);
   const data = new Uint32Array(rows * words);
   let row = 0;
   for (const m of linears) {
     for (let o = 0; o < m.rows; o++, row++) {
       const base = row * words;
-      for (let gi = 0; gi * kpg < cols8; gi++) {
-        const g = o * m.groups + gi;
-        const zero = m.zeros[g];
-        const scale = m.scales[g];
-        const blocks = Math.min(kpg, cols8 - gi * kpg);
-        for (let b = 0; b < blocks; b++) {
-          const col0 = (gi * kpg + b) * 8;
-          // Padding columns take the zero point, so they dequantize to exactly 0.
-          packBlock(data, base + gi * stride + b * wpb, bits, (j) => (col0 + j < cols ? m.codes[o * cols + col0 + j] : zero));
-        }
-        const at = base + gi * stride + blocks * wpb;
-        data[at] = bitsOf(scale);
-        data[at + 1] = bitsOf(-zero * scale);
+      for (let g = 0; g < groups; g++) {
+        const scale = m.scales[o * m.groups + g];
+        data[base + 2 * g] = bitsOf(scale);
+        data[base + 2 * g + 1] = bitsOf(-m.zeros[o * m.groups + g] * scale);
+      }
+      for (let i = 0; i < chunks * perChunk; i++) {
+        // Padding columns take their group's zero point, so they dequantize to exactly 0.
+        const code = i < cols ? m.codes[o * cols + i] : m.zeros[o * m.groups + Math.min(Math.floor(i / G), groups - 1)];
+        data[base + scaleWords + Math.floor(i / perWord)] |= code << (bits * (i % perWord));
       }
     }
   }
-  return { format: `q${bits}g${kpg * 8}`, data, rows, cols, rowWords: words };
+  return { format: `q${bits}g${G}`, data, rows, cols, rowWords: words };
 }
 
 /**

@@ -21,6 +21,7 @@ export const KERNEL_FILES = [
   "norm",
   "project",
   "project1",
+  "qrows",
   "rope_kv",
   "stream_read",
   "weights8_f16",

@@ -11,14 +11,16 @@ export type WeightFormat = "f32" | "f16" | QuantFormat;
 
 const QUANT_FORMAT = /^q([48])(t?)g(\d+)$/;
 
-/** The template file and its substitutions for a weight format. */
-function weightTemplate(template: string, format: WeightFormat, where: string): { file: string; args: Record<string, string> } {
+/** The template files and their substitutions for a weight format. */
+function weightTemplate(template: string, format: WeightFormat, where: string): { files: string[]; args: Record<string, string> } {
   const q = QUANT_FORMAT.exec(format);
-  if (!q) return { file: `${template}_${format}`, args: {} };
+  if (!q) return { files: [`${template}_${format}`], args: {} };
   // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
   const g = Number(q[3]);
   if (g === 0 || (q[2] === "" && g % 8 !== 0)) throw new CatsError(`${where}: weight format ${format}: groups are whole blocks of 8`);
-  return { file: `${template}_q${q[2]}`, args: { BITS: q[1], G: q[3] } };
+  // Row-grouped formats share their layout (qrows.wgsl) between the block readers.
+  const files = q[2] === "" ? ["qrows", `${template}_q`] : [`${template}_qt`];
+  return { files, args: { BITS: q[1], G: q[3] } };
 }
 
 /** What to build a kernel from: a file, its weight matrices' formats, compile-time constants, an entry point. */
@@ -152,7 +154,9 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
   }
   const weightCode = wanted.map((w, i) => {
     const t = weightTemplate(w.template, given[w.name], where);
-    let text = source(t.file)
+    let text = t.files
+      .map(source)
+      .join("\n")
       .replaceAll("$W", w.name)
       .replaceAll("$BINDING", String(WEIGHT_BINDING_BASE + i));
     for (const [k, v] of Object.entries(t.args)) text = text.replaceAll(`$${k}`, v);
