@@ -30,6 +30,7 @@ import { runChat } from "./chat.js";
 import { runServe } from "./serve.js";
 import { runPull } from "./pull.js";
 import { runQuantize } from "./quantize.js";
+import { runExport } from "./export.js";
 import { SYNTH_SHAPES } from "../synth/shapes.js";
 
 const modelHelp = "model directory or name (looked up in weights/, $CATS_MODELS, and as org/name in the Hugging Face cache)";
@@ -151,6 +152,20 @@ function buildProgram(): Command {
     .addOption(new Option("--asym", "asymmetric: a zero point per group"))
     .requiredOption("--out <dir>", "directory to write")
     .action(runQuantize);
+
+  program
+    .command("export")
+    .description("write the model in another format")
+    .command("onnx")
+    .description("an ONNX decoder with a KV cache, laid out as transformers.js and onnxruntime read it")
+    .option("--model <dir>", modelHelp)
+    .addOption(new Option("--dtype <dtype>", "weight dtype").choices(["f32", "f16"]).default("f32"))
+    .addOption(thresholdsOption())
+    .addOption(sparsityOption())
+    .option("--external-data", "weights in onnx/<model>.onnx_data (default: only past 1.5 GB of weights)")
+    .option("--json", "print a JSON summary")
+    .requiredOption("--out <dir>", "directory to write (config, tokenizer, onnx/model.onnx)")
+    .action(runExport);
 
   program
     .command("chat")
