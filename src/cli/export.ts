@@ -68,11 +68,6 @@ async function externalSink(path: string, location: string): Promise<WeightSink 
 export async function runExport(flags: ExportFlags): Promise<void> {
   const sparse = wantsSparsity(flags);
   const dir = resolveModelDir(flags.model);
-  // Every output path is checked before the weights are read.
-  const inputs = [dir, ...(await modelInputFiles(dir)), ...(flags.thresholds ? [flags.thresholds] : [])];
-  await prepareOutputDir("--out", flags.out, inputs);
-  const onnxDir = join(flags.out, "onnx");
-  await prepareOutputDir("--out", onnxDir, inputs);
   const started = performance.now();
   const ckpt = await openCheckpoint(directoryFiles(dir));
   try {
@@ -83,6 +78,11 @@ export async function runExport(flags: ExportFlags): Promise<void> {
       // Level 0 is the dense model: no mask in the graph.
       thresholds = level.source === "dense" ? null : level.thresholds;
     }
+    // Inputs are all checked (headers, thresholds) and every output path too before any weight is read.
+    const inputs = [dir, ...(await modelInputFiles(dir)), ...(flags.thresholds ? [flags.thresholds] : [])];
+    await prepareOutputDir("--out", flags.out, inputs);
+    const onnxDir = join(flags.out, "onnx");
+    await prepareOutputDir("--out", onnxDir, inputs);
     const base = flags.dtype === "f16" ? "model_fp16.onnx" : "model.onnx";
     const weightBytes = exportWeightBytes(ckpt, flags.dtype);
     const external = flags.externalData ?? weightBytes > EXTERNAL_DATA_BYTES;

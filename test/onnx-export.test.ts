@@ -1,0 +1,115 @@
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
+import { loadModel } from "../src/node.js";
+import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, topK } from "./helpers.js";
+import { ortGreedy, ortSession } from "./onnx-run.js";
+
+const MODEL = join(MODELS, "stories260K");
+const ref = reference("stories260K");
+const tmp = mkdtempSync(join(tmpdir(), "cats-onnx-"));
+const f32Dir = join(tmp, "f32");
+const f16Dir = join(tmp, "f16");
+const sparseDir = join(tmp, "sparse");
+const thresholdsFile = join(tmp, "thresholds.json");
+
+async function exportOk(args: string[]): Promise<void> {
+  const r = await cats(["export", "onnx", "--model", MODEL, ...args]);
+  expect(r.errors).toEqual([]);
+  expect(r.status).toBe(0);
+}
+
+beforeAll(async () => {
+  await Promise.all([exportOk(["--out", f32Dir]), exportOk(["--dtype", "f16", "--out", f16Dir])]);
+}, 60_000);
+
+describe("cats export onnx: onnxruntime-node (CPU EP)", () => {
+  it("writes the directory transformers.js reads", () => {
+    for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"])
+      expect(existsSync(join(f32Dir, f)), f).toBe(true);
+    expect(existsSync(join(f16Dir, "onnx/model_fp16.onnx"))).toBe(true);
+    expect(readFileSync(join(f32Dir, "config.json"), "utf8")).toBe(readFileSync(join(MODEL, "config.json"), "utf8"));
+  });
+
+  it("f32: prompt logits within 1e-4 of reference.json, 32 greedy ids equal through the KV cache", async () => {
+    const r = await ortGreedy(await ortSession(join(f32Dir, "onnx/model.onnx")), ref.prompt_ids, ref.greedy_new_ids.length);
+    expect(maxAbsDiff(r.promptLogits[0], ref.logits_full_first_position)).toBeLessThan(1e-4);
+    for (const p of [...ref.logits_first_positions, ref.logits_last_prompt_position]) {
+      expect(topK(r.promptLogits[p.position], 5)).toEqual(p.top5_ids);
+      expect(
+        maxAbsDiff(
+          p.top5_ids.map((i) => r.promptLogits[p.position][i]),
+          p.top5_logits,
+        ),
+      ).toBeLessThan(1e-4);
+    }
+    expect(r.newIds).toEqual(ref.greedy_new_ids);
+  });
+
+  it("f16 (f16 weights and KV cache): the same greedy ids", async () => {
+    const r = await ortGreedy(await ortSession(join(f16Dir, "onnx/model_fp16.onnx")), ref.prompt_ids, ref.greedy_new_ids.length);
+    expect(r.newIds).toEqual(ref.greedy_new_ids);
+  });
+
+  it("--external-data: weights in onnx/model.onnx_data give the same logits", async () => {
+    const dir = join(tmp, "external");
+    await exportOk(["--external-data", "--out", dir]);
+    expect(existsSync(join(dir, "onnx/model.onnx_data"))).toBe(true);
+    const r = await ortGreedy(await ortSession(join(dir, "onnx/model.onnx")), ref.prompt_ids, 4);
+    expect(maxAbsDiff(r.promptLogits[0], ref.logits_full_first_position)).toBeLessThan(1e-4);
+  });
+
+  it("--thresholds --sparsity 0.5: onnxruntime's logits equal cats' sparse logits on held-out text", async () => {
+    const cal = await cats(smallCalibrationArgs(thresholdsFile));
+    expect(cal.status).toBe(0);
+    await exportOk(["--thresholds", thresholdsFile, "--sparsity", "0.5", "--out", sparseDir]);
+    const lm = await loadModel(MODEL);
+    try {
+      const file = await checkThresholdsFile(JSON.parse(readFileSync(thresholdsFile, "utf8")), thresholdsFile, lm.checkpoint);
+      lm.engine.setThresholds(thresholdsForLevel(file, 0.5, thresholdsFile).thresholds);
+      const text = readFileSync(join(DATA, "tinystories_heldout.txt"), "utf8").slice(0, 2000);
+      const ids = lm.tokenizer.encode(text, true).slice(0, 64);
+      const catsLogits = await lm.engine.allLogits(ids);
+      const ort = await ortGreedy(await ortSession(join(sparseDir, "onnx/model.onnx")), ids, 1);
+      const dense = await ortGreedy(await ortSession(join(f32Dir, "onnx/model.onnx")), ids, 1);
+      let worst = 0;
+      let denseGap = 0;
+      for (let i = 0; i < ids.length; i++) {
+        worst = Math.max(worst, maxAbsDiff(ort.promptLogits[i], catsLogits[i]));
+        denseGap = Math.max(denseGap, maxAbsDiff(dense.promptLogits[i], catsLogits[i]));
+      }
+      expect(worst).toBeLessThan(1e-4);
+      // The mask is really there: the dense export is far from cats' sparse logits.
+      expect(denseGap).toBeGreaterThan(1e-2);
+    } finally {
+      await lm.close();
+    }
+  }, 60_000);
+});
+
+describe("cats export onnx: errors", () => {
+  const one = (r: { status: number | null; errors: string[] }, status: number) => {
+    expect(r.status).toBe(status);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^cats: /);
+  };
+  it("bad flags exit 2 with one line", async () => {
+    one(await cats(["export", "onnx", "--model", MODEL]), 2);
+    one(await cats(["export", "onnx", "--dtype", "bf16", "--out", join(tmp, "x")]), 2);
+    one(await cats(["export", "onnx", "--sparsity", "1.5", "--out", join(tmp, "x")]), 2);
+    one(await cats(["export", "onnx", "--bogus", "--out", join(tmp, "x")]), 2);
+  });
+  it("bad input or --out exit 1 with one line, before writing anything", async () => {
+    const file = join(tmp, "a-file");
+    writeFileSync(file, "x");
+    one(await cats(["export", "onnx", "--model", MODEL, "--out", file]), 1);
+    one(await cats(["export", "onnx", "--model", MODEL, "--out", join(file, "sub")]), 1);
+    one(await cats(["export", "onnx", "--model", MODEL, "--out", MODEL]), 1);
+    one(await cats(["export", "onnx", "--model", join(tmp, "missing"), "--out", join(tmp, "y")]), 1);
+    one(await cats(["export", "onnx", "--model", MODEL, "--sparsity", "0.5", "--out", join(tmp, "y")]), 1);
+    one(await cats(["export", "onnx", "--model", MODEL, "--thresholds", file, "--sparsity", "0.5", "--out", join(tmp, "y")]), 1);
+    expect(existsSync(join(tmp, "y", "onnx"))).toBe(false);
+  });
+});
