@@ -6,6 +6,7 @@ import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.
 import { loadModel } from "../src/node.js";
 import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, topK } from "./helpers.js";
 import { ortGreedy, ortSession } from "./onnx-run.js";
+import { WebPeers } from "../bench/web-peers.js";
 
 const MODEL = join(MODELS, "stories260K");
 const ref = reference("stories260K");
@@ -87,6 +88,42 @@ describe("cats export onnx: onnxruntime-node (CPU EP)", () => {
       await lm.close();
     }
   }, 60_000);
+});
+
+describe("cats export onnx: transformers.js", () => {
+  it("AutoModelForCausalLM in Node (local files only) generates reference.json's greedy ids, f32 and f16", async () => {
+    const { env, AutoModelForCausalLM, Tensor } = await import("@huggingface/transformers");
+    env.allowRemoteModels = false;
+    env.localModelPath = tmp;
+    const ids = (v: number[]) => new Tensor("int64", BigInt64Array.from(v.map(BigInt)), [1, v.length]);
+    for (const [name, dtype] of [
+      ["f32", "fp32"],
+      ["f16", "fp16"],
+    ] as const) {
+      const model = await AutoModelForCausalLM.from_pretrained(name, { dtype });
+      const p = ref.prompt_ids;
+      const out = (await model.generate({
+        input_ids: ids(p),
+        attention_mask: ids(p.map(() => 1)),
+        max_new_tokens: ref.greedy_new_ids.length,
+        do_sample: false,
+      })) as { data: BigInt64Array };
+      expect(Array.from(out.data, Number).slice(p.length), dtype).toEqual(ref.greedy_new_ids);
+      await model.dispose();
+    }
+  });
+
+  it("transformers.js and onnxruntime-web (wasm) in headless Chromium generate the same ids", async () => {
+    const web = await WebPeers.open(f32Dir, { webgpu: false });
+    try {
+      for (const library of ["transformers.js", "onnxruntime-web"] as const) {
+        const r = await web.run({ library, device: "wasm" }, "fp32", ref.prompt_ids, ref.greedy_new_ids.length, 1);
+        expect(r.runs[0].ids, library).toEqual(ref.greedy_new_ids);
+      }
+    } finally {
+      await web.close();
+    }
+  }, 120_000);
 });
 
 describe("cats export onnx: errors", () => {
