@@ -5,6 +5,7 @@ import { parseQuantConfig } from "./quant-config.js";
 import { quoted } from "./describe.js";
 import { GPTQ_PARTS } from "./gptq.js";
 import { parseJson } from "./json.js";
+import { isOnnxDirectory, openOnnxCheckpoint } from "./onnx/checkpoint.js";
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./safetensors.js";
 
 /** Where a model's files come from: a directory in Node, a URL prefix in the browser. */
@@ -133,6 +134,7 @@ export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
   if (!(await files.exists("config.json"))) throw new CatsError(`${files.location}: no config.json (is this a model directory?)`);
   const { text: configText, json } = await readJson(files, "config.json");
   const config = await withQuantizeConfig(files, await withGenerationEos(files, parseLlamaConfig(json, files.pathOf("config.json"))));
+  if (await isOnnxDirectory(files)) return openOnnxCheckpoint(files, config, configText);
   const sources: ByteSource[] = [];
   const headers: SafetensorsHeader[] = [];
   const tensors = new Map<string, CheckpointTensor>();
