@@ -3,6 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import onnxProto from "onnx-proto";
+import { modelFingerprint } from "../src/cats/thresholds.js";
+import { openCheckpoint } from "../src/model/checkpoint.js";
+import { directoryFiles } from "../src/model/nodefiles.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
 import { cats, DATA, maxAbsDiff, MODELS, reference, topK } from "./helpers.js";
 
@@ -170,6 +173,39 @@ describe("stories260K as an ONNX decoder", () => {
     const r = await cats(generateArgs(dir));
     expect(r.status, r.errors.join("\n")).toBe(0);
     expect(JSON.parse(r.stdout).ids).toEqual(ref.greedy_new_ids);
+  });
+});
+
+describe("the model fingerprint of an ONNX directory", () => {
+  const fingerprint = async (dir: string): Promise<string> => {
+    const ckpt = await openCheckpoint(directoryFiles(dir));
+    try {
+      return await modelFingerprint(ckpt);
+    } finally {
+      await ckpt.close();
+    }
+  };
+
+  it("is stable, differs from the safetensors copy, and changes with one weight or the external data", async () => {
+    const fp = await fingerprint(ONNX_DIR);
+    expect(fp).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await fingerprint(ONNX_DIR)).toBe(fp);
+    expect(await fingerprint(join(MODELS, "stories260K"))).not.toBe(fp);
+    const changed = mutated((m) => {
+      const t = initializer(m, embedName(m));
+      t.rawData = new Uint8Array(t.rawData!);
+      t.rawData[0] ^= 1;
+    });
+    expect(await fingerprint(changed)).not.toBe(fp);
+    const external = mutated((m, d) => externalize(m, d, embedName(m)));
+    const externalChanged = mutated((m, d) => {
+      externalize(m, d, embedName(m));
+      const path = join(d, "model.onnx_data");
+      const data = new Uint8Array(readFileSync(path));
+      data[data.length - 1] ^= 1;
+      writeFileSync(path, data);
+    });
+    expect(await fingerprint(external)).not.toBe(await fingerprint(externalChanged));
   });
 });
 

@@ -43,7 +43,10 @@ export async function sha256Hex(data: Uint8Array | string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Identifies a model by its config.json and its safetensors headers (names, dtypes, shapes, offsets). */
+/**
+ * Identifies a model by its config.json and its safetensors headers (names, dtypes, shapes, offsets); an
+ * ONNX model's "header" is model.onnx's size and sha256 and its external data files' sizes and end digests.
+ */
 export async function modelFingerprint(ckpt: Checkpoint): Promise<string> {
   return "sha256:" + (await sha256Hex([ckpt.configText, ...ckpt.headers.map((h) => h.headerText)].join("\n")));
 }
