@@ -176,6 +176,18 @@ describe("stories260K as an ONNX decoder", () => {
   });
 });
 
+describe("an ONNX decoder without a KV cache", () => {
+  it("tells q, k and v apart by the attention they feed and generates the same ids", async () => {
+    // present.{i}.* stop being graph outputs: the Concats stay, as in a graph that attends over its inputs only.
+    const dir = mutated((m) => {
+      m.graph!.output = m.graph!.output!.filter((o) => o.name === "logits");
+    });
+    const r = await cats(generateArgs(dir));
+    expect(r.status, r.errors.join("\n")).toBe(0);
+    expect(JSON.parse(r.stdout).ids).toEqual(reference("stories260K").greedy_new_ids);
+  });
+});
+
 describe("the model fingerprint of an ONNX directory", () => {
   const fingerprint = async (dir: string): Promise<string> => {
     const ckpt = await openCheckpoint(directoryFiles(dir));

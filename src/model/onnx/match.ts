@@ -27,7 +27,7 @@ class Matcher {
   readonly weights = new Map<string, MatchedWeight>();
   readonly eps: OnnxTensor[] = [];
 
-  constructor(private readonly g: OnnxGraph) {}
+  constructor(readonly g: OnnxGraph) {}
 
   fail(what: string): never {
     throw new CatsError(`${this.g.file}: ${what}; expected a Llama decoder of standard ONNX ops`);
@@ -163,6 +163,79 @@ class Matcher {
   }
 }
 
+/** q, k, v by the KV cache outputs they flow into: k into present.{layer}.key, v into present.{layer}.value, q into neither. */
+function byPresent(m: Matcher, projs: OnnxNode[], layer: number): [OnnxNode, OnnxNode, OnnxNode] {
+  const roles = projs.map((n) => ({ n, hits: m.presentReached(n.output?.[0] ?? "") }));
+  const byKind = (kind: string) => roles.filter((r) => r.hits.some((h) => h.kind === kind));
+  const k = byKind("key");
+  const v = byKind("value");
+  const q = roles.filter((r) => r.hits.length === 0);
+  if (k.length !== 1 || v.length !== 1 || q.length !== 1 || k[0] === v[0]) {
+    m.fail(
+      `layer ${layer}: cannot tell q, k and v apart (expected exactly one projection flowing into each of present.${layer}.key and present.${layer}.value, and one into neither)`,
+    );
+  }
+  for (const r of [...k, ...v]) {
+    if (r.hits.some((hit) => hit.layer !== layer))
+      m.fail(`layer ${layer} (counting from the input) writes present.${r.hits[0].layer}.${r.hits[0].kind}; layers out of order`);
+  }
+  return [q[0].n, k[0].n, v[0].n];
+}
+
+/**
+ * A graph without a KV cache has no present outputs: q and k meet in the score MatMul (q on the
+ * left, k transposed on the right) whose result goes to the Softmax; v is the right operand of the
+ * MatMul that reads the Softmax's probabilities.
+ */
+function byAttention(m: Matcher, projs: OnnxNode[], layer: number): [OnnxNode, OnnxNode, OnnxNode] {
+  const reaches = (from: string, op: string, forward: boolean): boolean => {
+    const seen = new Set<string>();
+    const queue: [string, number][] = [[from, 0]];
+    while (queue.length > 0) {
+      const [val, depth] = queue.shift()!;
+      if (seen.has(val) || depth > 12) continue;
+      seen.add(val);
+      const next = forward ? m.uses(val) : [m.g.producer.get(val)].filter((n): n is OnnxNode => n !== undefined);
+      for (const n of next) {
+        if (n.opType === op) return true;
+        if (n.opType === "MatMul" || n.opType === "Gemm") continue;
+        for (const o of (forward ? n.output : n.input) ?? []) queue.push([o, depth + 1]);
+      }
+    }
+    return false;
+  };
+  const role = (proj: OnnxNode): "q" | "k" | "v" | null => {
+    const seen = new Set<string>();
+    const queue = [proj.output?.[0] ?? ""];
+    while (queue.length > 0 && seen.size < 256) {
+      const val = queue.shift()!;
+      if (seen.has(val)) continue;
+      seen.add(val);
+      for (const n of m.uses(val)) {
+        if (n.opType === "MatMul") {
+          const side = n.input?.[0] === val ? 0 : 1;
+          const other = n.input?.[1 - side] ?? "";
+          if (m.g.constant(other)) continue;
+          if (reaches(n.output?.[0] ?? "", "Softmax", true)) return side === 0 ? "q" : "k";
+          if (side === 1 && reaches(other, "Softmax", false)) return "v";
+          continue;
+        }
+        if (n.opType === "Gemm" || n.opType === "Softmax") continue;
+        for (const o of n.output ?? []) queue.push(o);
+      }
+    }
+    return null;
+  };
+  const roles = projs.map(role);
+  const pick = (r: "q" | "k" | "v"): OnnxNode => {
+    const found = projs.filter((_, i) => roles[i] === r);
+    if (found.length !== 1)
+      m.fail(`layer ${layer}: cannot tell q, k and v apart by the attention they feed (found ${found.length} ${r} projections)`);
+    return found[0];
+  };
+  return [pick("q"), pick("k"), pick("v")];
+}
+
 const outWidth = (w: MatchedWeight): number => shapeOf(w.tensor)[w.inOut ? 1 : 0];
 
 /**
@@ -180,6 +253,7 @@ export function matchLlamaDecoder(g: OnnxGraph): MatchedDecoder {
   m.weights.set("model.embed_tokens.weight", { tensor: embed, inOut: false });
   let h = gather.output?.[0] ?? "";
   let tiedInGraph = false;
+  const hasPresent = [...g.outputs].some((o) => PRESENT.test(o));
   for (let layer = 0; ; layer++) {
     const normName = `model.layers.${layer}.input_layernorm.weight`;
     const normed = m.rmsNorm(h, hidden, normName);
@@ -206,23 +280,10 @@ export function matchLlamaDecoder(g: OnnxGraph): MatchedDecoder {
       );
     }
     const p = `model.layers.${layer}.`;
-    const roles = projs.map((n) => ({ n, hits: m.presentReached(n.output?.[0] ?? "") }));
-    const byKind = (kind: string) => roles.filter((r) => r.hits.some((h) => h.kind === kind));
-    const k = byKind("key");
-    const v = byKind("value");
-    const q = roles.filter((r) => r.hits.length === 0);
-    if (k.length !== 1 || v.length !== 1 || q.length !== 1 || k[0] === v[0]) {
-      m.fail(
-        `layer ${layer}: cannot tell q, k and v apart (expected exactly one projection flowing into each of present.${layer}.key and present.${layer}.value, and one into neither)`,
-      );
-    }
-    for (const r of [...k, ...v]) {
-      if (r.hits.some((hit) => hit.layer !== layer))
-        m.fail(`layer ${layer} (counting from the input) writes present.${r.hits[0].layer}.${r.hits[0].kind}; layers out of order`);
-    }
-    m.setProj(`${p}self_attn.q_proj.weight`, q[0].n);
-    m.setProj(`${p}self_attn.k_proj.weight`, k[0].n);
-    m.setProj(`${p}self_attn.v_proj.weight`, v[0].n);
+    const [q, k, v] = hasPresent ? byPresent(m, projs, layer) : byAttention(m, projs, layer);
+    m.setProj(`${p}self_attn.q_proj.weight`, q);
+    m.setProj(`${p}self_attn.k_proj.weight`, k);
+    m.setProj(`${p}self_attn.v_proj.weight`, v);
     const attn = m.residualAdd(h, `layer ${layer} o_proj`);
     if (projs.includes(attn.proj)) m.fail(`layer ${layer}: a q/k/v projection is added to the residual directly`);
     m.setProj(`${p}self_attn.o_proj.weight`, attn.proj);
