@@ -69,8 +69,15 @@ async function adapterInfo(device) {
 const i64 = (v) => new ort.Tensor("int64", BigInt64Array.from(v.map(BigInt)), [1, v.length]);
 const tjs64 = (v) => new T.Tensor("int64", BigInt64Array.from(v.map(BigInt)), [1, v.length]);
 
+// Sessions and models stay loaded between calls: bench:peers interleaves single runs of every peer.
+const loaded = new Map();
+const once = (key, make) => {
+  if (!loaded.has(key)) loaded.set(key, make());
+  return loaded.get(key);
+};
+
 async function ortRuns(device, file, prompt, tokens, runs) {
-  const session = await ort.InferenceSession.create(file, { executionProviders: [device] });
+  const session = await once("ort " + device + " " + file, () => ort.InferenceSession.create(file, { executionProviders: [device] }));
   const past = session.inputNames.filter((n) => n.startsWith("past_key_values."));
   const meta = new Map((session.inputMetadata ?? []).map((m) => [m.name, m]));
   const out = [];
@@ -101,12 +108,11 @@ async function ortRuns(device, file, prompt, tokens, runs) {
     }
     out.push(run);
   }
-  await session.release();
   return out;
 }
 
 async function tjsRuns(device, dtype, prompt, tokens, runs) {
-  const model = await T.AutoModelForCausalLM.from_pretrained("m", { dtype, device });
+  const model = await once("tjs " + device + " " + dtype, () => T.AutoModelForCausalLM.from_pretrained("m", { dtype, device }));
   const out = [];
   for (let r = 0; r < runs; r++) {
     // put() is called once with the prompt, then once per new token: its times give every step.
@@ -119,7 +125,6 @@ async function tjsRuns(device, dtype, prompt, tokens, runs) {
     const stepMs = steps.slice(1).map((t, i) => t - steps[i]);
     out.push({ ids: all, prefillMs: (steps[0] ?? performance.now()) - t0, stepMs });
   }
-  await model.dispose();
   return out;
 }
 
