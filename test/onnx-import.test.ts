@@ -176,6 +176,72 @@ describe("stories260K as an ONNX decoder", () => {
   });
 });
 
+/** float32 -> float16 bits, round to nearest even (Node 20 has no Math.f16round). */
+function f16Bits(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const e = ((u >>> 23) & 0xff) - 127 + 15;
+  const m = u & 0x7fffff;
+  if (e >= 31) return sign | 0x7c00;
+  const mant = e <= 0 ? m | 0x800000 : m;
+  const shift = e <= 0 ? 14 - e : 13;
+  if (shift > 24) return sign;
+  let h = sign | (e <= 0 ? 0 : e << 10) | (mant >>> shift);
+  const rem = mant & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  if (rem > half || (rem === half && h & 1)) h++;
+  return h;
+}
+
+describe("the tensors found are the safetensors checkpoint's, name for name and byte for byte", () => {
+  async function tensorsOf(dir: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>> {
+    const ckpt = await openCheckpoint(directoryFiles(dir));
+    try {
+      const out = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
+      for (const [name, t] of ckpt.tensors) out.set(name, { dtype: t.dtype, shape: t.shape, bytes: await ckpt.read(name) });
+      return out;
+    } finally {
+      await ckpt.close();
+    }
+  }
+  const expectSame = async (onnxDir: string, safetensorsDir: string) => {
+    const [a, b] = [await tensorsOf(onnxDir), await tensorsOf(safetensorsDir)];
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [name, t] of b) {
+      expect(a.get(name)!.dtype, name).toBe(t.dtype);
+      expect(a.get(name)!.shape, name).toEqual(t.shape);
+      expect(Buffer.from(a.get(name)!.bytes).equals(Buffer.from(t.bytes)), name).toBe(true);
+    }
+  };
+
+  it("float32 (and float_data instead of raw_data)", async () => {
+    await expectSame(ONNX_DIR, join(MODELS, "stories260K"));
+    const dir = mutated((m) => {
+      const t = initializer(m, embedName(m));
+      t.floatData = [...new Float32Array(new Uint8Array(t.rawData!).buffer)];
+      t.rawData = new Uint8Array(0);
+    });
+    await expectSame(dir, join(MODELS, "stories260K"));
+  });
+
+  it("float16 as raw_data and as int32_data", async () => {
+    const dir = mutated((m) => {
+      for (const [i, t] of m.graph!.initializer!.entries()) {
+        if (t.dataType !== onnx.TensorProto.DataType.FLOAT || (t.dims ?? []).length === 0) continue;
+        const bits = [...new Float32Array(new Uint8Array(t.rawData!).buffer)].map(f16Bits);
+        t.dataType = onnx.TensorProto.DataType.FLOAT16;
+        if (i % 2 === 0) {
+          t.rawData = new Uint8Array(new Uint16Array(bits).buffer);
+        } else {
+          t.rawData = new Uint8Array(0);
+          t.int32Data = bits;
+        }
+      }
+    });
+    await expectSame(dir, join(MODELS, "stories260K-fp16"));
+  });
+});
+
 describe("an ONNX decoder without a KV cache", () => {
   it("tells q, k and v apart by the attention they feed and generates the same ids", async () => {
     // present.{i}.* stop being graph outputs: the Concats stay, as in a graph that attends over its inputs only.
