@@ -242,6 +242,58 @@ describe("the tensors found are the safetensors checkpoint's, name for name and 
   });
 });
 
+describe("lm_head", () => {
+  const lmHead = (m: Model) => m.graph!.node!.find((n) => n.output?.includes("logits"))!;
+
+  it("tied in the graph (MatMul by a Transpose of the embedding table) generates the reference ids", async () => {
+    const dir = mutated((m) => {
+      const head = lmHead(m);
+      m.graph!.initializer = m.graph!.initializer!.filter((t) => t.name !== head.input![1]);
+      m.graph!.node!.unshift({
+        opType: "Transpose",
+        input: [embedName(m)],
+        output: ["embed_t"],
+        attribute: [{ name: "perm", type: 7, ints: [1, 0] }],
+      });
+      head.input![1] = "embed_t";
+    });
+    const r = await cats(generateArgs(dir));
+    expect(r.status, r.errors.join("\n")).toBe(0);
+    expect(JSON.parse(r.stdout).ids).toEqual(reference("stories260K").greedy_new_ids);
+  });
+
+  it("its own initializer, not a copy of the embedding, is used even where config.json says tied", async () => {
+    const dir = mutated((m) => {
+      const t = initializer(m, lmHead(m).input![1]);
+      const values = new Float32Array(new Uint8Array(t.rawData!).buffer);
+      values[5] += 0.5;
+      t.rawData = new Uint8Array(values.buffer);
+    });
+    const ckpt = await openCheckpoint(directoryFiles(dir));
+    try {
+      expect(ckpt.config.tieWordEmbeddings).toBe(false);
+      const head = new Float32Array((await ckpt.read("lm_head.weight")).slice().buffer);
+      const embed = new Float32Array((await ckpt.read("model.embed_tokens.weight")).slice().buffer);
+      // [in, out] element (0, 5) is [out, in] element (5, 0).
+      expect(head[5 * 64]).toBeCloseTo(embed[5 * 64] + 0.5, 5);
+    } finally {
+      await ckpt.close();
+    }
+  });
+
+  it("multiplied by the untransposed embedding table is refused", async () => {
+    const dir = mutated((m) => {
+      const head = lmHead(m);
+      m.graph!.initializer = m.graph!.initializer!.filter((t) => t.name !== head.input![1]);
+      head.input![1] = embedName(m);
+    });
+    expectOneLine(
+      await cats(["info", "--model", dir]),
+      /lm_head multiplies by the \[vocab, hidden\] embedding table without transposing it/,
+    );
+  });
+});
+
 describe("an ONNX decoder without a KV cache", () => {
   it("tells q, k and v apart by the attention they feed and generates the same ids", async () => {
     // present.{i}.* stop being graph outputs: the Concats stay, as in a graph that attends over its inputs only.

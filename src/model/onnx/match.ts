@@ -265,10 +265,10 @@ export function matchLlamaDecoder(g: OnnxGraph): MatchedDecoder {
       m.weights.set("model.norm.weight", gain);
       const out = m.resultOf(projs[0]);
       if (!g.outputs.has(out) || out !== "logits")
-        m.fail(`the MatMul after the final norm produces ${JSON.stringify(out)}, not the graph output "logits"`);
+        m.fail(`the MatMul after the final norm produces ${JSON.stringify(out)}, not the graph output "logits" (a fused projection?)`);
       const w = m.weightOf(projs[0])!;
       tiedInGraph = w.tensor === embed;
-      if (tiedInGraph && !w.inOut) m.fail(`lm_head reads the embedding table untransposed`);
+      if (tiedInGraph && w.inOut) m.fail(`lm_head multiplies by the [vocab, hidden] embedding table without transposing it`);
       // A tied lm_head reads the [vocab, hidden] table through a Transpose, i.e. [out, in] already.
       m.weights.set("lm_head.weight", tiedInGraph ? { tensor: embed, inOut: false } : w);
       if (!tiedInGraph && outWidth(w) !== vocab) m.fail(`lm_head has ${outWidth(w)} outputs but the embedding table ${vocab} rows`);
