@@ -294,6 +294,41 @@ describe("lm_head", () => {
   });
 });
 
+describe("projection spellings", () => {
+  /** The MatMuls by a 2-D initializer, in graph order: per layer q, k, v, o, gate, up, down. */
+  const projections = (m: Model) =>
+    m.graph!.node!.filter((n) => n.opType === "MatMul" && (initializer(m, n.input![1])?.dims ?? []).length === 2);
+
+  it("Gemm with transB and an [out, in] weight generates the reference ids", async () => {
+    const dir = mutated((m) => {
+      const down = projections(m)[13];
+      const w = initializer(m, down.input![1]);
+      const [rows, cols] = w.dims!.map(Number);
+      const from = new Float32Array(new Uint8Array(w.rawData!).buffer);
+      const to = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) to[c * rows + r] = from[r * cols + c];
+      w.rawData = new Uint8Array(to.buffer);
+      w.dims = [cols, rows];
+      down.opType = "Gemm";
+      down.attribute = [{ name: "transB", type: 2, i: 1 }];
+    });
+    const r = await cats(generateArgs(dir));
+    expect(r.status, r.errors.join("\n")).toBe(0);
+    expect(JSON.parse(r.stdout).ids).toEqual(reference("stories260K").greedy_new_ids);
+  });
+
+  it("a bias after a projection is refused, not ignored", async () => {
+    const dir = mutated((m) => {
+      const q = projections(m)[0];
+      const out = q.output![0];
+      q.output![0] = "q_nobias";
+      m.graph!.initializer!.push({ name: "q_bias", dataType: 1, dims: [64], rawData: new Uint8Array(256) });
+      m.graph!.node!.push({ opType: "Add", input: ["q_nobias", "q_bias"], output: [out] });
+    });
+    expectOneLine(await cats(["info", "--model", dir]), /MatMul "q_nobias" is followed by a bias Add \(biases are not supported\)/);
+  });
+});
+
 describe("an ONNX decoder without a KV cache", () => {
   it("tells q, k and v apart by the attention they feed and generates the same ids", async () => {
     // present.{i}.* stop being graph outputs: the Concats stay, as in a graph that attends over its inputs only.
