@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,9 +20,13 @@ const TOL = 1e-3;
 
 const decode = (): Model => onnx.ModelProto.decode(readFileSync(MODEL_FILE));
 
+const made: string[] = [];
+afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 /** A copy of stories260K-onnx whose onnx/ folder holds what `write` puts there. */
 function onnxCopy(write: (onnxDir: string) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "cats-onnx-"));
+  const dir = mkdtempSync(join(tmpdir(), "cats-onnx-import-"));
+  made.push(dir);
   for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"])
     copyFileSync(join(ONNX_DIR, f), join(dir, f));
   mkdirSync(join(dir, "onnx"));
@@ -136,7 +140,7 @@ describe("stories260K as an ONNX decoder", () => {
       "--data",
       join(DATA, "tinystories_valid_head.txt"),
       "--max-tokens",
-      "2048",
+      "1024",
       "--json",
     ];
     const [a, b] = [await cats(evalArgs(ONNX_DIR)), await cats(evalArgs(join(MODELS, "stories260K")))];
