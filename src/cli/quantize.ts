@@ -19,11 +19,14 @@ export interface QuantizeFlags {
   /** A group size, or "row" for one group per output row. */
   group?: number | "row";
   asym?: boolean;
+  /** Quantize lm_head too (an untied one): at few layers it is a large share of the bytes per token. */
+  lmHead?: boolean;
   out: string;
 }
 
-/** The seven projections of every layer are quantized; embeddings, norms and lm_head keep their dtype. */
-const PROJECTION = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+/** The seven projections of every layer are quantized; embeddings, norms and (unless asked) lm_head keep their dtype. */
+const LAYER_PROJECTION = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+const WITH_LM_HEAD = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 
 /** Files copied beside the weights so the output is a complete model directory. */
 const COPIED = ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json"];
@@ -39,7 +42,12 @@ interface Planned {
  * GPTQ tensors; all qzeros go last, because the checkpoint format (v1's zero - 1 cannot hold an
  * asymmetric zero point of 0) is only known once every group is quantized.
  */
-function plan(ckpt: Checkpoint, bits: 4 | 8, group: number | null): { body: Planned[]; zeros: Planned[]; projections: number } {
+function plan(
+  ckpt: Checkpoint,
+  bits: 4 | 8,
+  group: number | null,
+  PROJECTION: RegExp,
+): { body: Planned[]; zeros: Planned[]; projections: number } {
   const body: Planned[] = [];
   const zeros: Planned[] = [];
   let projections = 0;
@@ -71,7 +79,11 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
     await prepareOutputDir("--out", flags.out, await modelInputFiles(dir));
     const group = flags.group === "row" ? null : (flags.group ?? (flags.bits === 8 ? null : 128));
     const sym = !flags.asym;
-    const layout = plan(ckpt, flags.bits, group);
+    if (flags.lmHead && ckpt.config.tieWordEmbeddings) {
+      throw new CatsError(`--lm-head: ${dir} ties lm_head to the embedding (tie_word_embeddings), which stays a float table`);
+    }
+    const PROJECTION = flags.lmHead ? WITH_LM_HEAD : LAYER_PROJECTION;
+    const layout = plan(ckpt, flags.bits, group, PROJECTION);
     const fits = [...ckpt.tensors.values()]
       .filter((t) => PROJECTION.test(t.name))
       .every((t) => gptqHolds(t.shape[0], t.shape[1], flags.bits, group));
@@ -132,6 +144,7 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
       true_sequential: true,
       damp_percent: 0,
       checkpoint_format: format,
+      lm_head: Boolean(flags.lmHead),
       meta: { quantizer: ["cats quantize (round-to-nearest, AutoGPTQ's arithmetic)"] },
     };
     const config = JSON.parse(ckpt.configText) as Record<string, unknown>;

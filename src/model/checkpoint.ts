@@ -117,7 +117,7 @@ function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, Check
   if (config.quantization) {
     for (const name of [...expected]) {
       const prefix = name.slice(0, -".weight".length);
-      if (!name.includes("_proj.") || !tensors.has(`${prefix}.qweight`)) continue;
+      if (!(name.includes("_proj.") || name === "lm_head.weight") || !tensors.has(`${prefix}.qweight`)) continue;
       expected.delete(name);
       for (const part of GPTQ_PARTS) expected.add(`${prefix}.${part}`);
     }
