@@ -19,7 +19,9 @@ apt_install() {
 }
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # onnxruntime-node (a dev peer) would fetch CUDA binaries from nuget.org in its postinstall where npm
+  # runs install scripts; its CPU and WebGPU providers ship in the package.
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 fi
 
 if ! node scripts/probe-adapter.mjs 2>/dev/null; then
