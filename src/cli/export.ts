@@ -45,7 +45,8 @@ async function copyFile(from: string, to: string): Promise<void> {
   await writeFileAtomic(to, bytes);
 }
 
-const inlineSink: WeightSink = { place: async (bytes) => ({ raw: bytes.slice() }) };
+// encode() hands over a fresh buffer per tensor, so it is kept as it is, not copied.
+const inlineSink: WeightSink = { place: async (bytes) => ({ raw: bytes }) };
 
 /** Writes each tensor to the data file as it comes, so only one tensor is in memory at a time. */
 async function externalSink(path: string, location: string): Promise<WeightSink & { close(): Promise<void> }> {
