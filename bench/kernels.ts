@@ -2,11 +2,13 @@
  * `npm run bench:kernels`: the decode kernels against the adapter's read ceiling. First the
  * ceiling (a pure streaming read), then every kernel's effective GB/s as a share of it, each timed
  * right after the ceiling in every round (medians of the per-round ratios): matrix-vector products
- * (f32, f16) at real shapes, and the MLP block dense and CATS-sparse at 0/50/70/90%.
- *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--mlp ...] [--variant op=name,...] [--json]
+ * (f32, f16, and quantized q8 per-row / q4 g128) at real shapes, and the MLP block dense and
+ * CATS-sparse at 0/50/70/90%, f16 or quantized.
+ *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--formats f32,f16,q8,q4] [--mlp ...] [--mlp-format f16|q8|q4]
+ *                              [--variant op=name,...] [--json]
  */
 import { Command } from "commander";
-import { OpHarness, opShape, randomMatrix, randomVector, transpose } from "../harness/ops.js";
+import { OpHarness, opShape, randomMatrix, randomQuantMatrix, randomVector, transpose, type QuantKind } from "../harness/ops.js";
 import { positiveInt } from "../src/cli/args.js";
 import { createGpu } from "../src/gpu/device.js";
 import { KernelCache } from "../src/gpu/kernel.js";
@@ -20,11 +22,22 @@ import { quantileOfSorted } from "../src/cats/quantiles.js";
 const opts = new Command("bench-kernels")
   .option("--rounds <r>", "paired rounds per table", positiveInt, 9)
   .option("--shapes <list>", "matrix-vector shapes, rows x cols", "768x768,768x2048,4096x4096,4096x11008,32000x768")
+  .option("--formats <list>", "matrix-vector weight formats: f32, f16, q8 (per row), q4 (groups of 128)", "f32,f16")
   .option("--mlp <list>", "MLP shapes, hidden x inter", "768x2048,4096x11008")
+  .option("--mlp-format <format>", "MLP weight format: f16, q8 or q4", "f16")
   .option("--variant <list>", "force kernel variants, op=name,...")
   .option("--json", "print JSON")
   .parse()
-  .opts<{ rounds: number; shapes: string; mlp: string; variant?: string; json?: boolean }>();
+  .opts<{ rounds: number; shapes: string; formats: string; mlp: string; mlpFormat: string; variant?: string; json?: boolean }>();
+
+/** The quantizations `--formats` and `--mlp-format` name: what `cats quantize` writes by default. */
+const QUANT: Record<string, QuantKind> = { q8: { bits: 8, group: null, sym: true }, q4: { bits: 4, group: 128, sym: true } };
+for (const f of [...opts.formats.split(","), opts.mlpFormat]) {
+  if (!["f32", "f16", ...Object.keys(QUANT)].includes(f)) {
+    console.error(`cats: bench:kernels: format "${f}": expected f32, f16, q8 or q4`);
+    process.exit(2);
+  }
+}
 
 /** Enough copies of a matrix that cycling through them reads well past any CPU cache. */
 const COPY_BYTES = 192 << 20;
@@ -46,7 +59,8 @@ const rows: Row[] = [];
 
 for (const shape of opts.shapes.split(",")) {
   const [R, C] = dims(shape);
-  for (const f16 of [false, true]) {
+  for (const format of opts.formats.split(",")) {
+    const f16 = format === "f16";
     const h = new OpHarness(
       gpu,
       nodeKernelSource,
@@ -55,16 +69,20 @@ for (const shape of opts.shapes.split(",")) {
       8,
       kernels,
     );
-    const w = randomMatrix(R, C, f16, R + C, 1 / Math.sqrt(C));
-    const copies: GpuMatrix[] = [];
-    const bytes = R * padCols(C) * (f16 ? 2 : 4);
-    for (let i = 0; i < Math.max(1, Math.min(16, Math.ceil(COPY_BYTES / bytes))); i++) copies.push(await h.matrix(w));
+    const q = QUANT[format];
+    const w = q ? randomQuantMatrix(R, C, q, R + C) : randomMatrix(R, C, f16, R + C, 1 / Math.sqrt(C));
+    const upload = async () => (w.quant ? h.quantRows(w.quant) : await h.matrix(w));
+    const first = await upload();
+    // Bytes as stored: codes with their scales and offsets for quantized formats.
+    const bytes = first.bytes;
+    const copies: GpuMatrix[] = [first];
+    for (let i = 1; i < Math.max(1, Math.min(16, Math.ceil(COPY_BYTES / bytes))); i++) copies.push(await upload());
     const x = h.rows([randomVector(C, 1)], padCols(C));
     const y = h.buffer(padCols(R) * 2);
     h.setState(0, 1);
     const steps = copies.map((m) => h.ops.project("matvec", m, x, y, { batch: false, xStride: padCols(C), yStride: padCols(R) }));
     const timed: Timed = {
-      name: `matvec ${shape} ${f16 ? "f16" : "f32"}`,
+      name: `matvec ${shape} ${format}`,
       bytes,
       encode: (pass, i) => encodeSteps(pass, steps[i % steps.length], 1),
     };
@@ -84,10 +102,17 @@ for (const shape of opts.mlp.split(",")) {
     8,
     kernels,
   );
-  const gate = randomMatrix(I, H, true, 1, Math.sqrt(3 / H));
-  const up = randomMatrix(I, H, true, 2, Math.sqrt(3 / H));
-  const down = randomMatrix(H, I, true, 3, Math.sqrt(3 / I));
-  const [g, u, d] = [await h.matrix(gate), await h.matrix(up), await h.matrix(transpose(down))];
+  const q = QUANT[opts.mlpFormat];
+  const f16 = opts.mlpFormat === "f16";
+  const matrix = (rows: number, cols: number, seed: number, scale: number) =>
+    q ? randomQuantMatrix(rows, cols, q, seed) : randomMatrix(rows, cols, f16, seed, scale);
+  const gate = matrix(I, H, 1, Math.sqrt(3 / H));
+  const up = matrix(I, H, 2, Math.sqrt(3 / H));
+  const down = matrix(H, I, 3, Math.sqrt(3 / I));
+  const [g, u, d] =
+    gate.quant && up.quant && down.quant
+      ? [h.quantRows(gate.quant), h.quantRows(up.quant), h.quantTransposed(down.quant)]
+      : [await h.matrix(gate), await h.matrix(up), await h.matrix(transpose(down))];
   const xv = randomVector(H, 4);
   const x = h.rows([xv], padCols(H));
   const act = h.buffer(2 * padCols(I));
@@ -105,15 +130,16 @@ for (const shape of opts.mlp.split(",")) {
     ...h.ops.down("down", d, act, x, { batch: false }),
   ];
   h.setState(0, 1);
-  const elem = 2;
+  // Bytes per neuron row as stored (W_gate, W_up and W_down^T rows are the same size in every format but the scales of W_down^T's groups).
+  const rowBytes = (m: GpuMatrix) => m.bytes / m.rows;
   const cases: { label: string; threshold: number; active: number }[] = [{ label: "dense", threshold: -1, active: 1 }];
   for (const level of [0, 0.5, 0.7, 0.9]) {
     const threshold = level === 0 ? 0 : quantileOfSorted(absActs, level);
     cases.push({ label: `sparse ${level * 100}%`, threshold, active: absActs.filter((a) => a >= threshold).length / I });
   }
   const timed = cases.map((c): Timed => ({
-    name: `mlp ${shape} ${c.label}`,
-    bytes: (I * padCols(H) + 2 * Math.round(c.active * I) * padCols(H)) * elem,
+    name: `mlp ${shape} ${opts.mlpFormat} ${c.label}`,
+    bytes: I * rowBytes(g) + Math.round(c.active * I) * (rowBytes(u) + rowBytes(d)),
     encode: (pass) => encodeSteps(pass, steps, 1),
   }));
   // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds.

@@ -23,6 +23,8 @@ export interface HostMatrix {
   cols: number;
   values: Float32Array;
   stored: Float32Array | Uint16Array;
+  /** The codes, for a quantized matrix (values are then its dequantized weights). */
+  quant?: QuantLinear;
 }
 
 /** Uniform in [-scale, scale], deterministic for a seed; f16 values are what the GPU will read. */

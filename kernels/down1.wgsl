@@ -72,8 +72,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var t = 0u; t < TM; t++) {
           asum[t] += a4[t][j];
         }
+        let at0 = qtrow_W(n - p.row_offset, cols8);
         for (var v = 0u; v < V; v++) {
-          let c = qtcodes_W(n - p.row_offset, blocks[v], cols8);
+          let c = qtcodes_at_W(at0, blocks[v]);
           for (var t = 0u; t < TM; t++) {
             qacc[v][t] += c * a4[t][j];
           }

@@ -9,6 +9,15 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
   let chunks = qchunks_$M(cols8);
   let groups = (cols8 * 8u + QG_$M - 1u) / QG_$M;
   let xv = QC_$M / 4u;
+  let codes0 = qcodes0_$M(cols8);
+  // Each row's start and its current group's (scale, offset): read again only when the group changes.
+  var base: array<u32, R>;
+  var so_of: array<vec2<f32>, R>;
+  var g_of: array<u32, R>;
+  for (var r = 0u; r < R; r++) {
+    base[r] = qrow_$M(rows[r], cols8);
+    g_of[r] = 0xffffffffu;
+  }
   for (var c = g.lane; c < chunks; c += g.count) {
     var xs: array<array<vec4<f32>, 8>, TM>;
     for (var t = 0u; t < TM; t++) {
@@ -27,11 +36,16 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
       if (!on[r]) {
         continue;
       }
-      let q = qcodes_$M(rows[r], c, cols8);
-      var so = qscale_$M(rows[r], min(c * QC_$M / QG_$M, groups - 1u), cols8);
+      let q = $M[base[r] + codes0 + c];
+      let gc = min(c * QC_$M / QG_$M, groups - 1u);
+      if (gc != g_of[r]) {
+        g_of[r] = gc;
+        so_of[r] = qscale_at_$M(base[r], gc);
+      }
+      var so = so_of[r];
       for (var j = 0u; j < 4u; j++) {
         if (QG_$M % QC_$M != 0u) {
-          so = qscale_$M(rows[r], min((c * QC_$M + j * (32u / QB_$M)) / QG_$M, groups - 1u), cols8);
+          so = qscale_at_$M(base[r], min((c * QC_$M + j * (32u / QB_$M)) / QG_$M, groups - 1u));
         }
         let w = qunpack_$M(q[j]);
         let w0 = w[0] * so.x + so.y;

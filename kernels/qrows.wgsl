@@ -18,16 +18,23 @@ fn qstride_$W(cols8: u32) -> u32 {
   return ((cols8 * 8u + QG_$W - 1u) / QG_$W + 1u) / 2u + qchunks_$W(cols8);
 }
 
-// Chunk c of a row's codes.
-fn qcodes_$W(row: u32, c: u32, cols8: u32) -> vec4<u32> {
-  let s = qstride_$W(cols8);
-  return $W[row * s + s - qchunks_$W(cols8) + c];
+// Where a row starts (its scale pairs), in vec4s; its codes start qcodes0_$W(cols8) later.
+fn qrow_$W(row: u32, cols8: u32) -> u32 {
+  return row * qstride_$W(cols8);
 }
 
-// (scale, offset) of group g of a row.
-fn qscale_$W(row: u32, g: u32, cols8: u32) -> vec2<f32> {
-  let v = $W[row * qstride_$W(cols8) + g / 2u];
+fn qcodes0_$W(cols8: u32) -> u32 {
+  return qstride_$W(cols8) - qchunks_$W(cols8);
+}
+
+// (scale, offset) of group g of the row starting at `base`.
+fn qscale_at_$W(base: u32, g: u32) -> vec2<f32> {
+  let v = $W[base + g / 2u];
   return bitcast<vec2<f32>>(select(v.xy, v.zw, (g & 1u) == 1u));
+}
+
+fn qscale_$W(row: u32, g: u32, cols8: u32) -> vec2<f32> {
+  return qscale_at_$W(qrow_$W(row, cols8), g);
 }
 
 // One u32 of codes as floats: 8 at 4 bits (two vec4s), 4 at 8 bits (the first vec4).

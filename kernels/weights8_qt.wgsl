@@ -13,11 +13,15 @@ fn qtbase_$W(gi: u32, cols8: u32) -> u32 {
   return gi * (16u * cols8 + QG_$W * cols8 * (QB_$W / 4u));
 }
 
-// Block k of a row's codes as floats (8 columns).
-fn qtcodes_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
-  let wpb = QB_$W / 4u;
+// Where a row's codes start, in u32s.
+fn qtrow_$W(row: u32, cols8: u32) -> u32 {
   let gi = row / QG_$W;
-  let at = qtbase_$W(gi, cols8) + 16u * cols8 + (row - gi * QG_$W) * cols8 * wpb + k * wpb;
+  return qtbase_$W(gi, cols8) + 16u * cols8 + (row - gi * QG_$W) * cols8 * (QB_$W / 4u);
+}
+
+// Block k of the row starting at `at0` as floats (8 columns).
+fn qtcodes_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
+  let at = at0 + k * (QB_$W / 4u);
   if (QB_$W == 4u) {
     let w = vec4<u32>($W[at]);
     return mat2x4<f32>(vec4<f32>((w >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)), vec4<f32>((w >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)));
@@ -41,7 +45,7 @@ fn qtscale_$W(gi: u32, k: u32, cols8: u32) -> mat4x4<f32> {
 }
 
 fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
-  let q = qtcodes_$W(row, k, cols8);
+  let q = qtcodes_at_$W(qtrow_$W(row, cols8), k);
   let so = qtscale_$W(row / QG_$W, k, cols8);
   return mat2x4<f32>(q[0] * so[0] + so[2], q[1] * so[1] + so[3]);
 }
