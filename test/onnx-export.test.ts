@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
 import { loadModel } from "../src/node.js";
 import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, topK } from "./helpers.js";
@@ -25,6 +25,7 @@ async function exportOk(args: string[]): Promise<void> {
 beforeAll(async () => {
   await Promise.all([exportOk(["--out", f32Dir]), exportOk(["--dtype", "f16", "--out", f16Dir])]);
 }, 60_000);
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("cats export onnx: onnxruntime-node (CPU EP)", () => {
   it("writes the directory transformers.js reads", () => {
