@@ -32,7 +32,13 @@ function packBlock(out: Uint32Array, at: number, bits: 4 | 8, code: (j: number) 
  * groups' (scale, offset) pairs two to a vec4, then the codes in vec4 chunks. Format q{bits}g{G}
  * with G the group in columns, or the whole padded row for per-row quantization.
  */
-export function packRowGroups(linears: QuantLinear[]): { format: QuantFormat; data: Uint32Array; rows: number; cols: number; rowWords: number } {
+export function packRowGroups(linears: QuantLinear[]): {
+  format: QuantFormat;
+  data: Uint32Array;
+  rows: number;
+  cols: number;
+  rowWords: number;
+} {
   const [first] = linears;
   const { bits, cols } = first;
   for (const m of linears) {
