@@ -50,6 +50,14 @@ describe("cats export onnx: onnxruntime-node (CPU EP)", () => {
     expect(r.newIds).toEqual(ref.greedy_new_ids);
   });
 
+  it("round trip: cats generate on the export gives the original safetensors' greedy ids", async () => {
+    const run = (dir: string) => cats(["generate", "--model", dir, "--temperature", "0", "--max-tokens", "32", "--json", ref.prompt]);
+    const [original, exported] = await Promise.all([run(MODEL), run(f32Dir)]);
+    expect(exported.errors).toEqual([]);
+    expect(JSON.parse(exported.stdout).ids).toEqual(JSON.parse(original.stdout).ids);
+    expect(JSON.parse(exported.stdout).ids).toEqual(ref.greedy_new_ids);
+  });
+
   it("f16 (f16 weights and KV cache): the same greedy ids", async () => {
     const r = await ortGreedy(await ortSession(join(f16Dir, "onnx/model_fp16.onnx")), ref.prompt_ids, ref.greedy_new_ids.length);
     expect(r.newIds).toEqual(ref.greedy_new_ids);
