@@ -178,3 +178,21 @@ export async function modelInputFiles(dir: string): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
   return names.filter((n) => MODEL_INPUTS.test(n)).map((n) => join(dir, n));
 }
+
+/**
+ * Writes a large file piece by piece, whole or not at all: `write` fills a temporary file beside
+ * `path`, which is renamed over it only when every piece is written.
+ */
+export async function writeStreamAtomic(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const handle = await open(tmp, "w");
+  try {
+    await write(handle);
+    await handle.close();
+    await rename(tmp, path);
+  } catch (e) {
+    await handle.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}

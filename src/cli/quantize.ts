@@ -1,8 +1,8 @@
-import { open, readFile, rename, unlink } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
 import { CatsError } from "../errors.js";
-import { modelInputFiles, prepareOutputDir, regularFileStats, writeFileAtomic } from "../files.js";
+import { modelInputFiles, prepareOutputDir, regularFileStats, writeFileAtomic, writeStreamAtomic } from "../files.js";
 import { openCheckpoint, type Checkpoint } from "../model/checkpoint.js";
 import { toFloat32 } from "../model/dtype.js";
 import { directoryFiles } from "../model/nodefiles.js";
@@ -90,9 +90,6 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
     const zerosOf = new Map<string, Parameters<typeof packQzeros>[1]>();
     let zeroPointZero = false;
 
-    const path = join(flags.out, "model.safetensors");
-    const tmp = `${path}.tmp-${process.pid}`;
-    const handle = await open(tmp, "w");
     const bar = new SingleBar(
       { format: "quantize [{bar}] {value}/{total} tensors {name}", stream: process.stderr },
       Presets.shades_classic,
@@ -100,36 +97,32 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
     bar.start(ckpt.tensors.size, 0, { name: "" });
     let format: QuantConfig["format"] = "gptq";
     try {
-      await handle.write(safetensorsHeader([...layout.body, ...layout.zeros], { format: "pt" }));
-      let done = 0;
-      for (const t of ckpt.tensors.values()) {
-        bar.update(done, { name: t.name });
-        if (!PROJECTION.test(t.name)) {
-          await handle.write(await ckpt.read(t.name));
-        } else {
-          if (t.dtype === "I32") throw new CatsError(`${t.source.name}: tensor "${t.name}": expected a float weight, got I32`);
-          const [rows, cols] = t.shape;
-          const m = quantizeRtn(toFloat32(await ckpt.read(t.name), t.dtype), rows, cols, flags.bits, group, sym);
-          zeroPointZero ||= m.zeros.includes(0);
-          const prefix = t.name.slice(0, -".weight".length);
-          // Format-independent tensors now; qzeros (small) at the end.
-          for (const part of packGptq(prefix, m, "gptq").filter((p) => !p.name.endsWith(".qzeros"))) await handle.write(part.data);
-          zerosOf.set(prefix, { bits: m.bits, rows: m.rows, groups: m.groups, zeros: m.zeros });
+      await writeStreamAtomic(join(flags.out, "model.safetensors"), async (handle) => {
+        await handle.write(safetensorsHeader([...layout.body, ...layout.zeros], { format: "pt" }));
+        let done = 0;
+        for (const t of ckpt.tensors.values()) {
+          bar.update(done, { name: t.name });
+          if (!PROJECTION.test(t.name)) {
+            await handle.write(await ckpt.read(t.name));
+          } else {
+            if (t.dtype === "I32") throw new CatsError(`${t.source.name}: tensor "${t.name}": expected a float weight, got I32`);
+            const [rows, cols] = t.shape;
+            const m = quantizeRtn(toFloat32(await ckpt.read(t.name), t.dtype), rows, cols, flags.bits, group, sym);
+            zeroPointZero ||= m.zeros.includes(0);
+            const prefix = t.name.slice(0, -".weight".length);
+            // Format-independent tensors now; qzeros (small) at the end.
+            for (const part of packGptq(prefix, m, "gptq").filter((p) => !p.name.endsWith(".qzeros"))) await handle.write(part.data);
+            zerosOf.set(prefix, { bits: m.bits, rows: m.rows, groups: m.groups, zeros: m.zeros });
+          }
+          done++;
         }
-        done++;
-      }
-      format = !fits ? "cats" : zeroPointZero ? "gptq_v2" : "gptq";
-      for (const z of layout.zeros) {
-        const prefix = z.name.slice(0, -".qzeros".length);
-        await handle.write(packQzeros(prefix, zerosOf.get(prefix)!, format).data);
-      }
-      bar.update(ckpt.tensors.size, { name: "" });
-      await handle.close();
-      await rename(tmp, path);
-    } catch (e) {
-      await handle.close().catch(() => {});
-      await unlink(tmp).catch(() => {});
-      throw e;
+        format = !fits ? "cats" : zeroPointZero ? "gptq_v2" : "gptq";
+        for (const z of layout.zeros) {
+          const prefix = z.name.slice(0, -".qzeros".length);
+          await handle.write(packQzeros(prefix, zerosOf.get(prefix)!, format).data);
+        }
+        bar.update(ckpt.tensors.size, { name: "" });
+      });
     } finally {
       bar.stop();
     }

@@ -1,4 +1,4 @@
-import { open, rename, unlink } from "node:fs/promises";
+import { writeStreamAtomic } from "../files.js";
 import { seededRandom } from "../engine/sampling.js";
 import { floatToHalf } from "../model/dtype.js";
 import type { TensorDtype } from "../model/safetensors.js";
@@ -92,9 +92,7 @@ export async function writeSynthWeights(
 ): Promise<void> {
   const plan = tensorPlan(s);
   // Written beside and renamed into place: an interrupted synth never leaves a truncated checkpoint.
-  const tmp = `${path}.tmp-${process.pid}`;
-  const handle = await open(tmp, "w");
-  try {
+  await writeStreamAtomic(path, async (handle) => {
     await handle.write(
       safetensorsHeader(
         plan.map((t) => ({ name: t.name, dtype, shape: t.shape })),
@@ -106,11 +104,5 @@ export async function writeSynthWeights(
       await handle.write(generate(t, dtype, random));
       onTensor?.(i + 1, plan.length);
     }
-    await handle.close();
-    await rename(tmp, path);
-  } catch (e) {
-    await handle.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }

@@ -3,6 +3,7 @@ import type { ByteSource } from "../bytesource.js";
 import { memorySource } from "../bytesource.js";
 import type { ModelFiles } from "../checkpoint.js";
 import { quoted } from "../describe.js";
+import { halfToFloat } from "../dtype.js";
 import type { FloatDtype } from "../safetensors.js";
 import { int64, type OnnxTensor } from "./proto.js";
 
@@ -213,15 +214,6 @@ export class OnnxTensorStore {
     }
     return out;
   }
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 /** [rows, cols] -> [cols, rows], done when the tensor is read so that opening a model stays cheap. */
