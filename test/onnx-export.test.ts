@@ -50,12 +50,15 @@ describe("cats export onnx: onnxruntime-node (CPU EP)", () => {
     expect(r.newIds).toEqual(ref.greedy_new_ids);
   });
 
-  it("round trip: cats generate on the export gives the original safetensors' greedy ids", async () => {
+  it("round trip: cats generate on the f32 and f16 exports gives the original safetensors' greedy ids", async () => {
     const run = (dir: string) => cats(["generate", "--model", dir, "--temperature", "0", "--max-tokens", "32", "--json", ref.prompt]);
-    const [original, exported] = await Promise.all([run(MODEL), run(f32Dir)]);
-    expect(exported.errors).toEqual([]);
-    expect(JSON.parse(exported.stdout).ids).toEqual(JSON.parse(original.stdout).ids);
-    expect(JSON.parse(exported.stdout).ids).toEqual(ref.greedy_new_ids);
+    const [original, f32, f16] = await Promise.all([run(MODEL), run(f32Dir), run(f16Dir)]);
+    // The f16 export (onnx/model_fp16.onnx, weights Cast to f32 in the graph) loads as f16 weights.
+    for (const exported of [f32, f16]) {
+      expect(exported.errors).toEqual([]);
+      expect(JSON.parse(exported.stdout).ids).toEqual(JSON.parse(original.stdout).ids);
+      expect(JSON.parse(exported.stdout).ids).toEqual(ref.greedy_new_ids);
+    }
   });
 
   it("f16 (f16 weights and KV cache): the same greedy ids", async () => {

@@ -7,8 +7,8 @@ import { matchLlamaDecoder, type MatchedDecoder } from "./match.js";
 import { decodeOnnxModel } from "./proto.js";
 import { OnnxTensorStore, shapeOf, transposedSource } from "./tensors.js";
 
-/** Where transformers.js and onnxruntime-web look first, then a bare model.onnx. */
-export const ONNX_MODEL_NAMES = ["onnx/model.onnx", "model.onnx"];
+/** Where transformers.js and onnxruntime-web look (fp32, then the fp16 export), then a bare model.onnx. */
+export const ONNX_MODEL_NAMES = ["onnx/model.onnx", "onnx/model_fp16.onnx", "model.onnx"];
 
 /** An ONNX directory has a model.onnx and no safetensors weights (which win when both are there). */
 export async function isOnnxDirectory(files: ModelFiles): Promise<boolean> {

@@ -66,7 +66,13 @@ export function buildGraph(model: OnnxModel, file: string): OnnxGraph {
       const c = constants.get(v);
       if (c) return c;
       const p = producer.get(v);
-      if (p?.opType !== "Identity") return null;
+      // f16 exports (cats' own, transformers.js-style) Cast their f16 weights to f32 before use: the
+      // values are the f16 initializer's, which the engine reads as f16.
+      if (
+        p?.opType !== "Identity" &&
+        !(p?.opType === "Cast" && [1, 10].includes(Number(p.attribute?.find((a) => a.name === "to")?.i ?? 0)))
+      )
+        return null;
       v = p.input?.[0] ?? "";
     }
     return null;
