@@ -19,6 +19,7 @@ import { loadModel, type LoadedModel } from "../src/node.js";
 import { projectRoot, resolveModelDir } from "../src/model/resolve.js";
 import type { BenchReport } from "../src/sparsity-bench/report.js";
 import { WebPeers, type WebPeer, type WebRun } from "./web-peers.js";
+import { ortGreedy } from "../harness/ort-greedy.js";
 
 const opts = new Command("bench-peers")
   .option("--model <dir>", "model directory or name", "stories260K")
@@ -90,12 +91,8 @@ function catsPeer(lm: LoadedModel, prompt: number[], tokens: number): Peer {
   };
 }
 
-const i64 = (v: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map(BigInt)), [1, v.length]);
-
 async function ortNodePeer(file: string, ep: "cpu" | "webgpu", prompt: number[], tokens: number): Promise<Peer> {
   const session = await ort.InferenceSession.create(file, { executionProviders: [ep] });
-  const past = session.inputNames.filter((n) => n.startsWith("past_key_values."));
-  const meta = new Map(session.inputMetadata.map((m) => [m.name, m as { type?: string; shape?: (number | string)[] }]));
   return {
     name: `onnxruntime-node ${ep === "cpu" ? "CPU" : "WebGPU"} EP`,
     runtime: `onnxruntime-node ${ort.env.versions.node ?? ""} (Node ${process.version})`,
@@ -103,42 +100,9 @@ async function ortNodePeer(file: string, ep: "cpu" | "webgpu", prompt: number[],
       ep === "cpu"
         ? `CPU, ${cpus().length} cores (default threads)`
         : "Dawn inside onnxruntime-node, Vulkan (lavapipe is this machine's only Vulkan device)",
-    async run() {
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const name of past) {
-        const m = meta.get(name)!;
-        const shape = m.shape!.map((d) => (typeof d === "number" ? d : d === "batch_size" ? 1 : 0));
-        feeds[name] =
-          m.type === "float16"
-            ? new ort.Tensor("float16", new Uint16Array(0), shape)
-            : new ort.Tensor("float32", new Float32Array(0), shape);
-      }
-      let step = prompt;
-      let total = 0;
-      const run: WebRun = { ids: [], prefillMs: 0, stepMs: [] };
-      for (let s = 0; s < tokens; s++) {
-        const t0 = performance.now();
-        const positions = step.map((_, i) => total + i);
-        total += step.length;
-        const r = await session.run({
-          ...feeds,
-          input_ids: i64(step),
-          attention_mask: i64(new Array<number>(total).fill(1)),
-          position_ids: i64(positions),
-        });
-        const logits = r.logits.data as Float32Array;
-        const V = r.logits.dims[2];
-        const base = (step.length - 1) * V;
-        let best = 0;
-        for (let i = 1; i < V; i++) if (logits[base + i] > logits[base + best]) best = i;
-        for (const name of past) feeds[name] = r[name.replace("past_key_values.", "present.")];
-        const ms = performance.now() - t0;
-        if (s === 0) run.prefillMs = ms;
-        else run.stepMs.push(ms);
-        run.ids.push(best);
-        step = [best];
-      }
-      return run;
+    async run(): Promise<WebRun> {
+      const r = await ortGreedy(session, prompt, tokens);
+      return { ids: r.newIds, prefillMs: r.stepMs[0], stepMs: r.stepMs.slice(1) };
     },
   };
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
 import { loadModel } from "../src/node.js";
 import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, topK } from "./helpers.js";
-import { ortGreedy, ortSession } from "./onnx-run.js";
+import { ortGreedy, ortSession } from "../harness/ort-greedy.js";
 import { WebPeers } from "../bench/web-peers.js";
 
 const MODEL = join(MODELS, "stories260K");

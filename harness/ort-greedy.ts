@@ -1,10 +1,15 @@
 import * as ort from "onnxruntime-node";
 
-/** Prompt logits and greedy ids of an exported decoder, run with a KV cache as transformers.js would. */
+/**
+ * Greedy decoding of an exported decoder with onnxruntime-node, with a KV cache as transformers.js
+ * runs it: the ONNX tests check its logits and ids, bench:peers times its steps.
+ */
 export interface OrtRun {
   /** [prompt position][vocab] */
   promptLogits: Float32Array[];
   newIds: number[];
+  /** Wall time of each step: [0] the prompt's, then one per single-token step. */
+  stepMs: number[];
 }
 
 const ids = (v: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map(BigInt)), [1, v.length]);
@@ -34,8 +39,9 @@ export async function ortGreedy(session: ort.InferenceSession, prompt: number[],
   }
   let tokens = prompt;
   let total = 0;
-  const out: OrtRun = { promptLogits: [], newIds: [] };
+  const out: OrtRun = { promptLogits: [], newIds: [], stepMs: [] };
   for (let step = 0; step < newTokens; step++) {
+    const t0 = performance.now();
     const positions = tokens.map((_, i) => total + i);
     total += tokens.length;
     const r = await session.run({
@@ -46,10 +52,12 @@ export async function ortGreedy(session: ort.InferenceSession, prompt: number[],
     });
     const logits = r.logits.data as Float32Array;
     const V = r.logits.dims[2];
-    if (step === 0) for (let i = 0; i < tokens.length; i++) out.promptLogits.push(logits.slice(i * V, (i + 1) * V));
     const next = argmax(logits, (tokens.length - 1) * V, V);
-    out.newIds.push(next);
     for (const name of pastInputs) feeds[name] = r[name.replace("past_key_values.", "present.")];
+    out.stepMs.push(performance.now() - t0);
+    // Kept outside the timed part: a benchmark of the step should not pay for the copy.
+    if (step === 0) for (let i = 0; i < tokens.length; i++) out.promptLogits.push(logits.slice(i * V, (i + 1) * V));
+    out.newIds.push(next);
     tokens = [next];
   }
   return out;
