@@ -15,7 +15,8 @@ import { directoryFiles } from "../src/model/nodefiles.js";
 import { packGptq } from "../src/quant/gptq-pack.js";
 import { quantizeRtn } from "../src/quant/rtn.js";
 import { dequantize } from "../src/model/gptq.js";
-import { cats, DATA, maxAbsDiff, MODELS, safetensorsBytes, splitSafetensors } from "./helpers.js";
+import { encodeSafetensors, type TensorData } from "../src/model/safetensors-writer.js";
+import { cats, copyModel, DATA, maxAbsDiff, MODELS, safetensorsBytes, splitSafetensors } from "./helpers.js";
 import { referenceIntermediates } from "./llama-reference.js";
 
 const GPTQ = join(MODELS, "tiny-llama-gptq4");
@@ -235,6 +236,60 @@ describe("broken quantized checkpoints get one clear line", () => {
       expect(r.errors[0]).toMatch(message);
     });
   }
+
+  /** tiny-llama-gptq4 with one layer-0 projection stored as a float weight instead of GPTQ tensors. */
+  function floatProjection(module: string, shape: [number, number]): Parameters<typeof gptqCopy>[0] {
+    return {
+      tensors: (p) => {
+        const prefix = `model.layers.0.${module}`;
+        const kept = Object.entries(p.header).filter(([n]) => n !== "__metadata__" && !n.startsWith(`${prefix}.`)) as [string, Entry][];
+        const tensors: TensorData[] = kept.map(([name, t]) => ({
+          name,
+          dtype: t.dtype as TensorData["dtype"],
+          shape: t.shape,
+          data: p.data.slice(t.data_offsets[0], t.data_offsets[1]),
+        }));
+        tensors.push({ name: `${prefix}.weight`, dtype: "F16", shape, data: new Uint8Array(shape[0] * shape[1] * 2) });
+        const rebuilt = splitSafetensors(encodeSafetensors(tensors, { format: "pt" }));
+        p.header = rebuilt.header;
+        p.data = rebuilt.data;
+      },
+    };
+  }
+
+  it("q, k and v not all quantized (they are stacked into one matrix)", async () => {
+    const r = await cats(["generate", "--model", gptqCopy(floatProjection("self_attn.k_proj", [64, 128])), "--max-tokens", "2", "hi"]);
+    expect(r.status).toBe(1);
+    expect(r.errors).toEqual([
+      expect.stringMatching(
+        /^cats: .*layer 0 qkv: model\.layers\.0\.self_attn\.q_proj, model\.layers\.0\.self_attn\.v_proj quantized but not model\.layers\.0\.self_attn\.k_proj; stacked projections must share one format$/,
+      ),
+    ]);
+  });
+
+  it("gate quantized and up not (one kernel reads both)", async () => {
+    const r = await cats(["generate", "--model", gptqCopy(floatProjection("mlp.up_proj", [384, 128])), "--max-tokens", "2", "hi"]);
+    expect(r.status).toBe(1);
+    expect(r.errors).toEqual([expect.stringMatching(/^cats: .*layer 0: gate_proj and up_proj must be both quantized or both float$/)]);
+  });
+
+  it("--lm-head on a model whose lm_head is the embedding is refused", async () => {
+    const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));
+    const r = await cats(["quantize", "--model", join(MODELS, "stories260K"), "--bits", "8", "--lm-head", "--out", out]);
+    expect(r.status).toBe(1);
+    expect(r.errors).toEqual([expect.stringMatching(/^cats: --lm-head: .* ties lm_head to the embedding \(tie_word_embeddings\)/)]);
+  });
+
+  it("an I32 tensor where a float weight belongs is refused by name", async () => {
+    const dir = copyModel((d) => {
+      const p = splitSafetensors(readFileSync(join(d, "model.safetensors")));
+      (p.header["model.norm.weight"] as Entry).dtype = "I32";
+      writeFileSync(join(d, "model.safetensors"), safetensorsBytes(p.header, p.data));
+    });
+    const r = await cats(["generate", "--model", dir, "--max-tokens", "2", "hi"]);
+    expect(r.status).toBe(1);
+    expect(r.errors).toEqual([expect.stringMatching(/tensor "model\.norm\.weight": field "dtype": expected F32, F16 or BF16, got I32$/)]);
+  });
 
   it("quantizing a quantized checkpoint is refused before anything is written", async () => {
     const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));

@@ -28,24 +28,20 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
       limit,
       gain,
     );
+  const prefixOf = (name: string) => name.replace(/\.weight$/, "");
   /**
-   * A projection, float or GPTQ. A float matrix takes the feeding RMSNorm's gain into its columns;
-   * quantized codes cannot hold it, so the kernel applies it to the input instead (GAIN).
+   * Whether the RMSNorm gain feeding these matrices stays out of their weights and is applied as the
+   * input is read (GAIN): quantized codes cannot hold it, and an f16 matrix would round gain x w to
+   * f16 again (up to 5e-3 on logits of scale 8). f32 matrices fold it in. Matrices one kernel reads
+   * together (gate and up) must agree, so the caller asks for all of them at once.
    */
-  const projection = async (
-    names: [string, number][],
-    cols: number,
-    label: string,
-    gain?: Float32Array,
-  ): Promise<{ w: GpuMatrix; gain: GPUBuffer | null }> => {
-    const prefixes = names.map(([name]) => name.replace(/\.weight$/, ""));
+  const gainAsRead = (names: string[]): boolean =>
+    names.some((n) => isQuantized(ckpt, prefixOf(n)) || ckpt.tensors.get(n)?.dtype === "F16");
+  /** A projection, float or GPTQ (q/k/v stacked must share one), with `foldGain` folded into float columns. */
+  const projection = async (names: [string, number][], cols: number, label: string, foldGain?: Float32Array): Promise<GpuMatrix> => {
+    const prefixes = names.map(([name]) => prefixOf(name));
     const quantized = prefixes.filter((p) => isQuantized(ckpt, p));
-    if (quantized.length === 0) {
-      // An f16 matrix would round gain * w to f16 again (up to 5e-3 on logits of scale 8): f32 folds, f16 applies it.
-      const f16 = names.every(([n]) => ckpt.tensors.get(n)?.dtype === "F16");
-      if (!f16 || !gain) return { w: await matrix(names, cols, label, gain), gain: null };
-      return { w: await matrix(names, cols, label), gain: uploadVector(device, gain, `${label} gain`) };
-    }
+    if (quantized.length === 0) return matrix(names, cols, label, foldGain);
     if (quantized.length !== names.length) {
       throw new CatsError(
         `${ckpt.files.location}: ${label}: ${quantized.join(", ")} quantized but not ${prefixes.filter((p) => !quantized.includes(p)).join(", ")}; stacked projections must share one format`,
@@ -53,16 +49,23 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
     }
     const linears = [];
     for (let i = 0; i < names.length; i++) linears.push(await readQuantLinear(ckpt, prefixes[i], names[i][1], cols));
-    return { w: uploadRowGroups(device, linears, label, limit), gain: gain ? uploadVector(device, gain, `${label} gain`) : null };
+    return uploadRowGroups(device, linears, label, limit);
+  };
+  /** A projection fed by an RMSNorm with gain `gain`: the matrix, and the gain buffer when the kernel applies it. */
+  const normed = async (groups: [string, number][][], cols: number, labels: string[], gain: Float32Array) => {
+    const asRead = gainAsRead(groups.flat().map(([n]) => n));
+    const ws: GpuMatrix[] = [];
+    for (const [i, names] of groups.entries()) ws.push(await projection(names, cols, labels[i], asRead ? undefined : gain));
+    return { ws, gain: asRead ? uploadVector(device, gain, `${labels.join(", ")} gain`) : null };
   };
   const downProjection = async (name: string, label: string): Promise<GpuMatrix> => {
-    const prefix = name.replace(/\.weight$/, "");
+    const prefix = prefixOf(name);
     if (!isQuantized(ckpt, prefix)) return uploadTransposed(device, ckpt, name, H, I, label, limit);
     return uploadTransposedGroups(device, await readQuantLinear(ckpt, prefix, H, I), label, limit);
   };
   const embed = await matrix([["model.embed_tokens.weight", c.vocabSize]], H, "embed_tokens");
   const finalGain = await readVector(ckpt, "model.norm.weight", H);
-  const untied = c.tieWordEmbeddings ? null : await projection([["lm_head.weight", c.vocabSize]], H, "lm_head", finalGain);
+  const untied = c.tieWordEmbeddings ? null : await normed([[["lm_head.weight", c.vocabSize]]], H, ["lm_head"], finalGain);
   const kvBytes = c.maxPositions * c.numKvHeads * c.headDim * 4;
   const kvLimit = bindingLimit(device);
   if (kvBytes > kvLimit) {
@@ -83,24 +86,28 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
       [`${p}self_attn.k_proj.weight`, kvRows],
       [`${p}self_attn.v_proj.weight`, kvRows],
     ];
-    const qkv = await projection(qkvNames, H, label("qkv"), inputGain);
-    const gate = await projection([[`${p}mlp.gate_proj.weight`, I]], H, label("gate_proj"), postGain);
-    const up = await projection([[`${p}mlp.up_proj.weight`, I]], H, label("up_proj"), postGain);
-    if ((gate.gain === null) !== (up.gain === null)) {
+    const qkv = await normed([qkvNames], H, [label("qkv")], inputGain);
+    if (isQuantized(ckpt, `${p}mlp.gate_proj`) !== isQuantized(ckpt, `${p}mlp.up_proj`)) {
       throw new CatsError(`${ckpt.files.location}: layer ${i}: gate_proj and up_proj must be both quantized or both float`);
     }
+    const mlp = await normed(
+      [[[`${p}mlp.gate_proj.weight`, I]], [[`${p}mlp.up_proj.weight`, I]]],
+      H,
+      [label("gate_proj"), label("up_proj")],
+      postGain,
+    );
     layers.push({
-      qkv: qkv.w,
+      qkv: qkv.ws[0],
       qkvGain: qkv.gain,
-      o: (await projection([[`${p}self_attn.o_proj.weight`, H]], qRows, label("o_proj"))).w,
-      gate: gate.w,
-      up: up.w,
-      mlpGain: gate.gain,
+      o: await projection([[`${p}self_attn.o_proj.weight`, H]], qRows, label("o_proj")),
+      gate: mlp.ws[0],
+      up: mlp.ws[1],
+      mlpGain: mlp.gain,
       downT: await downProjection(`${p}mlp.down_proj.weight`, label("down_proj^T")),
       k: device.createBuffer({ label: label("k cache"), size: kvBytes, usage: Usage.STORAGE }),
       v: device.createBuffer({ label: label("v cache"), size: kvBytes, usage: Usage.STORAGE }),
     });
   }
   const lmHeadGain = untied ? untied.gain : uploadVector(device, finalGain, "model.norm.weight");
-  return { embed, layers, lmHeadGain, lmHead: untied ? untied.w : embed };
+  return { embed, layers, lmHeadGain, lmHead: untied ? untied.ws[0] : embed };
 }
