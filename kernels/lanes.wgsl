@@ -41,6 +41,15 @@ fn group_of(inv: Invocation) -> Group {
   return Group(workgroup_index(inv) * inv.nsg + inv.sg, inv.sg_lane, inv.sg_size);
 }
 
+// Groups numbered within the workgroup, for kernels whose workgroup owns a block of rows.
+fn local_group(inv: Invocation) -> Group {
+  return Group(inv.sg, inv.sg_lane, inv.sg_size);
+}
+
+fn local_groups(inv: Invocation) -> u32 {
+  return inv.nsg;
+}
+
 // Adds every lane's partial sums; every lane gets the totals.
 fn group_sums(g: Group, s: ptr<function, Sums>) {
   for (var r = 0u; r <= R; r++) {
@@ -54,6 +63,14 @@ var<workgroup> lanes_partial: array<Sums, WG>;
 
 fn group_of(inv: Invocation) -> Group {
   return Group(workgroup_index(inv), inv.lid, WG);
+}
+
+fn local_group(inv: Invocation) -> Group {
+  return Group(0u, inv.lid, WG);
+}
+
+fn local_groups(inv: Invocation) -> u32 {
+  return 1u;
 }
 
 // Two levels over the lanes for all the sums at once, 3 barriers in all: 8 lanes each add every
@@ -91,6 +108,14 @@ fn sum_rows(a: array<vec4<f32>, TM>, b: array<vec4<f32>, TM>) -> array<vec4<f32>
 //#else
 fn group_of(inv: Invocation) -> Group {
   return Group(workgroup_index(inv) * WG + inv.lid, 0u, 1u);
+}
+
+fn local_group(inv: Invocation) -> Group {
+  return Group(inv.lid, 0u, 1u);
+}
+
+fn local_groups(inv: Invocation) -> u32 {
+  return WG;
 }
 
 fn group_sums(g: Group, s: ptr<function, Sums>) {}

@@ -348,6 +348,63 @@ describe("attention: RoPE, the KV cache, grouped-query heads", () => {
   }
 });
 
+describe("one decode token's qkv projection and attention, fused or split", () => {
+  // Each case compiles every variant anew (head_dim and group are constants), so the cases are few.
+  for (const [dtype, f16, heads, kvHeads, headDim, hidden, gained] of [
+    ["f32", false, 4, 2, 8, 20, false],
+    ["f32", false, 3, 3, 16, 37, true],
+    ["f16", true, 8, 1, 8, 64, true],
+    ["f16", true, 4, 2, 8, 20, false],
+  ] as const) {
+    it(`${dtype}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, every variant`, async () => {
+      const shape = { hidden, inter: 8, heads, kvHeads, headDim, vocab: 8 };
+      const s = opShape(shape);
+      const qkvRows = (heads + 2 * kvHeads) * headDim;
+      const group = heads / kvHeads;
+      const w = randomMatrix(qkvRows, hidden, f16, qkvRows + hidden);
+      const gain = randomVector(hidden, 3, 0.5, 1.5);
+      const xs = Array.from({ length: 8 }, (_, p) => randomVector(hidden, 500 + p));
+      const head = (row: Float64Array, i: number) => row.slice(i * headDim, (i + 1) * headDim);
+      for (const variant of variantsOf("qkv_attention_vec")) {
+        const h = harness({ qkv_attention_vec: variant }, shape);
+        const gw = await h.matrix(w);
+        const k = h.buffer(40 * kvHeads * headDim);
+        const v = h.buffer(40 * kvHeads * headDim);
+        const qkv = h.buffer(s.qkvStride);
+        const o = h.buffer(s.qStride);
+        const keys: Float64Array[][] = [];
+        const values: Float64Array[][] = [];
+        for (let pos = 0; pos < xs.length; pos++) {
+          const row = project(w.values, qkvRows, hidden, xs[pos], gained ? gain : new Float32Array(hidden).fill(1), EPS);
+          keys.push(Array.from({ length: kvHeads }, (_, j) => rope(head(row, heads + j), pos)));
+          values.push(Array.from({ length: kvHeads }, (_, j) => head(row, heads + kvHeads + j)));
+          h.setState(pos, 1);
+          const steps = h.ops.qkvAttention((op) => op, gw, h.rows([xs[pos]], s.hiddenStride), {
+            gain: gained ? h.buffer(gain) : null,
+            qkv,
+            k,
+            v,
+            out: o,
+          });
+          expect(steps.length, variant).toBe(variant === "split" ? 2 : 1);
+          await h.run(steps, 1);
+          const [got] = await h.readRows(o, 1, s.qStride, heads * headDim);
+          for (let hd = 0; hd < heads; hd++) {
+            const kv = Math.floor(hd / group);
+            const want = attend(
+              rope(head(row, hd), pos),
+              keys.map((kk) => kk[kv]),
+              values.map((vv) => vv[kv]),
+            );
+            expect(maxRelErr(got.slice(hd * headDim, (hd + 1) * headDim), want), `${variant} pos ${pos} head ${hd}`).toBeLessThan(TOL);
+          }
+        }
+        h.destroy();
+      }
+    });
+  }
+});
+
 describe("embedding, argmax, NLL", () => {
   for (const [dtype, f16] of DTYPES) {
     it(`embeds token rows from a table split across bindings (${dtype})`, async () => {

@@ -75,7 +75,8 @@ export type PassOutput = "none" | "last" | "all";
  *               act = silu(h W_gate) * (h W_up), h = rmsnorm(x), CATS mask;  x += act W_down
  *   logits = rmsnorm(x) W_lm
  * `batch` passes (prefill, evaluation, calibration) tile tokens and keep RoPE as its own step; a
- * decode step (one token) fuses RoPE and the KV write into attention. The RMSNorms are fused into
+ * decode step (one token) fuses RoPE and the KV write into attention, and on adapters where it
+ * measures faster the qkv projection too. The RMSNorms are fused into
  * the projections they feed (their gains folded into the weights at load) and the residual adds
  * into the projections that produce them.
  */
@@ -91,12 +92,12 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
   const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
-    steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, gain: l.qkvGain, xStride: s.hidden, yStride: s.qkv }));
     if (batch) {
+      steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, gain: l.qkvGain, xStride: s.hidden, yStride: s.qkv }));
       steps.push(ops.ropeKv(at("rope"), b.qkv, b.q, l.k, l.v));
       steps.push(ops.attention(at("attention"), b.q, l.k, l.v, b.o));
     } else {
-      steps.push(ops.attentionDecode(at("attention"), b.qkv, l.k, l.v, b.o));
+      steps.push(...ops.qkvAttention(at, l.qkv, b.x, { gain: l.qkvGain, qkv: b.qkv, k: l.k, v: l.v, out: b.o }));
     }
     steps.push(...ops.project(at("o_proj"), l.o, b.o, b.x, { batch, residual: true, xStride: s.q, yStride: s.hidden }));
     steps.push(

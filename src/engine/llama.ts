@@ -74,6 +74,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 const TUNED_KERNELS = [
+  "attend",
   "attention_decode",
   "attention_serial",
   "attention_decode_io",
@@ -92,6 +93,12 @@ const TUNED_KERNELS = [
   "weights_f16",
   "weights8_f32",
   "weights8_f16",
+  "qkv_attention",
+  "qrows",
+  "weights_q",
+  "weights8_q",
+  "weights_qt",
+  "weights8_qt",
 ];
 
 /**

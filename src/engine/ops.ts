@@ -292,6 +292,64 @@ export class Ops {
   }
 
   /**
+   * One decode token up to o_proj: qkv = rmsnorm(x) W_qkv, RoPE, the KV write and attention. Either
+   * one dispatch (qkv_attention.wgsl: a workgroup per kv head computes its own q, k, v rows) or two
+   * (the qkv projection into `qkv`, then attentionDecode), as the variant table picks; a W_qkv split
+   * across bindings always takes two.
+   */
+  qkvAttention(
+    at: (op: string) => string,
+    w: GpuMatrix,
+    x: GPUBuffer,
+    o: { gain: GPUBuffer | null; qkv: GPUBuffer; k: GPUBuffer; v: GPUBuffer; out: GPUBuffer },
+  ): Step[] {
+    const s = this.shape;
+    const { FUSED } = this.variants.pick("qkv_attention_vec", matrixShape(w)).consts;
+    if (!FUSED || w.parts.length > 1) {
+      return [
+        ...this.project(at("qkv"), w, x, o.qkv, { batch: false, norm: true, gain: o.gain, xStride: s.hiddenStride, yStride: s.qkvStride }),
+        this.attentionDecode(at("attention"), o.qkv, o.k, o.v, o.out),
+      ];
+    }
+    const consts = {
+      ...this.consts("qkv_attention_vec", w, s.hiddenStride / 4, false),
+      GAIN: Boolean(o.gain),
+      QUANT: isRowQuantized(w.format),
+      HD: s.headDim,
+      QG: s.heads / s.kvHeads,
+    };
+    const kernel = this.kernels.get({ file: "qkv_attention", weights: { W: w.format }, consts });
+    const params = {
+      n_heads: s.heads,
+      n_kv: s.kvHeads,
+      cols: w.cols,
+      cols4: w.cols4,
+      x_stride4: s.hiddenStride / 4,
+      scale: 1 / Math.sqrt(s.headDim),
+      eps: s.eps,
+    };
+    const name = at("qkv+attention");
+    const args = {
+      params,
+      state: this.buf.state,
+      X: { buffer: x, offset: 0 },
+      rope: this.buf.rope,
+      K: o.k,
+      V: o.v,
+      O: o.out,
+      W: w.parts[0].buffer,
+    };
+    return [
+      this.single(name, kernel, o.gain ? { ...args, G: o.gain } : args, () => [s.kvHeads, 1, 1], {
+        buffer: o.out,
+        stride: s.qStride,
+        width: s.heads * s.headDim,
+        rows: "tokens",
+      }),
+    ];
+  }
+
+  /**
    * act = silu(h W_gate^T) * (h W_up^T), h = rmsnorm(x) * gain, with the CATS mask of this
    * layer (set later through the step's threshold), active-neuron counting, and with a capture
    * buffer the calibration dump of |silu(h W_gate^T)|.

@@ -90,5 +90,24 @@ export function modelTuneCases(
       return (pass) => encodeSteps(pass, steps, 1);
     },
   });
+  // The decode step's qkv projection and attention, as two dispatches (each with its choice measured
+  // above) or one: tuned last, so the split variant runs what would otherwise run.
+  const attentionOut = scratch(shape.qStride, "tune attention output");
+  cases.push({
+    op: "qkv_attention_vec",
+    shape: matrixShape(layer.qkv),
+    bytes: layer.qkv.bytes + 2 * (position + 1) * shape.kvHeads * shape.headDim * 4,
+    build: (table: VariantTable) => {
+      const ops = new Ops(gpu, kernels, table, { state: attentionState, rope }, shape);
+      const steps = ops.qkvAttention((op) => `tune ${op}`, layer.qkv, input, {
+        gain: layer.qkvGain,
+        qkv: output,
+        k: layer.k,
+        v: layer.v,
+        out: attentionOut,
+      });
+      return (pass) => encodeSteps(pass, steps, 1);
+    },
+  });
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }

@@ -54,7 +54,8 @@ export function hashSources(sources: string[]): string {
 
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
- * rounds, and keeps the fastest by median. Cases already in `known` are skipped.
+ * rounds, and keeps the fastest by median. Cases already in `known` are skipped; a case that runs
+ * other ops too runs them with the choices made before it.
  */
 export async function tune(
   gpu: GpuContext,
@@ -72,7 +73,8 @@ export async function tune(
       if (key in out || candidates.length < 2) continue;
       onCase?.(c);
       const timed: Timed[] = candidates.map((v) => {
-        const encode = c.build(new VariantTable(gpu, { [c.op]: v.name }));
+        // Earlier choices stand for the other ops a case runs (a composite case's parts).
+        const encode = c.build(new VariantTable(gpu, { [c.op]: v.name }, out));
         return { name: `${c.op} ${c.shape} ${v.name}`, bytes: c.bytes, encode: (pass) => encode(pass) };
       });
       const [first, ...rest] = timed;

@@ -3,6 +3,7 @@ import type { KernelSource } from "./kernelsource.js";
 /** Every file of kernels/ (a test checks this list against the directory). */
 export const KERNEL_FILES = [
   "argmax",
+  "attend",
   "attention",
   "attention_decode",
   "attention_decode_io",
@@ -21,6 +22,7 @@ export const KERNEL_FILES = [
   "norm",
   "project",
   "project1",
+  "qkv_attention",
   "qrows",
   "rope_kv",
   "stream_read",

@@ -5,7 +5,17 @@ import type { GpuContext, KernelFlavour } from "./device.js";
  * Every op with more than one kernel variant. `_vec` ops serve one token (decode, and the last
  * token of a prefill); `_mat` ops serve batched passes (prefill, evaluation, calibration).
  */
-export const OPS = ["matvec", "matmul", "gate_up_vec", "gate_up_mat", "down_vec", "down_mat", "attention_vec", "argmax"] as const;
+export const OPS = [
+  "matvec",
+  "matmul",
+  "gate_up_vec",
+  "gate_up_mat",
+  "down_vec",
+  "down_mat",
+  "attention_vec",
+  "qkv_attention_vec",
+  "argmax",
+] as const;
 export type OpName = (typeof OPS)[number];
 
 /**
@@ -18,7 +28,7 @@ export interface Variant {
   consts: Record<string, number | boolean>;
   requires?: "subgroups"[];
   /** The adapters whose autotuning measures it: row-per-invocation variants suit CPU drivers, split-K ones GPUs. */
-  suits: KernelFlavour;
+  suits: KernelFlavour | "any";
 }
 
 /** vec4s of an input a one-token kernel may read as a uniform array (kernels/input.wgsl): 64 KiB, WebGPU's default limit. */
@@ -85,6 +95,16 @@ export const VARIANTS: Record<OpName, Variant[]> = {
     { name: "w8", consts: { WG: 8, SERIAL: false }, suits: "cpu" },
     { name: "serial", consts: { WG: 8, SERIAL: true }, suits: "cpu" },
   ],
+  // One decode token's qkv projection and attention: two dispatches (matvec, then attention_vec,
+  // each with its own choice), or one (qkv_attention.wgsl, a workgroup per kv head), which saves a
+  // dispatch but leaves the projection only one workgroup per kv head to spread over.
+  qkv_attention_vec: [
+    { name: "split", consts: { FUSED: false }, suits: "any" },
+    { name: "fused4w8", consts: { ...lanes("rows", 4, 1, 8), FUSED: true }, suits: "cpu" },
+    { name: "fused2w8", consts: { ...lanes("rows", 2, 1, 8), FUSED: true }, suits: "cpu" },
+    { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), FUSED: true }, requires: ["subgroups"], suits: "gpu" },
+    { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), FUSED: true }, suits: "gpu" },
+  ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },
     { name: "w64", consts: { WG: 64 }, suits: "gpu" },
@@ -106,6 +126,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     down_vec: "v1w8",
     down_mat: "v1w8x4",
     attention_vec: "w8",
+    qkv_attention_vec: "fused4w8",
     argmax: "w1",
   },
   gpu: {
@@ -116,6 +137,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     down_vec: "v1w64",
     down_mat: "v1w64x4",
     attention_vec: "w8",
+    qkv_attention_vec: "split",
     argmax: "w256",
   },
 };
@@ -173,7 +195,7 @@ export class VariantTable {
 
   /** The variants autotuning measures on this adapter: those that suit its kind. */
   tuneCandidates(op: OpName): Variant[] {
-    return this.candidates(op).filter((v) => v.suits === this.gpu.flavour);
+    return this.candidates(op).filter((v) => v.suits === "any" || v.suits === this.gpu.flavour);
   }
 
   choice(op: OpName, shape?: string): VariantChoice {

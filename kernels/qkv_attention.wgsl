@@ -1,0 +1,112 @@
+// One decode token, one workgroup per kv head, the whole attention block but o_proj in one dispatch:
+// the rows of W_qkv this kv head needs (its QG q heads, its k and its v) times rmsnorm(x), computed
+// by the workgroup's row groups (lanes.wgsl) into workgroup memory; then RoPE, the KV-cache write
+// and attention over positions 0..pos (attend.wgsl). On CPU drivers, where every dispatch costs
+// more than a small model's work, this saves one dispatch per layer against matmul + attention_decode.
+// Consts: the lanes variant with R rows per group and TM = 1, XU, GAIN (input.wgsl), QUANT,
+// WG lanes, HD head_dim, QG q heads per kv head.
+//#include common
+//#include lanes
+//#include input
+//#include norm
+//#if XU
+//#weights8 W
+//#include project1 M=W
+//#else
+//#weights W
+//#include project M=W
+//#endif
+
+struct QkvAttentionParams {
+  n_heads: u32,
+  n_kv: u32,
+  cols: u32,       // hidden: the norm's mean divides by it
+  cols4: u32,      // padded columns / 4: W's row stride in vec4s
+  x_stride4: u32,
+  scale: f32,
+  eps: f32,
+}
+@group(0) @binding(0) var<uniform> p: QkvAttentionParams;
+@group(0) @binding(1) var<storage, read> state: State;
+@group(0) @binding(4) var<storage, read> rope: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> K: array<f32>;
+@group(0) @binding(6) var<storage, read_write> V: array<f32>;
+@group(0) @binding(7) var<storage, read_write> O: array<f32>;
+
+const HALF: u32 = HD / 2u;
+//#include attend
+
+// This kv head's rows: its q heads', then its k's, then its v's.
+const HEAD_ROWS: u32 = (QG + 2u) * HD;
+var<workgroup> head_rows: array<f32, HEAD_ROWS>;
+
+fn qkv_row(kvh: u32, i: u32) -> u32 {
+  if (i < QG * HD) {
+    return kvh * QG * HD + i;
+  }
+  if (i < (QG + 1u) * HD) {
+    return (p.n_heads + kvh) * HD + i - QG * HD;
+  }
+  return (p.n_heads + p.n_kv + kvh) * HD + i - (QG + 1u) * HD;
+}
+
+@compute @workgroup_size(WG)
+fn main(inv: Invocation) {
+  let kvh = inv.wid.x;
+  let g = local_group(inv);
+  let groups = local_groups(inv);
+  let blocks = (HEAD_ROWS + R - 1u) / R;
+  set_x_base(0u, p.x_stride4);
+  // A uniform loop (every group runs every round, past the last block on a clamped row) keeps the
+  // barriers and subgroup operations of group_sums in uniform control flow.
+  for (var b0 = 0u; b0 < blocks; b0 += groups) {
+    let b = b0 + g.id;
+    var rows: array<u32, R>;
+    var on: array<bool, R>;
+    // Zeroed explicitly: lavapipe has been seen to keep a loop-local array's values across iterations.
+    var acc: Sums;
+    for (var r = 0u; r <= R; r++) {
+      acc[r][0] = vec4<f32>(0.0);
+    }
+    for (var r = 0u; r < R; r++) {
+      rows[r] = qkv_row(kvh, min(b * R + r, HEAD_ROWS - 1u));
+      on[r] = true;
+    }
+//#if XU
+    project1_W(g, rows, on, p.cols4 / 2u, &acc);
+//#else
+    project_W(g, rows, on, p.cols4, &acc);
+//#endif
+    group_sums(g, &acc);
+    if (g.lane == 0u) {
+      let s = rms_scale(&acc, 0u, p.cols, p.eps);
+      for (var r = 0u; r < R; r++) {
+        if (b * R + r < HEAD_ROWS) {
+          head_rows[b * R + r] = hsum(acc[r][0]) * s;
+        }
+      }
+    }
+  }
+  workgroupBarrier();
+  let lane = inv.lid;
+  let pos = state.pos;
+  let kv_stride = p.n_kv * HD;
+  let dst = pos * kv_stride + kvh * HD;
+  for (var i = lane; i < HALF; i += WG) {
+    let r = rope_pair(head_rows[QG * HD + i], head_rows[QG * HD + i + HALF], pos, i);
+    K[dst + i] = r.x;
+    K[dst + i + HALF] = r.y;
+  }
+  for (var i = lane; i < HD; i += WG) {
+    V[dst + i] = head_rows[(QG + 1u) * HD + i];
+  }
+  storageBarrier();
+  for (var j = 0u; j < QG; j++) {
+    for (var i = lane; i < HALF; i += WG) {
+      let r = rope_pair(head_rows[j * HD + i], head_rows[j * HD + i + HALF], pos, i);
+      q[i] = r.x * p.scale;
+      q[i + HALF] = r.y * p.scale;
+    }
+    attend_head(lane, kvh * HD, kv_stride, pos, (kvh * QG + j) * HD);
+  }
+}
