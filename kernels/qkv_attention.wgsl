@@ -4,7 +4,7 @@
 // and attention over positions 0..pos (attend.wgsl). On CPU drivers, where every dispatch costs
 // more than a small model's work, this saves one dispatch per layer against matmul + attention_decode.
 // Consts: the lanes variant with R rows per group and TM = 1, XU, GAIN (input.wgsl), QUANT,
-// WG lanes, HD head_dim, QG q heads per kv head.
+// WG lanes, HD head_dim, QG q heads per kv head, SERIAL (attention one lane per q head).
 //#include common
 //#include lanes
 //#include input
@@ -34,7 +34,9 @@ struct QkvAttentionParams {
 @group(0) @binding(7) var<storage, read_write> O: array<f32>;
 
 const HALF: u32 = HD / 2u;
+//#if !SERIAL
 //#include attend
+//#endif
 
 // This kv head's rows: its q heads', then its k's, then its v's.
 const HEAD_ROWS: u32 = (QG + 2u) * HD;
@@ -91,6 +93,64 @@ fn main(inv: Invocation) {
   let lane = inv.lid;
   let pos = state.pos;
   let kv_stride = p.n_kv * HD;
+//#if SERIAL
+  for (var j = lane; j < QG; j += WG) {
+    serial_head(kvh, j, pos, kv_stride);
+  }
+}
+
+// The row at `at` of head_rows with RoPE at pos.
+fn rope_row(at: u32, pos: u32) -> array<f32, HD> {
+  var out: array<f32, HD>;
+  for (var i = 0u; i < HALF; i++) {
+    let cs = rope[pos * HALF + i];
+    let a = head_rows[at + i];
+    let b = head_rows[at + i + HALF];
+    out[i] = a * cs.x - b * cs.y;
+    out[i + HALF] = b * cs.x + a * cs.y;
+  }
+  return out;
+}
+
+// SERIAL: one lane per q head and no barrier after the projection (as attention_serial.wgsl): the
+// current position's k and v come from workgroup memory, positions 0..pos-1 from the cache, and the
+// kv head's first q head writes the cache for later steps.
+fn serial_head(kvh: u32, j: u32, pos: u32, kv_stride: u32) {
+  let q = rope_row(j * HD, pos);
+  let k_now = rope_row(QG * HD, pos);
+  let v_at = (QG + 1u) * HD;
+  if (j == 0u) {
+    let dst = pos * kv_stride + kvh * HD;
+    for (var i = 0u; i < HD; i++) {
+      K[dst + i] = k_now[i];
+      V[dst + i] = head_rows[v_at + i];
+    }
+  }
+  var s_now = 0.0;
+  var acc: array<f32, HD>;
+  for (var i = 0u; i < HD; i++) {
+    s_now += q[i] * k_now[i];
+    acc[i] = head_rows[v_at + i];
+  }
+  var m = s_now * p.scale;
+  var l = 1.0;
+  for (var t = 0u; t < pos; t++) {
+    let k0 = t * kv_stride + kvh * HD;
+    var s = 0.0;
+    for (var i = 0u; i < HD; i++) {
+      s += q[i] * K[k0 + i];
+    }
+    let cw = softmax_step(&m, &l, s * p.scale);
+    for (var i = 0u; i < HD; i++) {
+      acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
+    }
+  }
+  let o0 = (kvh * QG + j) * HD;
+  for (var i = 0u; i < HD; i++) {
+    O[o0 + i] = acc[i] / l;
+  }
+}
+//#else
   let dst = pos * kv_stride + kvh * HD;
   for (var i = lane; i < HALF; i += WG) {
     let r = rope_pair(head_rows[QG * HD + i], head_rows[QG * HD + i + HALF], pos, i);
@@ -110,3 +170,4 @@ fn main(inv: Invocation) {
     attend_head(lane, kvh * HD, kv_stride, pos, (kvh * QG + j) * HD);
   }
 }
+//#endif

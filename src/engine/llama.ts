@@ -537,6 +537,14 @@ export class LlamaEngine {
     return out;
   }
 
+  /**
+   * The dispatches of one decode token in order, argmax last: for profiling (bench:steps), which
+   * encodes them itself. They read the decode state this engine keeps, so a prefill comes first.
+   */
+  get decodeSteps(): readonly Step[] {
+    return this.decodeStep;
+  }
+
   /** Logits at every position of `ids` (at most one chunk) from position 0: for tests and debugging. */
   async allLogits(ids: number[]): Promise<Float32Array[]> {
     return (await this.inspect(ids, ["lm_head"]))[0].rows;

@@ -100,10 +100,13 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   // dispatch but leaves the projection only one workgroup per kv head to spread over.
   qkv_attention_vec: [
     { name: "split", consts: { FUSED: false }, suits: "any" },
-    { name: "fused4w8", consts: { ...lanes("rows", 4, 1, 8), FUSED: true }, suits: "cpu" },
-    { name: "fused2w8", consts: { ...lanes("rows", 2, 1, 8), FUSED: true }, suits: "cpu" },
-    { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), FUSED: true }, requires: ["subgroups"], suits: "gpu" },
-    { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), FUSED: true }, suits: "gpu" },
+    { name: "fused4w8", consts: { ...lanes("rows", 4, 1, 8), FUSED: true, SERIAL: false }, suits: "cpu" },
+    { name: "fused2w8", consts: { ...lanes("rows", 2, 1, 8), FUSED: true, SERIAL: false }, suits: "cpu" },
+    // Attention one lane per q head after the projection: no barrier, for short contexts on CPU drivers.
+    { name: "fused4w8s", consts: { ...lanes("rows", 4, 1, 8), FUSED: true, SERIAL: true }, suits: "cpu" },
+    { name: "fused2w8s", consts: { ...lanes("rows", 2, 1, 8), FUSED: true, SERIAL: true }, suits: "cpu" },
+    { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), FUSED: true, SERIAL: false }, requires: ["subgroups"], suits: "gpu" },
+    { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), FUSED: true, SERIAL: false }, suits: "gpu" },
   ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },

@@ -1,0 +1,105 @@
+/**
+ * `npm run bench:steps`: where a decode token's time goes. After a prompt, times every dispatch of
+ * one decode token (each repeated in one submission, so the figure is its time in a warm loop,
+ * dispatch cost included), dense and at each CATS level, levels interleaved in every round.
+ * Prints per op, summed over the layers, the median microseconds per token and, for sparse
+ * levels, the time saved against dense; and the dispatches per token and per layer.
+ *   node dist/bench/steps.js [--model DIR] [--thresholds FILE --sparsity 0.5,0.7] [--rounds R] [--calls N] [--json]
+ */
+import { Command } from "commander";
+import { kernelFlavour, positiveInt, sparsityLevels } from "../src/cli/args.js";
+import { readThresholdsFile } from "../src/cli/sparsity.js";
+import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
+import { encodeSteps } from "../src/engine/ops.js";
+import { PairedTimer } from "../src/gpu/roofline.js";
+import { loadModel } from "../src/node.js";
+import { median } from "./stats.js";
+
+const opts = new Command("bench-steps")
+  .option("--model <dir>", "model directory or name")
+  .option("--thresholds <file>", "CATS thresholds (cats calibrate)")
+  .option("--sparsity <list>", "CATS levels to time besides dense", sparsityLevels)
+  .option("--rounds <r>", "rounds, every level timed in each", positiveInt, 5)
+  .option("--calls <n>", "calls of a step per timed submission", positiveInt, 20)
+  .option("--kernels <flavour>", "cpu or gpu kernel variants", kernelFlavour)
+  .option("--json", "print JSON")
+  .parse()
+  .opts<{ model?: string; thresholds?: string; sparsity?: number[]; rounds: number; calls: number; kernels?: string; json?: boolean }>();
+
+const wanted = (opts.sparsity ?? []).filter((k) => k > 0);
+if (wanted.length > 0 && !opts.thresholds) {
+  console.error("cats: bench:steps: --sparsity needs --thresholds FILE (from cats calibrate)");
+  process.exit(2);
+}
+const lm = await loadModel(opts.model, { flavour: opts.kernels });
+const engine = lm.engine;
+const file = opts.thresholds ? await checkThresholdsFile(await readThresholdsFile(opts.thresholds), opts.thresholds, lm.checkpoint) : null;
+const levels = [
+  { label: "dense", thresholds: null as number[] | null },
+  ...wanted.map((k) => ({ label: `${Math.round(k * 100)}%`, thresholds: thresholdsForLevel(file!, k, opts.thresholds!).thresholds })),
+];
+await engine.prefill(lm.tokenizer.encode("Once upon a time, there was a little girl named Lily. She loved to play outside"));
+
+// argmax advances the decode state, so it is left out of the repeated calls (it is one small dispatch).
+const steps = engine.decodeSteps.filter((s) => s.name !== "argmax");
+const opOf = (name: string) => name.replace(/^layer \d+ /, "");
+const ops = [...new Set(steps.map((s) => opOf(s.name)))];
+const layers = engine.config.numLayers;
+const perLayer = steps.filter((s) => s.name.startsWith("layer 0 ")).length;
+const timer = new PairedTimer(engine.gpu);
+const samples = new Map<string, number[]>();
+const add = (key: string, v: number) => samples.set(key, [...(samples.get(key) ?? []), v]);
+for (let r = 0; r < opts.rounds; r++) {
+  for (const level of levels) {
+    engine.setThresholds(level.thresholds);
+    // Untimed: the first submission after a change pays for it.
+    await timer.time({ name: "warm-up", bytes: 0, encode: (pass) => encodeSteps(pass, steps, 1) }, 1);
+    const perOp = new Map<string, number>();
+    for (const s of steps) {
+      const ms = await timer.time({ name: s.name, bytes: 0, encode: (pass) => encodeSteps(pass, [s], 1) }, opts.calls);
+      perOp.set(opOf(s.name), (perOp.get(opOf(s.name)) ?? 0) + ms * 1000);
+    }
+    for (const [op, us] of perOp) add(`${level.label} ${op}`, us);
+    const whole = await timer.time(
+      { name: "token", bytes: 0, encode: (pass) => encodeSteps(pass, steps, 1) },
+      Math.max(2, Math.ceil(opts.calls / 4)),
+    );
+    add(`${level.label} token`, whole * 1000);
+  }
+}
+timer.destroy();
+engine.setThresholds(null);
+
+const us = (label: string, op: string) => median(samples.get(`${label} ${op}`)!);
+const rows = [...ops, "token"].map((op) => ({
+  op,
+  us: Object.fromEntries(levels.map((l) => [l.label, us(l.label, op)])),
+}));
+const a = lm.gpu.adapter;
+if (opts.json) {
+  console.log(
+    JSON.stringify(
+      { model: lm.dir, adapter: a.description || a.device, dispatchesPerToken: steps.length + 1, dispatchesPerLayer: perLayer, rows },
+      null,
+      2,
+    ),
+  );
+} else {
+  console.log(
+    `model ${lm.dir}${lm.checkpoint.config.synthetic ? " (SYNTHETIC)" : ""}; adapter ${a.description || a.device}; ${lm.gpu.flavour} kernels; ` +
+      `${steps.length + 1} dispatches per token (${perLayer} per layer x ${layers} + ${steps.length + 1 - perLayer * layers}); medians of ${opts.rounds} rounds`,
+  );
+  const head = levels.map((l, i) => (i === 0 ? "dense µs/token (share)" : `${l.label} µs/token (saved vs dense)`));
+  console.log(`| op | ${head.join(" | ")} |\n|---|${levels.map(() => "---|").join("")}`);
+  const total = us("dense", "token");
+  for (const r of rows) {
+    const cells = levels.map((l, i) => {
+      const v = r.us[l.label];
+      if (i === 0) return `${v.toFixed(0)} (${r.op === "token" ? "all" : `${((100 * v) / total).toFixed(0)}%`})`;
+      return `${v.toFixed(0)} (${(r.us.dense - v).toFixed(0)})`;
+    });
+    console.log(`| ${r.op === "token" ? "whole token (steps in sequence)" : r.op} | ${cells.join(" | ")} |`);
+  }
+}
+await lm.close();
+process.exit(0);
