@@ -57,7 +57,7 @@ function tuneOptions(notice: ((message: string) => void) | undefined): { store: 
 
 const modelShapeKey = (ckpt: Checkpoint): string => {
   const c = ckpt.config;
-  const dtype = ckpt.tensors.get("model.embed_tokens.weight")?.dtype ?? "?";
+  const dtype = ckpt.tensors.get("model.embed_tokens.weight")?.dtype ?? "quantized";
   return `${c.numLayers} x (${c.hiddenSize} x ${c.intermediateSize}), ${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}, ${dtype}`;
 };
 

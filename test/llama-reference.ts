@@ -23,7 +23,7 @@ export async function referenceIntermediates(dir: string, ids: number[]): Promis
     return toFloat32(await ckpt.read(name), t.dtype);
   };
   const [H, I, hd, nh, nkv] = [c.hiddenSize, c.intermediateSize, c.headDim, c.numHeads, c.numKvHeads];
-  /** [out, in] of a quantized projection, which has no .weight to read it from. */
+  /** [out, in] of a quantized matrix (a projection, lm_head, a tied embedding), which has no .weight to read it from. */
   const shapeOf = (name: string): [number, number] => {
     const kv = nkv * hd;
     const table: [string, number, number][] = [
@@ -35,7 +35,8 @@ export async function referenceIntermediates(dir: string, ids: number[]): Promis
       ["up_proj", I, H],
       ["down_proj", H, I],
     ];
-    const hit = table.find(([n]) => name.includes(`.${n}.`));
+    table.push(["embed_tokens", c.vocabSize, H], ["lm_head", c.vocabSize, H]);
+    const hit = table.find(([n]) => name.includes(`${n}.`));
     if (!hit) throw new Error(`reference: ${name} is not a projection`);
     return [hit[1], hit[2]];
   };

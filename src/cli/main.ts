@@ -150,7 +150,7 @@ function buildProgram(): Command {
     )
     .addOption(new Option("--sym", "symmetric: zero point in the middle of the code range (default)").conflicts("asym"))
     .addOption(new Option("--asym", "asymmetric: a zero point per group"))
-    .option("--lm-head", "quantize an untied lm_head too (default: it keeps its dtype)")
+    .option("--lm-head", "quantize lm_head too; a tied one is the embedding, quantized as cats' own format (default: it keeps its dtype)")
     .requiredOption("--out <dir>", "directory to write")
     .action(runQuantize);
 

@@ -19,7 +19,7 @@ export interface QuantizeFlags {
   /** A group size, or "row" for one group per output row. */
   group?: number | "row";
   asym?: boolean;
-  /** Quantize lm_head too (an untied one): at few layers it is a large share of the bytes per token. */
+  /** Quantize lm_head too (a tied one is the embedding): at few layers it is a large share of the bytes per token. */
   lmHead?: boolean;
   out: string;
 }
@@ -27,6 +27,7 @@ export interface QuantizeFlags {
 /** The seven projections of every layer are quantized; embeddings, norms and (unless asked) lm_head keep their dtype. */
 const LAYER_PROJECTION = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
 const WITH_LM_HEAD = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
+const WITH_EMBEDDING = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|model\.embed_tokens)\.weight$/;
 
 /** Files copied beside the weights so the output is a complete model directory. */
 const COPIED = ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json"];
@@ -79,10 +80,11 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
     await prepareOutputDir("--out", flags.out, await modelInputFiles(dir));
     const group = flags.group === "row" ? null : (flags.group ?? (flags.bits === 8 ? null : 128));
     const sym = !flags.asym;
-    if (flags.lmHead && ckpt.config.tieWordEmbeddings) {
-      throw new CatsError(`--lm-head: ${dir} ties lm_head to the embedding (tie_word_embeddings), which stays a float table`);
-    }
-    const PROJECTION = flags.lmHead ? WITH_LM_HEAD : LAYER_PROJECTION;
+    // A tied lm_head is the embedding: --lm-head quantizes that table, which the embedding lookup
+    // then reads quantized too. GPTQ loaders elsewhere never quantize an embedding, so the result is
+    // marked as cats' own format.
+    const quantEmbed = Boolean(flags.lmHead) && ckpt.config.tieWordEmbeddings;
+    const PROJECTION = !flags.lmHead ? LAYER_PROJECTION : quantEmbed ? WITH_EMBEDDING : WITH_LM_HEAD;
     const layout = plan(ckpt, flags.bits, group, PROJECTION);
     const fits = [...ckpt.tensors.values()]
       .filter((t) => PROJECTION.test(t.name))
@@ -116,7 +118,7 @@ export async function runQuantize(flags: QuantizeFlags): Promise<void> {
           }
           done++;
         }
-        format = !fits ? "cats" : zeroPointZero ? "gptq_v2" : "gptq";
+        format = !fits || quantEmbed ? "cats" : zeroPointZero ? "gptq_v2" : "gptq";
         for (const z of layout.zeros) {
           const prefix = z.name.slice(0, -".qzeros".length);
           await handle.write(packQzeros(prefix, zerosOf.get(prefix)!, format).data);

@@ -63,7 +63,8 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
     if (!isQuantized(ckpt, prefix)) return uploadTransposed(device, ckpt, name, H, I, label, limit);
     return uploadTransposedGroups(device, await readQuantLinear(ckpt, prefix, H, I), label, limit);
   };
-  const embed = await matrix([["model.embed_tokens.weight", c.vocabSize]], H, "embed_tokens");
+  // Quantized only where it is also the (tied) lm_head and `cats quantize --lm-head` made it so.
+  const embed = await projection([["model.embed_tokens.weight", c.vocabSize]], H, "embed_tokens");
   const finalGain = await readVector(ckpt, "model.norm.weight", H);
   const untied = c.tieWordEmbeddings ? null : await normed([[["lm_head.weight", c.vocabSize]]], H, ["lm_head"], finalGain);
   const kvBytes = c.maxPositions * c.numKvHeads * c.headDim * 4;

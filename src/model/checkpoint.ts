@@ -113,11 +113,13 @@ export function expectedTensorNames(config: LlamaConfig): Set<string> {
  */
 function refuseUnexpectedTensors(config: LlamaConfig, tensors: Map<string, CheckpointTensor>): void {
   const expected = expectedTensorNames(config);
-  // A GPTQ Linear holds qweight, qzeros, scales and g_idx where a float one holds weight.
+  // A GPTQ Linear holds qweight, qzeros, scales and g_idx where a float one holds weight; so does a
+  // tied embedding that cats quantize quantized with its lm_head.
   if (config.quantization) {
     for (const name of [...expected]) {
       const prefix = name.slice(0, -".weight".length);
-      if (!(name.includes("_proj.") || name === "lm_head.weight") || !tensors.has(`${prefix}.qweight`)) continue;
+      const matrix = name.includes("_proj.") || name === "lm_head.weight" || name === "model.embed_tokens.weight";
+      if (!matrix || !tensors.has(`${prefix}.qweight`)) continue;
       expected.delete(name);
       for (const part of GPTQ_PARTS) expected.add(`${prefix}.${part}`);
     }
