@@ -34,9 +34,7 @@ struct QkvAttentionParams {
 @group(0) @binding(7) var<storage, read_write> O: array<f32>;
 
 const HALF: u32 = HD / 2u;
-//#if !SERIAL
 //#include attend
-//#endif
 
 // This kv head's rows: its q heads', then its k's, then its v's.
 const HEAD_ROWS: u32 = (QG + 2u) * HD;
@@ -103,11 +101,9 @@ fn main(inv: Invocation) {
 fn rope_row(at: u32, pos: u32) -> array<f32, HD> {
   var out: array<f32, HD>;
   for (var i = 0u; i < HALF; i++) {
-    let cs = rope[pos * HALF + i];
-    let a = head_rows[at + i];
-    let b = head_rows[at + i + HALF];
-    out[i] = a * cs.x - b * cs.y;
-    out[i + HALF] = b * cs.x + a * cs.y;
+    let r = rope_pair(head_rows[at + i], head_rows[at + i + HALF], pos, i);
+    out[i] = r.x;
+    out[i + HALF] = r.y;
   }
   return out;
 }
