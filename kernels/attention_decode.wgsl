@@ -4,6 +4,7 @@
 // Consts: WG lanes, HD head_dim (so per-lane arrays are registers).
 //#include common
 //#include attention_decode_io
+const AW: u32 = WG;
 //#include attend
 
 @compute @workgroup_size(WG)

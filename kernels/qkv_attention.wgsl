@@ -34,6 +34,8 @@ struct QkvAttentionParams {
 @group(0) @binding(7) var<storage, read_write> O: array<f32>;
 
 const HALF: u32 = HD / 2u;
+// Lanes that split the positions: a GPU variant's 64 would each keep head_dim partial sums.
+const AW: u32 = min(WG, 8u);
 //#include attend
 
 // This kv head's rows: its q heads', then its k's, then its v's.

@@ -355,6 +355,8 @@ describe("one decode token's qkv projection and attention, fused or split", () =
     ["f32", false, 3, 3, 16, 37, true],
     ["f16", true, 8, 1, 8, 64, true],
     ["f16", true, 4, 2, 8, 20, false],
+    // A 7B head: the GPU variants' 64 lanes must still fit the workgroup storage limit.
+    ["f16", true, 2, 1, 128, 24, false],
   ] as const) {
     it(`${dtype}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, every variant`, async () => {
       const shape = { hidden, inter: 8, heads, kvHeads, headDim, vocab: 8 };
