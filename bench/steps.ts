@@ -12,6 +12,7 @@ import { readThresholdsFile } from "../src/cli/sparsity.js";
 import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
 import { encodeSteps } from "../src/engine/ops.js";
 import { PairedTimer } from "../src/gpu/roofline.js";
+import { CatsError } from "../src/errors.js";
 import { loadModel } from "../src/node.js";
 import { median } from "./stats.js";
 
@@ -31,13 +32,27 @@ if (wanted.length > 0 && !opts.thresholds) {
   console.error("cats: bench:steps: --sparsity needs --thresholds FILE (from cats calibrate)");
   process.exit(2);
 }
-const lm = await loadModel(opts.model, { flavour: opts.kernels });
+/** A bad model or thresholds file is one line, as the cats commands print it. */
+async function orExit<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (!(e instanceof CatsError)) throw e;
+    console.error(`cats: bench:steps: ${e.message}`);
+    process.exit(1);
+  }
+}
+const lm = await orExit(() => loadModel(opts.model, { flavour: opts.kernels }));
 const engine = lm.engine;
-const file = opts.thresholds ? await checkThresholdsFile(await readThresholdsFile(opts.thresholds), opts.thresholds, lm.checkpoint) : null;
-const levels = [
-  { label: "dense", thresholds: null as number[] | null },
-  ...wanted.map((k) => ({ label: `${Math.round(k * 100)}%`, thresholds: thresholdsForLevel(file!, k, opts.thresholds!).thresholds })),
-];
+const levels = await orExit(async () => {
+  const file = opts.thresholds
+    ? await checkThresholdsFile(await readThresholdsFile(opts.thresholds), opts.thresholds, lm.checkpoint)
+    : null;
+  return [
+    { label: "dense", thresholds: null as number[] | null },
+    ...wanted.map((k) => ({ label: `${Math.round(k * 100)}%`, thresholds: thresholdsForLevel(file!, k, opts.thresholds!).thresholds })),
+  ];
+});
 await engine.prefill(lm.tokenizer.encode("Once upon a time, there was a little girl named Lily. She loved to play outside"));
 
 // argmax advances the decode state, so it is left out of the repeated calls (it is one small dispatch).
