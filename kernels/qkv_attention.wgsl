@@ -98,7 +98,91 @@ fn main(inv: Invocation) {
     serial_head(kvh, j, pos, kv_stride);
   }
 }
+//#elif SLICED
+  // All the kv head's q heads at once, HR per round: lane l takes head l % HR of the round and every
+  // SL-th cached position from l / HR, the current position (from workgroup memory) in the first
+  // slice; then the lanes combine the slices output by output. Two barriers a round, and every lane
+  // busy where a lane per head would leave most of them idle.
+  if (lane < HALF) {
+    let r = rope_pair(head_rows[QG * HD + lane], head_rows[QG * HD + lane + HALF], pos, lane);
+    K[pos * kv_stride + kvh * HD + lane] = r.x;
+    K[pos * kv_stride + kvh * HD + lane + HALF] = r.y;
+  }
+  for (var i = lane; i < HD; i += WG) {
+    V[pos * kv_stride + kvh * HD + i] = head_rows[(QG + 1u) * HD + i];
+  }
+  for (var i = lane + WG; i < HALF; i += WG) {
+    let r = rope_pair(head_rows[QG * HD + i], head_rows[QG * HD + i + HALF], pos, i);
+    K[pos * kv_stride + kvh * HD + i] = r.x;
+    K[pos * kv_stride + kvh * HD + i + HALF] = r.y;
+  }
+  for (var j0 = 0u; j0 < QG; j0 += HR) {
+    if (lane < HR * SL && j0 + lane % HR < QG) {
+      slice_partial(kvh, j0 + lane % HR, lane / HR, lane, pos, kv_stride);
+    }
+    workgroupBarrier();
+    for (var idx = lane; idx < HR * HD; idx += WG) {
+      let jr = idx / HD;
+      let i = idx % HD;
+      if (j0 + jr < QG) {
+        var big_m = -3.0e38;
+        for (var sl = 0u; sl < SL; sl++) {
+          big_m = max(big_m, part_m[sl * HR + jr]);
+        }
+        var total_l = 0.0;
+        var o = 0.0;
+        for (var sl = 0u; sl < SL; sl++) {
+          let w = exp(part_m[sl * HR + jr] - big_m);
+          total_l += part_l[sl * HR + jr] * w;
+          o += part_acc[(sl * HR + jr) * HD + i] * w;
+        }
+        O[(kvh * QG + j0 + jr) * HD + i] = o / total_l;
+      }
+    }
+    workgroupBarrier();
+  }
+}
 
+// SLICED: q heads per round and position slices per head, within the AW lanes of attend.wgsl's arrays.
+const HR: u32 = min(QG, AW);
+const SL: u32 = AW / HR;
+
+// One lane's share of head j: positions slice, slice + SL, ... below pos, and pos itself in slice 0.
+fn slice_partial(kvh: u32, j: u32, slice: u32, lane: u32, pos: u32, kv_stride: u32) {
+  let q = rope_row(j * HD, pos);
+  var m = -3.0e38;
+  var l = 0.0;
+  var acc: array<f32, HD>;
+  if (slice == 0u) {
+    let k_now = rope_row(QG * HD, pos);
+    var s_now = 0.0;
+    for (var i = 0u; i < HD; i++) {
+      s_now += q[i] * k_now[i];
+      acc[i] = head_rows[(QG + 1u) * HD + i];
+    }
+    m = s_now * p.scale;
+    l = 1.0;
+  }
+  for (var t = slice; t < pos; t += SL) {
+    let k0 = t * kv_stride + kvh * HD;
+    var s = 0.0;
+    for (var i = 0u; i < HD; i++) {
+      s += q[i] * K[k0 + i];
+    }
+    let cw = softmax_step(&m, &l, s * p.scale);
+    for (var i = 0u; i < HD; i++) {
+      acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
+    }
+  }
+  part_m[lane] = m;
+  part_l[lane] = l;
+  for (var i = 0u; i < HD; i++) {
+    part_acc[lane * HD + i] = acc[i];
+  }
+}
+
+//#endif
+//#if !ATTEND_PER_HEAD
 // The row at `at` of head_rows with RoPE at pos.
 fn rope_row(at: u32, pos: u32) -> array<f32, HD> {
   var out: array<f32, HD>;

@@ -311,14 +311,19 @@ export class Ops {
         this.attentionDecode(at("attention"), o.qkv, o.k, o.v, o.out),
       ];
     }
-    const consts = {
+    const consts: VariantConsts = {
       ...this.consts("qkv_attention_vec", w, s.hiddenStride / 4, false),
       GAIN: Boolean(o.gain),
       QUANT: isRowQuantized(w.format),
       HD: s.headDim,
       QG: s.heads / s.kvHeads,
     };
-    const kernel = this.kernels.get({ file: "qkv_attention", weights: { W: w.format }, consts });
+    // The attention either takes the q heads one at a time across the lanes (attend.wgsl) or gives lanes whole heads.
+    const kernel = this.kernels.get({
+      file: "qkv_attention",
+      weights: { W: w.format },
+      consts: { ...consts, ATTEND_PER_HEAD: !consts.SERIAL && !consts.SLICED },
+    });
     const params = {
       n_heads: s.heads,
       n_kv: s.kvHeads,

@@ -51,6 +51,17 @@ const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Reco
 });
 
 /**
+ * How the fused qkv + attention kernel (kernels/qkv_attention.wgsl) attends: the q heads one after
+ * another, the lanes splitting positions (heads); a lane per head (serial); or all heads at once,
+ * the lanes split between heads and positions (sliced).
+ */
+const fused = (attention: "heads" | "serial" | "sliced"): Record<string, boolean> => ({
+  FUSED: true,
+  SERIAL: attention === "serial",
+  SLICED: attention === "sliced",
+});
+
+/**
  * Row-group variants of the projection kernels. One token (decode): rows per invocation on CPU
  * drivers, split-K over a subgroup or a workgroup on GPUs. A tile of tokens (batched passes): the
  * same with token tiles, which load each weight once for the tile.
@@ -100,13 +111,16 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   // dispatch but leaves the projection only one workgroup per kv head to spread over.
   qkv_attention_vec: [
     { name: "split", consts: { FUSED: false }, suits: "any" },
-    { name: "fused4w8", consts: { ...lanes("rows", 4, 1, 8), FUSED: true, SERIAL: false }, suits: "cpu" },
-    { name: "fused2w8", consts: { ...lanes("rows", 2, 1, 8), FUSED: true, SERIAL: false }, suits: "cpu" },
+    { name: "fused4w8", consts: { ...lanes("rows", 4, 1, 8), ...fused("heads") }, suits: "cpu" },
+    { name: "fused2w8", consts: { ...lanes("rows", 2, 1, 8), ...fused("heads") }, suits: "cpu" },
     // Attention one lane per q head after the projection: no barrier, for short contexts on CPU drivers.
-    { name: "fused4w8s", consts: { ...lanes("rows", 4, 1, 8), FUSED: true, SERIAL: true }, suits: "cpu" },
-    { name: "fused2w8s", consts: { ...lanes("rows", 2, 1, 8), FUSED: true, SERIAL: true }, suits: "cpu" },
-    { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), FUSED: true, SERIAL: false }, requires: ["subgroups"], suits: "gpu" },
-    { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), FUSED: true, SERIAL: false }, suits: "gpu" },
+    { name: "fused4w8s", consts: { ...lanes("rows", 4, 1, 8), ...fused("serial") }, suits: "cpu" },
+    { name: "fused2w8s", consts: { ...lanes("rows", 2, 1, 8), ...fused("serial") }, suits: "cpu" },
+    // All q heads at once, each split over a share of the lanes: every lane busy, two barriers.
+    { name: "fused4w8p", consts: { ...lanes("rows", 4, 1, 8), ...fused("sliced") }, suits: "cpu" },
+    { name: "fused2w8p", consts: { ...lanes("rows", 2, 1, 8), ...fused("sliced") }, suits: "cpu" },
+    { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), ...fused("heads") }, requires: ["subgroups"], suits: "gpu" },
+    { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), ...fused("heads") }, suits: "gpu" },
   ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },
