@@ -349,16 +349,18 @@ describe("attention: RoPE, the KV cache, grouped-query heads", () => {
 });
 
 describe("one decode token's qkv projection and attention, fused or split", () => {
-  // Each case compiles every variant anew (head_dim and group are constants), so the cases are few.
-  for (const [dtype, f16, heads, kvHeads, headDim, hidden, gained] of [
-    ["f32", false, 4, 2, 8, 20, false],
-    ["f32", false, 3, 3, 16, 37, true],
-    ["f16", true, 8, 1, 8, 64, true],
-    ["f16", true, 4, 2, 8, 20, false],
+  // Each case compiles its variants anew (head_dim and group are constants): every variant runs on one
+  // case per dtype, the other cases run the split pair and one fused variant of each attention kind.
+  const SOME = ["split", "fused4w8", "fused4w8s", "fused4w8p", "fused_sg4", "fused_wg"];
+  for (const [dtype, f16, heads, kvHeads, headDim, hidden, gained, every] of [
+    ["f32", false, 4, 2, 8, 20, false, true],
+    ["f32", false, 3, 3, 16, 37, true, false],
+    ["f16", true, 8, 1, 8, 64, true, true],
+    ["f16", true, 4, 2, 8, 20, false, false],
     // A 7B head: the GPU variants' 64 lanes must still fit the workgroup storage limit.
-    ["f16", true, 2, 1, 128, 24, false],
+    ["f16", true, 2, 1, 128, 24, false, false],
   ] as const) {
-    it(`${dtype}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, every variant`, async () => {
+    it(`${dtype}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, ${every ? "every variant" : "a variant of each kind"}`, async () => {
       const shape = { hidden, inter: 8, heads, kvHeads, headDim, vocab: 8 };
       const s = opShape(shape);
       const qkvRows = (heads + 2 * kvHeads) * headDim;
@@ -367,7 +369,7 @@ describe("one decode token's qkv projection and attention, fused or split", () =
       const gain = randomVector(hidden, 3, 0.5, 1.5);
       const xs = Array.from({ length: 8 }, (_, p) => randomVector(hidden, 500 + p));
       const head = (row: Float64Array, i: number) => row.slice(i * headDim, (i + 1) * headDim);
-      for (const variant of variantsOf("qkv_attention_vec")) {
+      for (const variant of variantsOf("qkv_attention_vec").filter((v) => every || SOME.includes(v))) {
         const h = harness({ qkv_attention_vec: variant }, shape);
         const gw = await h.matrix(w);
         const k = h.buffer(40 * kvHeads * headDim);
