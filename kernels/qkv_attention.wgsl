@@ -149,35 +149,11 @@ const SL: u32 = AW / HR;
 
 // One lane's share of head j: positions slice, slice + SL, ... below pos, and pos itself in slice 0.
 fn slice_partial(kvh: u32, j: u32, slice: u32, lane: u32, pos: u32, kv_stride: u32) {
-  let q = rope_row(j * HD, pos);
-  var m = -3.0e38;
-  var l = 0.0;
-  var acc: array<f32, HD>;
-  if (slice == 0u) {
-    let k_now = rope_row(QG * HD, pos);
-    var s_now = 0.0;
-    for (var i = 0u; i < HD; i++) {
-      s_now += q[i] * k_now[i];
-      acc[i] = head_rows[(QG + 1u) * HD + i];
-    }
-    m = s_now * p.scale;
-    l = 1.0;
-  }
-  for (var t = slice; t < pos; t += SL) {
-    let k0 = t * kv_stride + kvh * HD;
-    var s = 0.0;
-    for (var i = 0u; i < HD; i++) {
-      s += q[i] * K[k0 + i];
-    }
-    let cw = softmax_step(&m, &l, s * p.scale);
-    for (var i = 0u; i < HD; i++) {
-      acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
-    }
-  }
-  part_m[lane] = m;
-  part_l[lane] = l;
+  let r = head_partial(kvh, j, slice, SL, pos, kv_stride);
+  part_m[lane] = r.m;
+  part_l[lane] = r.l;
   for (var i = 0u; i < HD; i++) {
-    part_acc[lane * HD + i] = acc[i];
+    part_acc[lane * HD + i] = r.acc[i];
   }
 }
 
@@ -194,29 +170,31 @@ fn rope_row(at: u32, pos: u32) -> array<f32, HD> {
   return out;
 }
 
-// SERIAL: one lane per q head and no barrier after the projection (as attention_serial.wgsl): the
-// current position's k and v come from workgroup memory, positions 0..pos-1 from the cache, and the
-// kv head's first q head writes the cache for later steps.
-fn serial_head(kvh: u32, j: u32, pos: u32, kv_stride: u32) {
+// One q head's online softmax (running max m, sum l, weighted values acc) over the cache positions
+// first, first + step, ... below pos, and over pos itself, whose k and v are still in workgroup
+// memory, when first is 0.
+struct Partial {
+  m: f32,
+  l: f32,
+  acc: array<f32, HD>,
+}
+
+fn head_partial(kvh: u32, j: u32, first: u32, step: u32, pos: u32, kv_stride: u32) -> Partial {
   let q = rope_row(j * HD, pos);
-  let k_now = rope_row(QG * HD, pos);
-  let v_at = (QG + 1u) * HD;
-  if (j == 0u) {
-    let dst = pos * kv_stride + kvh * HD;
-    for (var i = 0u; i < HD; i++) {
-      K[dst + i] = k_now[i];
-      V[dst + i] = head_rows[v_at + i];
-    }
-  }
-  var s_now = 0.0;
+  var m = -3.0e38;
+  var l = 0.0;
   var acc: array<f32, HD>;
-  for (var i = 0u; i < HD; i++) {
-    s_now += q[i] * k_now[i];
-    acc[i] = head_rows[v_at + i];
+  if (first == 0u) {
+    let k_now = rope_row(QG * HD, pos);
+    var s_now = 0.0;
+    for (var i = 0u; i < HD; i++) {
+      s_now += q[i] * k_now[i];
+      acc[i] = head_rows[(QG + 1u) * HD + i];
+    }
+    m = s_now * p.scale;
+    l = 1.0;
   }
-  var m = s_now * p.scale;
-  var l = 1.0;
-  for (var t = 0u; t < pos; t++) {
+  for (var t = first; t < pos; t += step) {
     let k0 = t * kv_stride + kvh * HD;
     var s = 0.0;
     for (var i = 0u; i < HD; i++) {
@@ -227,9 +205,24 @@ fn serial_head(kvh: u32, j: u32, pos: u32, kv_stride: u32) {
       acc[i] = acc[i] * cw.x + cw.y * V[k0 + i];
     }
   }
+  return Partial(m, l, acc);
+}
+
+// SERIAL: one lane per q head and no barrier after the projection (as attention_serial.wgsl), the
+// kv head's first q head writing the cache for later steps.
+fn serial_head(kvh: u32, j: u32, pos: u32, kv_stride: u32) {
+  if (j == 0u) {
+    let k_now = rope_row(QG * HD, pos);
+    let dst = pos * kv_stride + kvh * HD;
+    for (var i = 0u; i < HD; i++) {
+      K[dst + i] = k_now[i];
+      V[dst + i] = head_rows[(QG + 1u) * HD + i];
+    }
+  }
+  let r = head_partial(kvh, j, 0u, 1u, pos, kv_stride);
   let o0 = (kvh * QG + j) * HD;
   for (var i = 0u; i < HD; i++) {
-    O[o0 + i] = acc[i] / l;
+    O[o0 + i] = r.acc[i] / r.l;
   }
 }
 //#else

@@ -67,3 +67,34 @@ export function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): numb
   for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
   return err / scale;
 }
+
+/**
+ * Decode attention step by step in float64: each call takes one position's qkv row ([q heads, k heads,
+ * v heads] x head_dim, before RoPE), caches its k (with RoPE) and v, and returns every q head's output.
+ */
+export class DecodeAttention {
+  private readonly keys: Float64Array[][] = [];
+  private readonly values: Float64Array[][] = [];
+
+  constructor(
+    private readonly heads: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+  ) {}
+
+  step(row: Float64Array): Float64Array[] {
+    const pos = this.keys.length;
+    const head = (i: number) => row.slice(i * this.headDim, (i + 1) * this.headDim);
+    this.keys.push(Array.from({ length: this.kvHeads }, (_, j) => rope(head(this.heads + j), pos)));
+    this.values.push(Array.from({ length: this.kvHeads }, (_, j) => head(this.heads + this.kvHeads + j)));
+    const group = this.heads / this.kvHeads;
+    return Array.from({ length: this.heads }, (_, h) => {
+      const kv = Math.floor(h / group);
+      return attend(
+        rope(head(h), pos),
+        this.keys.map((k) => k[kv]),
+        this.values.map((v) => v[kv]),
+      );
+    });
+  }
+}
