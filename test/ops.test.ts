@@ -291,19 +291,22 @@ describe("attention: RoPE, the KV cache, grouped-query heads", () => {
     [4, 2, 8],
     [3, 3, 16],
     [8, 1, 8],
+    [2, 1, 40],
   ]) {
     it(`${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}: batched passes, then decode steps at cache lengths 1 to 34, every variant`, async () => {
       const shape = { hidden: 8, inter: 8, heads, kvHeads, headDim, vocab: 8 };
       const s = opShape(shape);
       const qkvWidth = (heads + 2 * kvHeads) * headDim;
       const kvStride = kvHeads * headDim;
-      for (const variant of variantsOf("attention_vec")) {
-        const h = harness({ attention_vec: variant }, shape);
+      // Each decode variant with a batched one, in turn, so that every variant of both runs.
+      const batched = variantsOf("attention_mat");
+      for (const [i, variant] of variantsOf("attention_vec").entries()) {
+        const h = harness({ attention_vec: variant, attention_mat: batched[i % batched.length] }, shape);
         const context = 40;
         const k = h.buffer(context * kvStride);
         const v = h.buffer(context * kvStride);
-        const q = h.buffer(9 * s.qStride);
-        const o = h.buffer(9 * s.qStride);
+        const q = h.buffer(12 * s.qStride);
+        const o = h.buffer(12 * s.qStride);
         const rows = Array.from({ length: 34 }, (_, p) => randomVector(qkvWidth, 1000 + p));
         const head = (row: Float32Array, i: number) => row.slice(i * headDim, (i + 1) * headDim);
         const keys = rows.map((r, p) => Array.from({ length: kvHeads }, (_, j) => rope(head(r, heads + j), p)));
@@ -314,10 +317,11 @@ describe("attention: RoPE, the KV cache, grouped-query heads", () => {
             keys.slice(0, p + 1).map((kk) => kk[Math.floor(hd / (heads / kvHeads))]),
             values.slice(0, p + 1).map((vv) => vv[Math.floor(hd / (heads / kvHeads))]),
           );
-        // Positions 0..8 in two batched passes (5 + 4 tokens), the rest one decode step at a time.
+        // Positions 0..16 in two batched passes (5 tokens, then 12: workgroups of 8 lanes, the last
+        // part full), the rest one decode step at a time.
         for (const [pos, n] of [
           [0, 5],
-          [5, 4],
+          [5, 12],
         ]) {
           const qkv = h.rows(rows.slice(pos, pos + n), s.qkvStride);
           h.setState(pos, n);
@@ -327,11 +331,11 @@ describe("attention: RoPE, the KV cache, grouped-query heads", () => {
             for (let hd = 0; hd < heads; hd++)
               expect(
                 maxRelErr(got[t].slice(hd * headDim, (hd + 1) * headDim), want(pos + t, hd)),
-                `batched pos ${pos + t} head ${hd}`,
+                `${batched[i % batched.length]} batched pos ${pos + t} head ${hd}`,
               ).toBeLessThan(TOL);
           }
         }
-        for (let pos = 9; pos < 34; pos++) {
+        for (let pos = 17; pos < 34; pos++) {
           const qkv = h.rows([rows[pos]], s.qkvStride);
           h.setState(pos, 1);
           await h.run([h.ops.attentionDecode("attention", qkv, k, v, o)], 1);

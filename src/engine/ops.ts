@@ -34,6 +34,11 @@ export interface Step {
   gateOfLayer?: number;
 }
 
+/** The shape key attention variants are tuned at: query heads / kv heads x head_dim. */
+export function attentionShape(s: { heads: number; kvHeads: number; headDim: number }): string {
+  return `${s.heads}/${s.kvHeads} heads x ${s.headDim}`;
+}
+
 export function encodeSteps(pass: GPUComputePassEncoder, steps: readonly Step[], ntok: number): void {
   for (const s of steps) {
     const grid = s.grid(ntok);
@@ -270,7 +275,7 @@ export class Ops {
     };
     return this.single(
       name,
-      this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4 } }),
+      this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4, ...this.variants.pick("attention_mat", attentionShape(s)).consts } }),
       { params, state: this.buf.state, Q: q, K: k, V: v, O: o },
       (ntok) => [cdiv(ntok, 8), s.heads, 1],
       { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
@@ -280,7 +285,7 @@ export class Ops {
   /** One token: q, k = rope(q, k); k, v into the cache; o = softmax(q K^T / sqrt(d)) V. One dispatch. */
   attentionDecode(name: string, qkv: GPUBuffer, k: GPUBuffer, v: GPUBuffer, o: GPUBuffer): Step {
     const s = this.shape;
-    const { SERIAL, ...consts } = this.variants.pick("attention_vec", `${s.heads}/${s.kvHeads} heads x ${s.headDim}`).consts;
+    const { SERIAL, ...consts } = this.variants.pick("attention_vec", attentionShape(s)).consts;
     const params = { n_heads: s.heads, n_kv: s.kvHeads, kv_stride: s.kvHeads * s.headDim, scale: 1 / Math.sqrt(s.headDim) };
     return this.single(
       name,

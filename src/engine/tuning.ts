@@ -4,7 +4,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
 import type { VariantTable } from "../gpu/variants.js";
 import type { ModelWeights } from "./forward.js";
-import { encodeSteps, matrixShape, Ops, type Step } from "./ops.js";
+import { attentionShape, encodeSteps, matrixShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
@@ -81,13 +81,27 @@ export function modelTuneCases(
   gpu.device.queue.writeBuffer(attentionState, 0, new Uint32Array([position, 1, 0, 0]));
   cases.push({
     op: "attention_vec",
-    shape: `${shape.heads}/${shape.kvHeads} heads x ${shape.headDim}`,
+    shape: attentionShape(shape),
     bytes: 2 * (position + 1) * shape.kvHeads * shape.headDim * 4,
     build: (table: VariantTable) => {
       const steps = [
         new Ops(gpu, kernels, table, { state: attentionState, rope }, shape).attentionDecode("tune", input, layer.k, layer.v, output),
       ];
       return (pass) => encodeSteps(pass, steps, 1);
+    },
+  });
+  // Batched attention: a tile of tokens after a stretch of context, as prefill and calibration windows have.
+  const batchPosition = Math.max(0, Math.min(256, contextLength - BATCH_TOKENS));
+  const batchTokens = Math.min(BATCH_TOKENS, contextLength - batchPosition);
+  const batchState = scratch(4, "tune batched attention state");
+  gpu.device.queue.writeBuffer(batchState, 0, new Uint32Array([batchPosition, batchTokens, 0, 0]));
+  cases.push({
+    op: "attention_mat",
+    shape: attentionShape(shape),
+    bytes: 2 * (batchPosition + batchTokens) * shape.kvHeads * shape.headDim * 4,
+    build: (table: VariantTable) => {
+      const steps = [new Ops(gpu, kernels, table, { state: batchState, rope }, shape).attention("tune", input, layer.k, layer.v, output)];
+      return (pass) => encodeSteps(pass, steps, batchTokens);
     },
   });
   // The decode step's qkv projection and attention, as two dispatches (each with its choice measured

@@ -13,6 +13,7 @@ export const OPS = [
   "down_vec",
   "down_mat",
   "attention_vec",
+  "attention_mat",
   "qkv_attention_vec",
   "argmax",
 ] as const;
@@ -26,10 +27,16 @@ export type OpName = (typeof OPS)[number];
 export interface Variant {
   name: string;
   consts: Record<string, number | boolean>;
-  requires?: "subgroups"[];
+  requires?: Requirement[];
   /** The adapters whose autotuning measures it: row-per-invocation variants suit CPU drivers, split-K ones GPUs. */
   suits: KernelFlavour | "any";
 }
+
+/**
+ * What a variant needs of the adapter: a WebGPU feature, or subgroups that are always 8 lanes
+ * (kernels that pass values between the lanes of an 8-lane workgroup with subgroup shuffles).
+ */
+export type Requirement = "subgroups" | "subgroups of 8";
 
 /** vec4s of an input a one-token kernel may read as a uniform array (kernels/input.wgsl): 64 KiB, WebGPU's default limit. */
 export const UNIFORM_INPUT_VEC4S = 4096;
@@ -106,6 +113,12 @@ export const VARIANTS: Record<OpName, Variant[]> = {
     { name: "w8", consts: { WG: 8, SERIAL: false }, suits: "cpu" },
     { name: "serial", consts: { WG: 8, SERIAL: true }, suits: "cpu" },
   ],
+  // Batched attention (kernels/attention.wgsl): each lane reads whole K/V rows, or the 8 lanes read
+  // a share each and pass them round (on CPU drivers, where every lane's read is its own).
+  attention_mat: [
+    { name: "lanes", consts: { SHARED: false }, suits: "any" },
+    { name: "shared8", consts: { SHARED: true }, requires: ["subgroups", "subgroups of 8"], suits: "any" },
+  ],
   // One decode token's qkv projection and attention: two dispatches (matvec, then attention_vec,
   // each with its own choice), or one (qkv_attention.wgsl, a workgroup per kv head), which saves a
   // dispatch but leaves the projection only one workgroup per kv head to spread over.
@@ -143,6 +156,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     down_vec: "v1w8",
     down_mat: "v1w8x4",
     attention_vec: "w8",
+    attention_mat: "shared8",
     qkv_attention_vec: "fused4w8",
     argmax: "w1",
   },
@@ -154,11 +168,12 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     down_vec: "v1w64",
     down_mat: "v1w64x4",
     attention_vec: "w8",
+    attention_mat: "lanes",
     qkv_attention_vec: "split",
     argmax: "w256",
   },
 };
-const NO_SUBGROUPS: Partial<Record<string, string>> = { sg4: "wg", sg1x4: "wg1x4" };
+const NO_SUBGROUPS: Partial<Record<string, string>> = { sg4: "wg", sg1x4: "wg1x4", shared8: "lanes" };
 
 export type VariantSource = "default" | "autotune" | "override";
 
@@ -202,7 +217,8 @@ export class VariantTable {
   }
 
   supported(v: Variant): boolean {
-    return (v.requires ?? []).every((f) => this.gpu.features.has(f));
+    const sizes = this.gpu.subgroupSizes;
+    return (v.requires ?? []).every((r) => (r === "subgroups of 8" ? sizes.min === 8 && sizes.max === 8 : this.gpu.features.has(r)));
   }
 
   /** The variants of an op this adapter can run (all are tested). */
