@@ -10,7 +10,7 @@
 //#include lanes
 //#include input
 //#include norm
-//#if XU
+//#if W8
 //#weights8 W U
 //#include project1 M=W
 //#include project1 M=U
@@ -114,7 +114,7 @@ fn main(inv: Invocation) {
     rows[r] = min(first_row + local[r], p.rows - 1u);
   }
   var up: Sums;
-//#if XU
+//#if W8
   project1_U(g, rows, on, p.cols4 / 2u, &up);
 //#else
   project_U(g, rows, on, p.cols4, &up);
@@ -156,7 +156,7 @@ fn main(inv: Invocation) {
     rows[r] = group_row(g, r, p.rows);
   }
   var up: Sums;
-//#if XU
+//#if W8
   project1_U(g, rows, need, p.cols4 / 2u, &up);
 //#else
   project_U(g, rows, need, p.cols4, &up);

@@ -10,7 +10,7 @@ fn all_rows_$M(g: Group, t0: u32, n_rows: u32, x_stride4: u32, cols4: u32) -> Su
   }
   set_x_base(t0, x_stride4);
   var acc: Sums;
-//#if XU
+//#if W8
   project1_$M(g, rows, on, cols4 / 2u, &acc);
 //#else
   project_$M(g, rows, on, cols4, &acc);

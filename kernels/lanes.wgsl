@@ -3,10 +3,14 @@
 //   SUBGROUP:  the lanes of a subgroup form a group and add with subgroupAdd (no barrier);
 //   WORKGROUP: the whole workgroup is one group and adds in workgroup memory (GPUs without subgroups);
 //   neither:   every invocation is a group of one, so nothing is added and no barrier runs (CPU drivers).
-// Consts: R rows per group, TM tokens per tile, WG invocations per workgroup, SUBGROUP, WORKGROUP.
+// Consts: R rows per group, TM tokens per tile, WG invocations per workgroup, SUBGROUP, WORKGROUP,
+// XS (rows variants that share their input across a subgroup of 8, project1.wgsl).
 // Groups are numbered across workgroups in x, spilling into y past the per-dimension limit; z is the
 // token tile of batched passes.
 //#if SUBGROUP
+enable subgroups;
+diagnostic(off, subgroup_uniformity);
+//#elif XS
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
 //#endif
@@ -20,6 +24,8 @@ struct Invocation {
   @builtin(num_subgroups) nsg: u32,
   @builtin(subgroup_invocation_id) sg_lane: u32,
   @builtin(subgroup_size) sg_size: u32,
+//#elif XS
+  @builtin(subgroup_invocation_id) sg_lane: u32,
 //#endif
 }
 
@@ -106,11 +112,22 @@ fn sum_rows(a: array<vec4<f32>, TM>, b: array<vec4<f32>, TM>) -> array<vec4<f32>
   return out;
 }
 //#else
+//#if XS
+// This invocation's lane in its subgroup of 8: which share of the input it reads for all 8 (project1.wgsl).
+var<private> x_lane: u32;
+//#endif
+
 fn group_of(inv: Invocation) -> Group {
+//#if XS
+  x_lane = inv.sg_lane;
+//#endif
   return Group(workgroup_index(inv) * WG + inv.lid, 0u, 1u);
 }
 
 fn local_group(inv: Invocation) -> Group {
+//#if XS
+  x_lane = inv.sg_lane;
+//#endif
   return Group(inv.lid, 0u, 1u);
 }
 

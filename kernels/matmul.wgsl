@@ -7,7 +7,7 @@
 //#include lanes
 //#include input
 //#include norm
-//#if XU
+//#if W8
 //#weights8 W
 //#include project1 M=W
 //#else

@@ -69,6 +69,48 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
     }
   }
 }
+//#elif XS
+// The input is a storage array read once per subgroup of 8 lanes (XS): every lane needs the same
+// columns of X, and a CPU driver reads storage lane by lane, so lane l reads block k0 + l of each
+// token's row and subgroup shuffles pass the 8 blocks round. Rows variants only (a lane is a group).
+fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
+  for (var k0 = 0u; k0 < cols8; k0 += 8u) {
+    let mine = min(k0 + x_lane, cols8 - 1u);
+    var ma: array<vec4<f32>, TM>;
+    var mb: array<vec4<f32>, TM>;
+    for (var t = 0u; t < TM; t++) {
+      ma[t] = X[x_base[t] + 2u * mine];
+      mb[t] = X[x_base[t] + 2u * mine + 1u];
+    }
+    // The shuffle index must unroll to constants: a runtime one is 10x slower on llvmpipe.
+    for (var c = 0u; c < 8u; c++) {
+      let k = k0 + c;
+      var xa: array<vec4<f32>, TM>;
+      var xb: array<vec4<f32>, TM>;
+      for (var t = 0u; t < TM; t++) {
+        let ra = subgroupShuffle(ma[t], c);
+        let rb = subgroupShuffle(mb[t], c);
+        if (k < cols8) {
+          (*acc)[R][t] += ra * ra + rb * rb;
+        }
+        xa[t] = gained(ra, 2u * k);
+        xb[t] = gained(rb, 2u * k + 1u);
+      }
+      for (var r = 0u; r < R; r++) {
+        if (on[r] && k < cols8) {
+          let w = load8_$M(rows[r], k, cols8);
+          for (var t = 0u; t < TM; t++) {
+            if (TM == 1u) {
+              (*acc)[r][t] += w[0] * xa[t] + w[1] * xb[t];
+            } else {
+              (*acc)[r][t].x += dot(w[0], xa[t]) + dot(w[1], xb[t]);
+            }
+          }
+        }
+      }
+    }
+  }
+}
 //#else
 fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
   for (var k = g.lane; k < cols8; k += g.count) {

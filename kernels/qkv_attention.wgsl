@@ -9,7 +9,7 @@
 //#include lanes
 //#include input
 //#include norm
-//#if XU
+//#if W8
 //#weights8 W
 //#include project1 M=W
 //#else
@@ -74,7 +74,7 @@ fn main(inv: Invocation) {
       rows[r] = qkv_row(kvh, min(b * R + r, HEAD_ROWS - 1u));
       on[r] = true;
     }
-//#if XU
+//#if W8
     project1_W(g, rows, on, p.cols4 / 2u, &acc);
 //#else
     project_W(g, rows, on, p.cols4, &acc);

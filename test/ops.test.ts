@@ -477,7 +477,7 @@ describe("kernels bound by name", () => {
       new KernelCache(gpu, nodeKernelSource).get({
         file: "matmul",
         weights: { W: "f32", Q: "f16" },
-        consts: { SUBGROUP: false, WORKGROUP: false, WG: 64, R: 1, TM: 1, XU: false, XN: 1, GAIN: false },
+        consts: { SUBGROUP: false, WORKGROUP: false, WG: 64, R: 1, TM: 1, XU: false, XS: false, W8: false, XN: 1, GAIN: false },
       }),
     ).toThrow(/kernel matmul: declares no weight matrix "Q" \(it has W\)/);
     b.destroy();

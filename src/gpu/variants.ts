@@ -46,16 +46,21 @@ export const UNIFORM_INPUT_VEC4S = 4096;
  * kernels/input.wgsl), a tile of TM tokens per dispatch: all lanes read the same element, which a
  * uniform buffer serves best; split-K lanes read different elements, which it would serialise on GPUs.
  */
-const lanes = (kind: "rows" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
+const lanes = (kind: "rows" | "shared" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
   SUBGROUP: kind === "sg",
   WORKGROUP: kind === "wg",
-  ROWS: kind === "rows",
+  ROWS: kind === "rows" || kind === "shared",
   WG: wg,
   R: r,
   TM: tm,
   XU: kind === "rows",
+  XS: kind === "shared",
+  W8: kind === "rows" || kind === "shared",
   XN: UNIFORM_INPUT_VEC4S,
 });
+
+/** Rows variants whose 8-lane subgroups read the input once between them (XS, kernels/project1.wgsl). */
+const SHARED: Pick<Variant, "requires" | "suits"> = { requires: ["subgroups", "subgroups of 8"], suits: "cpu" };
 
 /**
  * How the fused qkv + attention kernel (kernels/qkv_attention.wgsl) attends: the q heads one after
@@ -80,12 +85,17 @@ const VEC_PROJECTION: Variant[] = [
   { name: "rows4w8", consts: lanes("rows", 4, 1, 8), suits: "cpu" },
   { name: "rows2", consts: lanes("rows", 2, 1), suits: "cpu" },
   { name: "rows4", consts: lanes("rows", 4, 1), suits: "cpu" },
+  { name: "rows2s", consts: lanes("shared", 2, 1), ...SHARED },
+  { name: "rows4s", consts: lanes("shared", 4, 1), ...SHARED },
+  { name: "rows4w8s", consts: lanes("shared", 4, 1, 8), ...SHARED },
   { name: "sg4", consts: lanes("sg", 4, 1), requires: ["subgroups"], suits: "gpu" },
   { name: "wg", consts: lanes("wg", 1, 1), suits: "gpu" },
 ];
 const MAT_PROJECTION: Variant[] = [
   { name: "rows4x4", consts: lanes("rows", 4, 4), suits: "cpu" },
   { name: "rows2x8", consts: lanes("rows", 2, 8), suits: "cpu" },
+  { name: "rows4x4s", consts: lanes("shared", 4, 4), ...SHARED },
+  { name: "rows2x8s", consts: lanes("shared", 2, 8), ...SHARED },
   { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"], suits: "gpu" },
   { name: "wg1x4", consts: lanes("wg", 1, 4), suits: "gpu" },
 ];
