@@ -85,7 +85,6 @@ const VEC_PROJECTION: Variant[] = [
   { name: "rows4w8", consts: lanes("rows", 4, 1, 8), suits: "cpu" },
   { name: "rows2", consts: lanes("rows", 2, 1), suits: "cpu" },
   { name: "rows4", consts: lanes("rows", 4, 1), suits: "cpu" },
-  { name: "rows2s", consts: lanes("shared", 2, 1), ...SHARED },
   { name: "rows4s", consts: lanes("shared", 4, 1), ...SHARED },
   { name: "rows4w8s", consts: lanes("shared", 4, 1, 8), ...SHARED },
   { name: "sg4", consts: lanes("sg", 4, 1), requires: ["subgroups"], suits: "gpu" },
@@ -95,6 +94,7 @@ const MAT_PROJECTION: Variant[] = [
   { name: "rows4x4", consts: lanes("rows", 4, 4), suits: "cpu" },
   { name: "rows2x8", consts: lanes("rows", 2, 8), suits: "cpu" },
   { name: "rows4x4s", consts: lanes("shared", 4, 4), ...SHARED },
+  { name: "rows4x4w8s", consts: lanes("shared", 4, 4, 8), ...SHARED },
   { name: "rows2x8s", consts: lanes("shared", 2, 8), ...SHARED },
   { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"], suits: "gpu" },
   { name: "wg1x4", consts: lanes("wg", 1, 4), suits: "gpu" },
@@ -142,6 +142,9 @@ export const VARIANTS: Record<OpName, Variant[]> = {
     // All q heads at once, each split over a share of the lanes: every lane busy, two barriers.
     { name: "fused4w8p", consts: { ...lanes("rows", 4, 1, 8), ...fused("sliced") }, suits: "cpu" },
     { name: "fused2w8p", consts: { ...lanes("rows", 2, 1, 8), ...fused("sliced") }, suits: "cpu" },
+    // The projection's input read once per 8-lane subgroup (XS), then attention as fused4w8 or fused4w8p.
+    { name: "fused4w8x", consts: { ...lanes("shared", 4, 1, 8), ...fused("heads") }, ...SHARED },
+    { name: "fused4w8px", consts: { ...lanes("shared", 4, 1, 8), ...fused("sliced") }, ...SHARED },
     { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), ...fused("heads") }, requires: ["subgroups"], suits: "gpu" },
     { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), ...fused("heads") }, suits: "gpu" },
   ],
