@@ -3,7 +3,8 @@
  * ceiling (a pure streaming read), then every kernel's effective GB/s as a share of it, each timed
  * right after the ceiling in every round (medians of the per-round ratios): matrix-vector products
  * (f32, f16, and quantized q8 per-row / q4 g128) at real shapes, and the MLP block dense and
- * CATS-sparse at 0/50/70/90%, f16 or quantized.
+ * CATS-sparse at 0/50/70/90%, f16 or quantized. Each matrix-vector case runs the variant that
+ * measures fastest for it (as `cats` tunes a model's shapes) unless --variant forces one.
  *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--formats f32,f16,q8,q4] [--mlp ...] [--mlp-format f16|q8|q4]
  *                              [--variant op=name,...] [--json]
  */
@@ -15,7 +16,8 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { PairedTimer, readCeiling, type PairedResult, type Timed } from "../src/gpu/roofline.js";
 import { parseOverrides, VariantTable } from "../src/gpu/variants.js";
-import { encodeSteps, setStepParams } from "../src/engine/ops.js";
+import { tune } from "../src/gpu/autotune.js";
+import { encodeSteps, matrixShape, Ops, setStepParams } from "../src/engine/ops.js";
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 
@@ -80,14 +82,26 @@ for (const shape of opts.shapes.split(",")) {
     const x = h.rows([randomVector(C, 1)], padCols(C));
     const y = h.buffer(padCols(R) * 2);
     h.setState(0, 1);
-    const steps = copies.map((m) => h.ops.project("matvec", m, x, y, { batch: false, xStride: padCols(C), yStride: padCols(R) }));
+    const project = (table: VariantTable, m: GpuMatrix) =>
+      new Ops(gpu, kernels, table, { state: h.state, rope: h.rope }, h.shape).project("matvec", m, x, y, {
+        batch: false,
+        xStride: padCols(C),
+        yStride: padCols(R),
+      });
+    const key = matrixShape(first);
+    const tuned = overrides.matvec
+      ? {}
+      : await tune(gpu, [{ op: "matvec", shape: key, bytes, build: (table) => (pass) => encodeSteps(pass, project(table, first), 1) }], {});
+    const table = new VariantTable(gpu, overrides, tuned);
+    const steps = copies.map((m) => project(table, m));
     const timed: Timed = {
       name: `matvec ${shape} ${format}`,
       bytes,
       encode: (pass, i) => encodeSteps(pass, steps[i % steps.length], 1),
     };
     const { cases } = await timer.paired(ceiling.timed, [timed], opts.rounds);
-    rows.push({ ...cases[0], kernel: `matvec (${variants.pick("matvec").name})`, active: 1 });
+    const chosen = table.choice("matvec", key);
+    rows.push({ ...cases[0], kernel: `matvec (${chosen.variant.name}${chosen.source === "autotune" ? ", measured" : ""})`, active: 1 });
     h.destroy();
   }
 }

@@ -162,15 +162,15 @@ export const VARIANTS: Record<OpName, Variant[]> = {
  */
 const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
   cpu: {
-    matvec: "rows4",
-    matmul: "rows4x4",
-    gate_up_vec: "rows4",
-    gate_up_mat: "rows4x4",
+    matvec: "rows4s",
+    matmul: "rows4x4s",
+    gate_up_vec: "rows4s",
+    gate_up_mat: "rows4x4w8s",
     down_vec: "v1w8",
     down_mat: "v1w8x4",
     attention_vec: "w8",
     attention_mat: "shared8",
-    qkv_attention_vec: "fused4w8",
+    qkv_attention_vec: "fused4w8x",
     argmax: "w1",
   },
   gpu: {
@@ -186,7 +186,15 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     argmax: "w256",
   },
 };
-const NO_SUBGROUPS: Partial<Record<string, string>> = { sg4: "wg", sg1x4: "wg1x4", shared8: "lanes" };
+const NO_SUBGROUPS: Partial<Record<string, string>> = {
+  sg4: "wg",
+  sg1x4: "wg1x4",
+  shared8: "lanes",
+  rows4s: "rows4",
+  rows4x4s: "rows4x4",
+  rows4x4w8s: "rows4x4",
+  fused4w8x: "fused4w8",
+};
 
 export type VariantSource = "default" | "autotune" | "override";
 
