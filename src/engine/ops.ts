@@ -277,7 +277,10 @@ export class Ops {
     };
     return this.single(
       name,
-      this.kernels.get({ file: "attention", consts: { HD4: s.headDim / 4, ...this.variants.pick("attention_mat", attentionShape(s)).consts } }),
+      this.kernels.get({
+        file: "attention",
+        consts: { HD4: s.headDim / 4, ...this.variants.pick("attention_mat", attentionShape(s)).consts },
+      }),
       { params, state: this.buf.state, Q: q, K: k, V: v, O: o },
       (ntok) => [cdiv(ntok, 8), s.heads, 1],
       { buffer: o, stride: s.qStride, width: s.heads * s.headDim, rows: "tokens" },
