@@ -4,7 +4,7 @@ import { Usage } from "../gpu/flags.js";
 import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
 import { Submitter, type Readback } from "../gpu/submit.js";
-import { UNIFORM_INPUT_VEC4S, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
+import { UNIFORM_INPUT_VEC4S, VARIANTS, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
 import { hashSources, tune, tuneKey, type TuneCase, type TuneStore } from "../gpu/autotune.js";
 import { modelTuneCases } from "./tuning.js";
 import type { Checkpoint } from "../model/checkpoint.js";
@@ -68,13 +68,17 @@ export function opShapeOf(c: LlamaConfig, maxTokens: number): OpShape {
   };
 }
 
-/** A hash of the kernel files whose code decides which variant is fastest: a change to any of them invalidates the tuning. */
+/**
+ * A hash of the kernel files whose code decides which variant is fastest, and of the variants
+ * themselves: a change to any of them (a new variant included) invalidates the tuning.
+ */
 export function tunedKernelsHash(source: KernelSource): string {
-  return hashSources(TUNED_KERNELS.map((k) => source(k)));
+  return hashSources([...TUNED_KERNELS.map((k) => source(k)), JSON.stringify(VARIANTS)]);
 }
 
 const TUNED_KERNELS = [
   "attend",
+  "attention",
   "attention_decode",
   "attention_serial",
   "attention_decode_io",
