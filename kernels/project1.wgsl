@@ -4,20 +4,96 @@
 //#if QUANT
 // Quantized rows (qrows.wgsl): a chunk of codes (32 columns at 4 bits, 16 at 8) per load and one
 // (scale, offset) per chunk where groups hold whole chunks, dequantized in registers.
+
+// The state of R rows' walk along their chunks: each row's start and its current group's (scale,
+// offset), read again only when the group changes.
+struct QRows_$M {
+  base: array<u32, R>,
+  so: array<vec2<f32>, R>,
+  g: array<u32, R>,
+}
+
+// Adds chunk c of each row that is on, times its inputs xs[t][x0..], into acc.
+fn qchunk_$M(c: u32, xs: ptr<function, array<array<vec4<f32>, 8>, TM>>, x0: u32, on: array<bool, R>, q: ptr<function, QRows_$M>, groups: u32, codes0: u32, acc: ptr<function, Sums>) {
+  for (var r = 0u; r < R; r++) {
+    if (!on[r]) {
+      continue;
+    }
+    let base = (*q).base[r];
+    let codes = $M[base + codes0 + c];
+    let gc = min(c * QC_$M / QG_$M, groups - 1u);
+    if (gc != (*q).g[r]) {
+      (*q).g[r] = gc;
+      (*q).so[r] = qscale_at_$M(base, gc);
+    }
+    var so = (*q).so[r];
+    for (var j = 0u; j < 4u; j++) {
+      if (QG_$M % QC_$M != 0u) {
+        so = qscale_at_$M(base, min((c * QC_$M + j * (32u / QB_$M)) / QG_$M, groups - 1u));
+      }
+      let w = qunpack_$M(codes[j]);
+      let w0 = w[0] * so.x + so.y;
+      let w1 = w[1] * so.x + so.y;
+      for (var t = 0u; t < TM; t++) {
+        if (QB_$M == 4u) {
+          if (TM == 1u) {
+            (*acc)[r][t] += w0 * (*xs)[t][x0 + 2u * j] + w1 * (*xs)[t][x0 + 2u * j + 1u];
+          } else {
+            (*acc)[r][t].x += dot(w0, (*xs)[t][x0 + 2u * j]) + dot(w1, (*xs)[t][x0 + 2u * j + 1u]);
+          }
+        } else {
+          if (TM == 1u) {
+            (*acc)[r][t] += w0 * (*xs)[t][x0 + j];
+          } else {
+            (*acc)[r][t].x += dot(w0, (*xs)[t][x0 + j]);
+          }
+        }
+      }
+    }
+  }
+}
+
 fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
   let cols4 = cols8 * 2u;
   let chunks = qchunks_$M(cols8);
   let groups = (cols8 * 8u + QG_$M - 1u) / QG_$M;
   let xv = QC_$M / 4u;
   let codes0 = qcodes0_$M(cols8);
-  // Each row's start and its current group's (scale, offset): read again only when the group changes.
-  var base: array<u32, R>;
-  var so_of: array<vec2<f32>, R>;
-  var g_of: array<u32, R>;
+  var q: QRows_$M;
   for (var r = 0u; r < R; r++) {
-    base[r] = qrow_$M(rows[r], cols8);
-    g_of[r] = 0xffffffffu;
+    q.base[r] = qrow_$M(rows[r], cols8);
+    q.g[r] = 0xffffffffu;
   }
+//#if XS
+  // As the float path below: lane l reads vec4 l of every 8 (one chunk at 4 bits, two at 8) and
+  // subgroup shuffles pass them round, so each input element is read once per subgroup, not per lane.
+  let per = 8u / xv;
+  for (var c0 = 0u; c0 < chunks; c0 += per) {
+    var mine: array<vec4<f32>, TM>;
+    for (var t = 0u; t < TM; t++) {
+      mine[t] = X[x_base[t] + min(c0 * xv + x_lane, cols4 - 1u)];
+    }
+    var xs: array<array<vec4<f32>, 8>, TM>;
+    for (var i = 0u; i < 8u; i++) {
+      let k4 = c0 * xv + i;
+      for (var t = 0u; t < TM; t++) {
+        var v = subgroupShuffle(mine[t], i);
+        if (k4 < cols4) {
+          (*acc)[R][t] += v * v;
+          v = gained(v, k4);
+        } else {
+          v = vec4<f32>(0.0);
+        }
+        xs[t][i] = v;
+      }
+    }
+    for (var cc = 0u; cc < per; cc++) {
+      if (c0 + cc < chunks) {
+        qchunk_$M(c0 + cc, &xs, cc * xv, on, &q, groups, codes0, acc);
+      }
+    }
+  }
+//#else
   for (var c = g.lane; c < chunks; c += g.count) {
     var xs: array<array<vec4<f32>, 8>, TM>;
     for (var t = 0u; t < TM; t++) {
@@ -32,42 +108,9 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
         xs[t][j] = v;
       }
     }
-    for (var r = 0u; r < R; r++) {
-      if (!on[r]) {
-        continue;
-      }
-      let q = $M[base[r] + codes0 + c];
-      let gc = min(c * QC_$M / QG_$M, groups - 1u);
-      if (gc != g_of[r]) {
-        g_of[r] = gc;
-        so_of[r] = qscale_at_$M(base[r], gc);
-      }
-      var so = so_of[r];
-      for (var j = 0u; j < 4u; j++) {
-        if (QG_$M % QC_$M != 0u) {
-          so = qscale_at_$M(base[r], min((c * QC_$M + j * (32u / QB_$M)) / QG_$M, groups - 1u));
-        }
-        let w = qunpack_$M(q[j]);
-        let w0 = w[0] * so.x + so.y;
-        let w1 = w[1] * so.x + so.y;
-        for (var t = 0u; t < TM; t++) {
-          if (QB_$M == 4u) {
-            if (TM == 1u) {
-              (*acc)[r][t] += w0 * xs[t][2u * j] + w1 * xs[t][2u * j + 1u];
-            } else {
-              (*acc)[r][t].x += dot(w0, xs[t][2u * j]) + dot(w1, xs[t][2u * j + 1u]);
-            }
-          } else {
-            if (TM == 1u) {
-              (*acc)[r][t] += w0 * xs[t][j];
-            } else {
-              (*acc)[r][t].x += dot(w0, xs[t][j]);
-            }
-          }
-        }
-      }
-    }
+    qchunk_$M(c, &xs, 0u, on, &q, groups, codes0, acc);
   }
+//#endif
 }
 //#elif XS
 // The input is a storage array read once per subgroup of 8 lanes (XS): every lane needs the same

@@ -41,20 +41,20 @@ const SHAPES: [number, number][] = [
 
 /**
  * The variants differ in how lanes share rows, which is independent of the quantization: q4 g32 asym
- * (asymmetric, a partial last group) runs every variant, each other kind one CPU and one GPU
- * variant, a different pair per kind. Compiling every variant for every kind doubled the suite's
+ * (asymmetric, a partial last group) runs every variant, each other kind one CPU, one shared-input
+ * (where the adapter has subgroups of 8) and one GPU variant, different ones per kind. Compiling every variant for every kind doubled the suite's
  * time on a cold shader cache.
  */
-const which = (kind: string): string => (kind === KINDS[1][0] ? "every variant" : "a CPU and a GPU variant");
+const which = (kind: string): string => (kind === KINDS[1][0] ? "every variant" : "a CPU, a shared-input and a GPU variant");
 const variantsOf = (op: OpName, kind: string): string[] => {
   const all = new VariantTable(gpu).candidates(op);
   const k = KINDS.findIndex(([name]) => name === kind);
   if (kind === KINDS[1][0]) return all.map((v) => v.name);
-  const pick = (suits: string) => {
-    const of = all.filter((v) => v.suits === suits || v.suits === "any");
-    return of.length > 0 ? [of[k % of.length].name] : [];
-  };
-  return [...pick("cpu"), ...pick("gpu")];
+  const pick = (of: typeof all) => (of.length > 0 ? [of[k % of.length].name] : []);
+  const suiting = (suits: string) => all.filter((v) => v.suits === suits || v.suits === "any");
+  // A shared-input variant too: at 8 bits it reads two chunks' inputs per round, at 4 bits one.
+  const shared = pick(all.filter((v) => v.consts.XS === true));
+  return [...new Set([...pick(suiting("cpu")), ...shared, ...pick(suiting("gpu"))])];
 };
 const harness = (variants: Partial<Record<OpName, string>>, hidden: number, inter: number): OpHarness =>
   new OpHarness(gpu, nodeKernelSource, opShape({ hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 }), variants, 64, kernels);

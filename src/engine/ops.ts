@@ -159,9 +159,7 @@ export class Ops {
    * uniform array (XU) only where it fits one.
    */
   private consts(op: OpName, w: GpuMatrix, inputVec4s: number, batch: boolean): VariantConsts {
-    let c = this.variants.pick(op, matrixShape(w)).consts as VariantConsts;
-    // Shared-input rows read float blocks only; on quantized rows they run as plain rows variants.
-    if (c.XS && isRowQuantized(w.format)) c = { ...c, XS: false, XU: true };
+    const c = this.variants.pick(op, matrixShape(w)).consts as VariantConsts;
     // A uniform-array input holds TM rows, and each tile's row must sit at an offset the adapter can bind.
     const tileBytes = c.TM * inputVec4s * 16;
     const fits =
