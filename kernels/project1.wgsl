@@ -69,18 +69,27 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
   // subgroup shuffles pass them round, so each input element is read once per subgroup, not per lane.
   let per = 8u / xv;
   for (var c0 = 0u; c0 < chunks; c0 += per) {
+    let at = min(c0 * xv + x_lane, cols4 - 1u);
     var mine: array<vec4<f32>, TM>;
     for (var t = 0u; t < TM; t++) {
-      mine[t] = X[x_base[t] + min(c0 * xv + x_lane, cols4 - 1u)];
+      mine[t] = X[x_base[t] + at];
     }
+//#if GAIN
+    let gm = G[at];
+//#endif
     var xs: array<array<vec4<f32>, 8>, TM>;
     for (var i = 0u; i < 8u; i++) {
       let k4 = c0 * xv + i;
+//#if GAIN
+      let gi = subgroupShuffle(gm, i);
+//#endif
       for (var t = 0u; t < TM; t++) {
         var v = subgroupShuffle(mine[t], i);
         if (k4 < cols4) {
           (*acc)[R][t] += v * v;
-          v = gained(v, k4);
+//#if GAIN
+          v *= gi;
+//#endif
         } else {
           v = vec4<f32>(0.0);
         }
@@ -125,19 +134,33 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
       ma[t] = X[x_base[t] + 2u * mine];
       mb[t] = X[x_base[t] + 2u * mine + 1u];
     }
+//#if GAIN
+    // The norm's gain, which every lane needs too, is shared the same way.
+    let gma = G[2u * mine];
+    let gmb = G[2u * mine + 1u];
+//#endif
     // The shuffle index must unroll to constants: a runtime one is 10x slower on llvmpipe.
     for (var c = 0u; c < 8u; c++) {
       let k = k0 + c;
       var xa: array<vec4<f32>, TM>;
       var xb: array<vec4<f32>, TM>;
+//#if GAIN
+      let ga = subgroupShuffle(gma, c);
+      let gb = subgroupShuffle(gmb, c);
+//#endif
       for (var t = 0u; t < TM; t++) {
         let ra = subgroupShuffle(ma[t], c);
         let rb = subgroupShuffle(mb[t], c);
         if (k < cols8) {
           (*acc)[R][t] += ra * ra + rb * rb;
         }
-        xa[t] = gained(ra, 2u * k);
-        xb[t] = gained(rb, 2u * k + 1u);
+//#if GAIN
+        xa[t] = ra * ga;
+        xb[t] = rb * gb;
+//#else
+        xa[t] = ra;
+        xb[t] = rb;
+//#endif
       }
       for (var r = 0u; r < R; r++) {
         if (on[r] && k < cols8) {

@@ -62,14 +62,19 @@ export function modelTuneCases(
   const layer = m.layers[0];
   for (const batch of [false, true]) {
     const ntok = batch ? BATCH_TOKENS : 1;
-    for (const w of [layer.qkv, layer.o, m.lmHead]) {
+    // Each with the norm gain the forward pass applies as it reads the input (where the weights cannot hold it).
+    for (const [w, gain] of [
+      [layer.qkv, layer.qkvGain],
+      [layer.o, null],
+      [m.lmHead, m.lmHeadGain],
+    ] as const) {
       const xStride = w === layer.o ? shape.qStride : shape.hiddenStride;
       add(batch ? "matmul" : "matvec", w, w.bytes, ntok, (ops) =>
-        ops.project("tune", w, input, output, { batch, norm: true, xStride, yStride: w.rows + 8 }),
+        ops.project("tune", w, input, output, { batch, norm: true, gain, xStride, yStride: w.rows + 8 }),
       );
     }
     add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, ntok, (ops) =>
-      ops.gateUp("tune", layer.gate, layer.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null }),
+      ops.gateUp("tune", layer.gate, layer.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null, gain: layer.mlpGain }),
     );
     add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, ntok, (ops) =>
       ops.down("tune", layer.downT, input, output, { batch }),
