@@ -74,7 +74,14 @@ export function modelTuneCases(
       );
     }
     add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, ntok, (ops) =>
-      ops.gateUp("tune", layer.gate, layer.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null, gain: layer.mlpGain }),
+      ops.gateUp("tune", layer.gate, layer.up, input, output, {
+        batch,
+        layer: 0,
+        totals,
+        capture,
+        captureOffset: null,
+        gain: layer.mlpGain,
+      }),
     );
     add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, ntok, (ops) =>
       ops.down("tune", layer.downT, input, output, { batch }),
