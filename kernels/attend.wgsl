@@ -22,11 +22,16 @@ fn attend_head(lane: u32, kv0: u32, kv_stride: u32, pos: u32, o0: u32) {
     var m = -3.0e38;
     var l = 0.0;
     var acc: array<f32, HD>;
+    // q into registers first: on CPU drivers a workgroup-memory read in the loop is a read per lane per position.
+    var qr: array<f32, HD>;
+    for (var i = 0u; i < HD; i++) {
+      qr[i] = q[i];
+    }
     for (var j = lane; j <= pos; j += AW) {
       let k0 = j * kv_stride + kv0;
       var s = 0.0;
       for (var i = 0u; i < HD; i++) {
-        s += q[i] * K[k0 + i];
+        s += qr[i] * K[k0 + i];
       }
       let cw = softmax_step(&m, &l, s);
       for (var i = 0u; i < HD; i++) {
