@@ -54,7 +54,7 @@ export function hashSources(sources: string[]): string {
 
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
- * rounds, and keeps the fastest by the median of its per-round speed ratios to the first. Cases already in `known` are skipped; a case that runs
+ * rounds, and keeps the one with the fastest call. Cases already in `known` are skipped; a case that runs
  * other ops too runs them with the choices made before it.
  */
 export async function tune(
@@ -79,12 +79,13 @@ export async function tune(
       });
       const [first, ...rest] = timed;
       const r = await timer.paired(first, rest, rounds);
-      // Each candidate against the first, timed back to back in every round: on a shared machine the
-      // median of those ratios holds still while the machine's speed drifts, where medians of the
-      // candidates' own times, taken minutes apart, do not.
-      const speed = [1, ...r.cases.map((c) => c.share.median)];
-      const best = speed.indexOf(Math.max(...speed));
-      out[key] = candidates[best].name;
+      // The fastest call of each: on a shared machine noise only ever slows a call down, so a
+      // candidate's best call is its least disturbed one (medians of times taken minutes apart
+      // drift with the machine; a slow spell in two rounds of three once made a variant 7x faster
+      // lose by median).
+      const all = [r.reference, ...r.cases];
+      const best = all.reduce((a, b) => (b.bestMs < a.bestMs ? b : a));
+      out[key] = candidates[all.indexOf(best)].name;
     }
   } finally {
     timer.destroy();
