@@ -13,6 +13,16 @@ import type { GpuMatrix } from "./weights.js";
 const BATCH_TOKENS = 64;
 
 /**
+ * Tokens a batched case of a `rows x cols` matrix is tuned on: 64 up to llama-110m's qkv projection,
+ * fewer (at least 8, a tile of the widest variant) for larger matrices, so that a call stays about
+ * that size: at 7B shapes 64-token calls took tuning past ten minutes on a CPU driver.
+ */
+function batchTokensFor(rows: number, cols: number): number {
+  const fit = Math.floor((BATCH_TOKENS * 2304 * 768) / (rows * cols));
+  return Math.max(8, Math.min(BATCH_TOKENS, 2 ** Math.floor(Math.log2(Math.max(1, fit)))));
+}
+
+/**
  * What autotuning measures for a model: every op with variants at every matrix shape the model
  * has, one token (decode) and a batch (prefill, evaluation, calibration), on the model's own
  * weights and on scratch inputs that are never zero. Returns the cases and a cleanup.
@@ -43,7 +53,11 @@ export function modelTuneCases(
     gpu.device.queue.writeBuffer(b, 0, new Uint32Array([0, ntok, 0, 0]));
     return b;
   };
-  const states = { 1: state(1), [BATCH_TOKENS]: state(BATCH_TOKENS) } as Record<number, GPUBuffer>;
+  const states = new Map<number, GPUBuffer>();
+  const stateFor = (ntok: number) => {
+    if (!states.has(ntok)) states.set(ntok, state(ntok));
+    return states.get(ntok)!;
+  };
   const rope = scratch(contextLength * shape.headDim, "tune rope");
   const cases: TuneCase[] = [];
   const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops) => Step[]) => {
@@ -54,14 +68,14 @@ export function modelTuneCases(
       shape: key,
       bytes,
       build: (table: VariantTable) => {
-        const built = steps(new Ops(gpu, kernels, table, { state: states[ntok], rope }, shape));
+        const built = steps(new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape));
         return (pass) => encodeSteps(pass, built, ntok);
       },
     });
   };
   const layer = m.layers[0];
   for (const batch of [false, true]) {
-    const ntok = batch ? BATCH_TOKENS : 1;
+    const tokens = (w: GpuMatrix) => (batch ? batchTokensFor(w.rows, w.cols) : 1);
     // Each with the norm gain the forward pass applies as it reads the input (where the weights cannot hold it).
     for (const [w, gain] of [
       [layer.qkv, layer.qkvGain],
@@ -69,11 +83,11 @@ export function modelTuneCases(
       [m.lmHead, m.lmHeadGain],
     ] as const) {
       const xStride = w === layer.o ? shape.qStride : shape.hiddenStride;
-      add(batch ? "matmul" : "matvec", w, w.bytes, ntok, (ops) =>
+      add(batch ? "matmul" : "matvec", w, w.bytes, tokens(w), (ops) =>
         ops.project("tune", w, input, output, { batch, norm: true, gain, xStride, yStride: w.rows + 8 }),
       );
     }
-    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, ntok, (ops) =>
+    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, tokens(layer.gate), (ops) =>
       ops.gateUp("tune", layer.gate, layer.up, input, output, {
         batch,
         layer: 0,
@@ -83,7 +97,7 @@ export function modelTuneCases(
         gain: layer.mlpGain,
       }),
     );
-    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, ntok, (ops) =>
+    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops) =>
       ops.down("tune", layer.downT, input, output, { batch }),
     );
   }
