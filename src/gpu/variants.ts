@@ -45,6 +45,8 @@ export const UNIFORM_INPUT_VEC4S = 4096;
  * Lanes variants (kernels/lanes.wgsl). Row variants read their input as a uniform array (XU,
  * kernels/input.wgsl), a tile of TM tokens per dispatch: all lanes read the same element, which a
  * uniform buffer serves best; split-K lanes read different elements, which it would serialise on GPUs.
+ * Shared row variants (XS) read it from storage once per 8-lane subgroup and pass it round with
+ * shuffles, all tiles in one dispatch.
  */
 const lanes = (kind: "rows" | "shared" | "sg" | "wg", r: number, tm: number, wg = 64): Record<string, number | boolean> => ({
   SUBGROUP: kind === "sg",
