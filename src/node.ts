@@ -103,22 +103,24 @@ async function loadOnFastestDevice(
   }
   options.tune?.onCase?.({ op: "matvec", shape: model, bytes: 0, build: () => () => {} });
   const pooled = await LlamaEngine.load(gpu, ckpt, options);
-  const record0 = () => store.load(key) ?? { choices: {} };
+  const bos = ckpt.config.bosTokenId ?? 0;
+  const remember = async (threads: 0 | null) => {
+    const record = store.load(key) ?? { choices: {} };
+    await store.save(key, { ...record, driverThreads: { ...record.driverThreads, [model]: threads } });
+  };
   // Handing a dispatch to the workers costs about 25 µs: where a token takes ten times that per
   // dispatch, running inline cannot win, and measuring it would load and tune the model again.
-  const [alonePooledMs] = await decodeMs([pooled], ckpt.config.bosTokenId ?? 0);
+  const [alonePooledMs] = await decodeMs([pooled], bos);
   if (alonePooledMs > pooled.decodeSteps.length * 0.025 * 10) {
-    const record = record0();
-    await store.save(key, { ...record, driverThreads: { ...record.driverThreads, [model]: null } });
+    await remember(null);
     return { gpu, engine: pooled };
   }
   const single = await createGpu({ flavour, driverThreads: 0 });
   const inline = await LlamaEngine.load(single, ckpt, options);
-  const [pooledMs, inlineMs] = await decodeMs([pooled, inline], ckpt.config.bosTokenId ?? 0);
+  const [pooledMs, inlineMs] = await decodeMs([pooled, inline], bos);
   // Keep the driver's default unless running inline is clearly faster.
   const useInline = inlineMs < pooledMs * 0.9;
-  const record = record0();
-  await store.save(key, { ...record, driverThreads: { ...record.driverThreads, [model]: useInline ? 0 : null } });
+  await remember(useInline ? 0 : null);
   (useInline ? gpu : single).destroy();
   return useInline ? { gpu: single, engine: inline } : { gpu, engine: pooled };
 }
