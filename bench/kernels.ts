@@ -16,8 +16,8 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { PairedTimer, readCeiling, type PairedResult, type Timed } from "../src/gpu/roofline.js";
 import { parseOverrides, VariantTable } from "../src/gpu/variants.js";
-import { tune } from "../src/gpu/autotune.js";
-import { encodeSteps, matrixShape, Ops, setStepParams } from "../src/engine/ops.js";
+import { scratchBuffer, tune, type TuneCase } from "../src/gpu/autotune.js";
+import { encodeSteps, matrixShape, Ops, setStepParams, type Step } from "../src/engine/ops.js";
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 
@@ -48,7 +48,6 @@ const dims = (s: string): [number, number] => s.split("x").map(Number) as [numbe
 const gpu = await createGpu();
 const kernels = new KernelCache(gpu, nodeKernelSource);
 const overrides = parseOverrides(opts.variant);
-const variants = new VariantTable(gpu, overrides);
 const ceiling = await readCeiling(gpu, kernels);
 const timer = new PairedTimer(gpu);
 
@@ -139,11 +138,44 @@ for (const shape of opts.mlp.split(",")) {
     const a = s * scale;
     return Math.abs(a / (1 + Math.exp(-a)));
   }).sort((a, b) => a - b);
-  const steps = [
-    ...h.ops.gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture: h.buffer(4), captureOffset: null }),
-    ...h.ops.down("down", d, act, x, { batch: false }),
-  ];
+  const capture = h.buffer(4);
+  const ops = (table: VariantTable) => new Ops(gpu, kernels, table, { state: h.state, rope: h.rope }, h.shape);
+  const gateUp = (table: VariantTable) =>
+    ops(table).gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture, captureOffset: null });
+  const downProject = (table: VariantTable, input = act) => ops(table).down("down", d, input, x, { batch: false });
+  const halfActive = scratchBuffer(gpu, 2 * padCols(I), "half-active act", 0.5);
   h.setState(0, 1);
+  // Each half runs the variant that measures fastest for its shape, as `cats` tunes a model (the
+  // down projection on a dense and a half-active input together); the gate_up pass that tunes
+  // first leaves every activation nonzero for the down projection's.
+  const tuneCase = (op: "gate_up_vec" | "down_vec", m: GpuMatrix, bytes: number, build: (t: VariantTable) => Step[]): TuneCase[] =>
+    overrides[op]
+      ? []
+      : [
+          {
+            op,
+            shape: matrixShape(m),
+            bytes,
+            build: (table) => {
+              const built = build(table);
+              return (pass) => encodeSteps(pass, built, 1);
+            },
+          },
+        ];
+  const tuned = await tune(
+    gpu,
+    [
+      ...tuneCase("gate_up_vec", g, g.bytes + u.bytes, gateUp),
+      ...tuneCase("down_vec", d, 1.5 * d.bytes, (t) => [...downProject(t), ...downProject(t, halfActive)]),
+    ],
+    {},
+  );
+  const table = new VariantTable(gpu, overrides, tuned);
+  const steps = [...gateUp(table), ...downProject(table)];
+  const chosen = (op: "gate_up_vec" | "down_vec", m: GpuMatrix) => {
+    const c = table.choice(op, matrixShape(m));
+    return `${c.variant.name}${c.source === "autotune" ? ", measured" : ""}`;
+  };
   // Bytes per neuron row as stored (W_gate, W_up and W_down^T rows are the same size in every format but the scales of W_down^T's groups).
   const rowBytes = (m: GpuMatrix) => m.bytes / m.rows;
   const cases: { label: string; threshold: number; active: number }[] = [{ label: "dense", threshold: -1, active: 1 }];
@@ -169,11 +201,12 @@ for (const shape of opts.mlp.split(",")) {
   result.cases.forEach((r, i) =>
     rows.push({
       ...r,
-      kernel: `mlp (${variants.pick("gate_up_vec").name} + ${variants.pick("down_vec").name})`,
+      kernel: `mlp (${chosen("gate_up_vec", g)} + ${chosen("down_vec", d)})`,
       active: cases[i].active,
       speedup: dense / r.ms,
     }),
   );
+  halfActive.destroy();
   h.destroy();
 }
 

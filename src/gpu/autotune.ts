@@ -93,10 +93,17 @@ export async function tune(
   return out;
 }
 
-/** Scratch buffers for tuning: filled with a pattern that is never zero, so nothing is skipped as inactive. */
-export function scratchBuffer(gpu: GpuContext, floats: number, label: string): GPUBuffer {
+/**
+ * Scratch buffers for tuning: filled with a pattern that is never zero, so nothing is skipped as
+ * inactive; or, with `active` < 1, zero at that fraction of the entries scattered at random (a
+ * fixed hash), as CATS leaves a decode step's activations.
+ */
+export function scratchBuffer(gpu: GpuContext, floats: number, label: string, active = 1): GPUBuffer {
   const values = new Float32Array(Math.max(floats, 16384));
-  for (let i = 0; i < values.length; i++) values[i] = 0.25 + ((i * 7919) % 97) / 200;
+  for (let i = 0; i < values.length; i++) {
+    const kept = Math.imul(i + 1, 0x9e3779b1) >>> 0 < active * 2 ** 32;
+    values[i] = kept ? 0.25 + ((i * 7919) % 97) / 200 : 0;
+  }
   const b = gpu.device.createBuffer({
     label,
     size: values.byteLength,
