@@ -73,8 +73,11 @@ export function opShapeOf(c: LlamaConfig, maxTokens: number): OpShape {
  * themselves: a change to any of them (a new variant included) invalidates the tuning.
  */
 export function tunedKernelsHash(source: KernelSource): string {
-  return hashSources([...TUNED_KERNELS.map((k) => source(k)), JSON.stringify(VARIANTS)]);
+  return hashSources([...TUNED_KERNELS.map((k) => source(k)), JSON.stringify(VARIANTS), TUNE_CASES]);
 }
+
+/** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
+const TUNE_CASES = "2: down_vec on a dense and a half-active input";
 
 const TUNED_KERNELS = [
   "attend",
