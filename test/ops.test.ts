@@ -286,6 +286,80 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
   }
 });
 
+describe("one decode token's o_proj and MLP, fused or split", () => {
+  // [hidden, heads, head_dim, inter]: sizes off multiples of 8, stories260K's, and more blocks than lanes.
+  const SHAPES: [number, number, number, number][] = [
+    [20, 3, 4, 37],
+    [64, 8, 8, 172],
+    [100, 9, 8, 300],
+  ];
+  for (const [dtype, f16] of DTYPES) {
+    it(`${dtype}, every variant: x += o W_o, then the CATS MLP with its norm, dense, all, none and half active`, async () => {
+      await forEachVariant("o_mlp_vec", async (variant) => {
+        for (const [hidden, heads, headDim, inter] of SHAPES) {
+          const qdim = heads * headDim;
+          const h = harness({ o_mlp_vec: variant }, { hidden, inter, heads, kvHeads: heads, headDim, vocab: 8 });
+          const seed = hidden + inter;
+          const [wo, gate, up, down] = [
+            randomMatrix(hidden, qdim, f16, seed),
+            randomMatrix(inter, hidden, f16, seed + 1),
+            randomMatrix(inter, hidden, f16, seed + 2),
+            randomMatrix(hidden, inter, f16, seed + 3),
+          ];
+          const weights = {
+            o: await h.matrix(wo, "o"),
+            gate: await h.matrix(gate, "gate"),
+            up: await h.matrix(up, "up"),
+            downT: await h.matrix(transpose(down), "downT"),
+            mlpGain: null,
+          };
+          const o = randomVector(qdim, seed + 4);
+          const x0 = randomVector(hidden, seed + 5);
+          // float64: x1 = x0 + o W_o, then the MLP on rmsnorm(x1) (unit gain: folded into the weights).
+          const x1 = project(wo.values, hidden, qdim, o, null, EPS).map((v, i) => v + x0[i]);
+          const ones = new Float32Array(hidden).fill(1);
+          const g = project(gate.values, inter, hidden, x1, ones, EPS);
+          const u = project(up.values, inter, hidden, x1, ones, EPS);
+          const sorted = Array.from(g, (v) => Math.abs(silu(v))).sort((a, b) => a - b);
+          const half = (sorted[(inter >> 1) - 1] + sorted[inter >> 1]) / 2;
+          for (const [what, threshold] of [
+            ["dense", -1],
+            ["all", 0],
+            ["none", sorted[inter - 1] * 2 + 1],
+            ["half", half],
+          ] as [string, number][]) {
+            const act = Array.from(g, (gi, n) => (threshold >= 0 && Math.abs(silu(gi)) < threshold ? 0 : silu(gi) * u[n]));
+            const want = project(down.values, hidden, inter, act, null, EPS).map((v, i) => v + x1[i]);
+            const x = h.rows([x0], padCols(hidden));
+            const totals = h.buffer(new Uint32Array(2));
+            const steps = h.ops.oMlp(
+              (op) => op,
+              weights,
+              { o: h.rows([o], padCols(qdim)), x, act: h.buffer(padCols(inter) * 2) },
+              {
+                batch: false,
+                layer: 1,
+                totals,
+                capture: h.buffer(4),
+                captureOffset: null,
+              },
+            );
+            expect(steps.length, `${variant}: dispatches`).toBe(variant === "split" ? 3 : 1);
+            for (const s of steps) if (s.gateOfLayer !== undefined) setStepParams(s, { threshold });
+            h.setState(0, 1);
+            await h.run(steps, 1);
+            const [got] = await h.readRows(x, 1, padCols(hidden), hidden);
+            expect(maxRelErr(got, want), `${variant} ${hidden}/${qdim}/${inter} ${what}`).toBeLessThan(TOL);
+            const active = act.filter((_, n) => threshold < 0 || Math.abs(silu(g[n])) >= threshold).length;
+            expect((await h.readU32(totals, 2))[1], `${variant} ${what}: active count`).toBe(threshold < 0 ? 0 : active);
+          }
+          h.destroy();
+        }
+      });
+    });
+  }
+});
+
 describe("attention: RoPE, the KV cache, grouped-query heads", () => {
   for (const [heads, kvHeads, headDim] of [
     [4, 2, 8],

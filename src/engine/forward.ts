@@ -76,7 +76,7 @@ export type PassOutput = "none" | "last" | "all";
  *   logits = rmsnorm(x) W_lm
  * `batch` passes (prefill, evaluation, calibration) tile tokens and keep RoPE as its own step; a
  * decode step (one token) fuses RoPE and the KV write into attention, and on adapters where it
- * measures faster the qkv projection too. The RMSNorms are fused into
+ * measures faster the qkv projection too, and for small models o_proj with the whole MLP. The RMSNorms are fused into
  * the projections they feed (their gains folded into the weights at load) and the residual adds
  * into the projections that produce them.
  */
@@ -99,18 +99,15 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
     } else {
       steps.push(...ops.qkvAttention(at, l.qkv, b.x, { gain: l.qkvGain, qkv: b.qkv, k: l.k, v: l.v, out: b.o }));
     }
-    steps.push(...ops.project(at("o_proj"), l.o, b.o, b.x, { batch, residual: true, xStride: s.q, yStride: s.hidden }));
     steps.push(
-      ...ops.gateUp(at("gate_up"), l.gate, l.up, b.x, b.act, {
+      ...ops.oMlp(at, l, b, {
         batch,
-        gain: l.mlpGain,
         layer: i,
         totals: b.totals,
         capture: b.capture,
         captureOffset: captureRows === null ? null : i * captureRows * s.inter,
       }),
     );
-    steps.push(...ops.down(at("down"), l.downT, b.act, b.x, { batch }));
   });
   if (output === "all") {
     steps.push(

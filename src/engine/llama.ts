@@ -101,6 +101,7 @@ const TUNED_KERNELS = [
   "weights8_f32",
   "weights8_f16",
   "qkv_attention",
+  "o_mlp",
   "qrows",
   "weights_q",
   "weights8_q",

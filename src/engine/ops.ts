@@ -88,6 +88,33 @@ type VariantConsts = Record<string, number | boolean> & { TM: number; XU?: boole
 /** Quantized row-grouped matrices (kernels/qrows.wgsl): projections read them a chunk of codes at a time. */
 const isRowQuantized = (format: WeightFormat): boolean => /^q\dg/.test(format);
 
+/** A layer's matrices from the attention output on (forward.ts's LayerWeights). */
+export interface OMlpWeights {
+  o: GpuMatrix;
+  gate: GpuMatrix;
+  up: GpuMatrix;
+  downT: GpuMatrix;
+  mlpGain: GPUBuffer | null;
+}
+
+/** The shape the o_proj + MLP choice is keyed by. */
+export const oMlpShape = (w: OMlpWeights): string => `${matrixShape(w.o)} + ${matrixShape(w.gate)}`;
+
+/**
+ * Whether o_mlp.wgsl can run a layer: float matrices in one binding each, the norm's gain folded
+ * in, and vectors that fit one subgroup's registers (o and x up to 512 wide, act up to 2048).
+ */
+export function oMlpFits(w: OMlpWeights, s: ModelSizes): boolean {
+  const matrices = [w.o, w.gate, w.up, w.downT];
+  return (
+    w.mlpGain === null &&
+    matrices.every((m) => m.parts.length === 1 && (m.format === "f32" || m.format === "f16")) &&
+    s.hidden <= 512 &&
+    s.heads * s.headDim <= 512 &&
+    s.inter <= 2048
+  );
+}
+
 /** The shape a tuned variant choice is keyed by: rows x cols and the storage format. */
 export const matrixShape = (w: GpuMatrix): string => `${w.rows}x${w.cols} ${w.format}`;
 
@@ -422,6 +449,64 @@ export class Ops {
       grid: this.lanesGrid(consts, part.rows, (ntok) => (consts.XU ? 1 : cdiv(ntok, consts.TM))),
       writes: { buffer: act, stride: s.interStride, width: s.inter, rows: "tokens" },
     }));
+  }
+
+  /**
+   * From the attention output to the next layer's input:
+   *   x += o W_o;  h = rmsnorm(x);  act = silu(h W_gate) * (h W_up), CATS mask;  x += act W_down.
+   * Three steps (o_proj, gate_up, down), or one where the variant table fuses them and the layer is
+   * small enough for one 8-lane subgroup (o_mlp.wgsl): decode steps of float models up to 512 wide.
+   */
+  oMlp(
+    at: (op: string) => string,
+    w: OMlpWeights,
+    b: { o: GPUBuffer; x: GPUBuffer; act: GPUBuffer },
+    o: { batch: boolean; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
+  ): Step[] {
+    const s = this.shape;
+    if (o.batch || !this.variants.pick("o_mlp_vec", oMlpShape(w)).consts.FUSED || !oMlpFits(w, s)) {
+      return [
+        ...this.project(at("o_proj"), w.o, b.o, b.x, { batch: o.batch, residual: true, xStride: s.qStride, yStride: s.hiddenStride }),
+        ...this.gateUp(at("gate_up"), w.gate, w.up, b.x, b.act, { ...o, gain: w.mlpGain }),
+        ...this.down(at("down"), w.downT, b.act, b.x, { batch: o.batch }),
+      ];
+    }
+    const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
+    const kernel = this.kernels.get({
+      file: "o_mlp",
+      weights: { WO: w.o.format, WG: w.gate.format, WU: w.up.format, WD: w.downT.format },
+      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8) },
+    });
+    const params = {
+      o_cols8: w.o.cols4 / 2,
+      h_cols8: w.gate.cols4 / 2,
+      hidden: s.hidden,
+      inter: s.inter,
+      layer: o.layer,
+      threshold: -1,
+      eps: s.eps,
+    };
+    const args = {
+      params,
+      O: b.o,
+      X: b.x,
+      totals: o.totals,
+      WO: w.o.parts[0].buffer,
+      WG: w.gate.parts[0].buffer,
+      WU: w.up.parts[0].buffer,
+      WD: w.downT.parts[0].buffer,
+    };
+    return [
+      {
+        ...this.single(at("o_proj+mlp"), kernel, args, () => [1, 1, 1], {
+          buffer: b.x,
+          stride: s.hiddenStride,
+          width: s.hidden,
+          rows: "tokens",
+        }),
+        gateOfLayer: o.layer,
+      },
+    ];
   }
 
   /** x += act W_down^T, reading W_down transposed and skipping neurons whose activation is zero. */

@@ -4,7 +4,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
 import type { VariantTable } from "../gpu/variants.js";
 import type { ModelWeights } from "./forward.js";
-import { attentionShape, encodeSteps, matrixShape, Ops, type Step } from "./ops.js";
+import { attentionShape, encodeSteps, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
@@ -155,5 +155,25 @@ export function modelTuneCases(
       return (pass) => encodeSteps(pass, steps, 1);
     },
   });
+  // The decode step's o_proj and MLP: three dispatches (each with its choice measured above) or one.
+  if (oMlpFits(layer, shape)) {
+    const x = scratch(shape.hiddenStride, "tune o_mlp x");
+    const act = scratch(shape.interStride, "tune o_mlp act");
+    cases.push({
+      op: "o_mlp_vec",
+      shape: oMlpShape(layer),
+      bytes: layer.o.bytes + layer.gate.bytes + layer.up.bytes + layer.downT.bytes,
+      build: (table: VariantTable) => {
+        const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
+        const steps = ops.oMlp(
+          (op) => `tune ${op}`,
+          layer,
+          { o: input, x, act },
+          { batch: false, layer: 0, totals, capture, captureOffset: null },
+        );
+        return (pass) => encodeSteps(pass, steps, 1);
+      },
+    });
+  }
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }

@@ -20,6 +20,7 @@ export const KERNEL_FILES = [
   "matmul",
   "nll",
   "norm",
+  "o_mlp",
   "project",
   "project1",
   "qkv_attention",

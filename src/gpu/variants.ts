@@ -15,6 +15,7 @@ export const OPS = [
   "attention_vec",
   "attention_mat",
   "qkv_attention_vec",
+  "o_mlp_vec",
   "argmax",
 ] as const;
 export type OpName = (typeof OPS)[number];
@@ -150,6 +151,13 @@ export const VARIANTS: Record<OpName, Variant[]> = {
     { name: "fused_sg4", consts: { ...lanes("sg", 4, 1, 64), ...fused("heads") }, requires: ["subgroups"], suits: "gpu" },
     { name: "fused_wg", consts: { ...lanes("wg", 1, 1, 64), ...fused("heads") }, suits: "gpu" },
   ],
+  // One decode token's o_proj and MLP: three dispatches (matvec, gate_up_vec and down_vec, each with
+  // its own choice), or one workgroup of one 8-lane subgroup (o_mlp.wgsl), for models small enough
+  // that the dispatches cost more than the work.
+  o_mlp_vec: [
+    { name: "split", consts: { FUSED: false }, suits: "any" },
+    { name: "fused8", consts: { FUSED: true }, requires: ["subgroups", "subgroups of 8"], suits: "cpu" },
+  ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },
     { name: "w64", consts: { WG: 64 }, suits: "gpu" },
@@ -173,6 +181,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     attention_vec: "w8",
     attention_mat: "shared8",
     qkv_attention_vec: "fused4w8x",
+    o_mlp_vec: "fused8",
     argmax: "w1",
   },
   gpu: {
@@ -185,6 +194,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     attention_vec: "w8",
     attention_mat: "lanes",
     qkv_attention_vec: "split",
+    o_mlp_vec: "split",
     argmax: "w256",
   },
 };
@@ -196,6 +206,7 @@ const NO_SUBGROUPS: Partial<Record<string, string>> = {
   rows4x4s: "rows4x4",
   rows4x4w8s: "rows4x4",
   fused4w8x: "fused4w8",
+  fused8: "split",
 };
 
 export type VariantSource = "default" | "autotune" | "override";
