@@ -11,9 +11,14 @@ diagnostic(off, subgroup_uniformity);
 // W_gate and W_up. CATS: a neuron whose |silu(gate)| is below the threshold is zero, its W_up row
 // is not read (by its lane) and its W_down^T row is skipped (by all lanes: the activation is the same
 // on every lane after the shuffle). Natural neuron order, no atomics but the active count.
-// Consts: OB, HB, IB (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)).
+// Consts: OB, HB, IB (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)), UW
+// (the weights as uniform arrays, where each fits one binding: cheaper per-lane reads on CPU drivers).
 //#include common
+//#if UW
+//#weights8u WO WG WU WD
+//#else
 //#weights8 WO WG WU WD
+//#endif
 
 struct OMlpParams {
   o_cols8: u32,     // W_o's row stride in blocks of 8

@@ -100,6 +100,8 @@ const TUNED_KERNELS = [
   "weights_f16",
   "weights8_f32",
   "weights8_f16",
+  "weights8u_f32",
+  "weights8u_f16",
   "qkv_attention",
   "o_mlp",
   "qrows",

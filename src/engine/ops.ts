@@ -472,10 +472,17 @@ export class Ops {
       ];
     }
     const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
+    const matrices = { WO: w.o, WG: w.gate, WU: w.up, WD: w.downT };
+    // Each matrix as a uniform array where every one fits a uniform binding (stories260K's do).
+    const maxUniform = this.gpu.device.limits.maxUniformBufferBindingSize;
+    const UW = Object.values(matrices).every((m) => m.parts[0].buffer.size <= maxUniform);
+    const sizes = UW
+      ? Object.fromEntries(Object.entries(matrices).map(([k, m]) => [`${k}_VEC4S`, Math.floor(m.parts[0].buffer.size / 16)]))
+      : {};
     const kernel = this.kernels.get({
       file: "o_mlp",
       weights: { WO: w.o.format, WG: w.gate.format, WU: w.up.format, WD: w.downT.format },
-      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8) },
+      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), UW, ...sizes },
     });
     const params = {
       o_cols8: w.o.cols4 / 2,

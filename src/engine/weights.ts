@@ -68,7 +68,8 @@ async function uploadRows(
     const buffer = device.createBuffer({
       label: row0 > 0 ? `${label} [${row0}..]` : label,
       size: n * rowBytes,
-      usage: Usage.STORAGE | Usage.COPY_DST,
+      // Uniform too: kernels of small models read a matrix that fits a uniform binding as a uniform array.
+      usage: Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST,
     });
     const data = new Uint8Array(n * rowBytes);
     await fill(data, row0, n, rowBytes);

@@ -29,6 +29,8 @@ export const KERNEL_FILES = [
   "stream_read",
   "weights8_f16",
   "weights8_f32",
+  "weights8u_f16",
+  "weights8u_f32",
   "weights8_q",
   "weights8_qt",
   "weights_f16",

@@ -15,6 +15,7 @@ const QUANT_FORMAT = /^q([48])(t?)g(\d+)$/;
 function weightTemplate(template: string, format: WeightFormat, where: string): { files: string[]; args: Record<string, string> } {
   const q = QUANT_FORMAT.exec(format);
   if (!q) return { files: [`${template}_${format}`], args: {} };
+  if (template === "weights8u") throw new CatsError(`${where}: weight format ${format}: uniform-array weights are f32 or f16`);
   // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
   const g = Number(q[3]);
   if (g === 0 || (q[2] === "" && g % 8 !== 0)) throw new CatsError(`${where}: weight format ${format}: groups are whole blocks of 8`);
@@ -56,7 +57,7 @@ export interface KernelInterface {
 const WEIGHT_BINDING_BASE = 16;
 
 const INCLUDE = /^\/\/#include\s+(\S+)((?:\s+\w+=\w+)*)\s*$/;
-const WEIGHTS = /^\/\/#weights(8?)\s+(.+)$/;
+const WEIGHTS = /^\/\/#weights(8u|8)?\s+(.+)$/;
 const CONDITION = /^\/\/#(if|elif)\s+(!?)(\w+)\s*$/;
 const DIRECTIVE = /^\s*(enable\s+[\w\s,]+|diagnostic\s*\([^)]*\))\s*;\s*$/;
 
@@ -71,7 +72,8 @@ function constLine(name: string, value: number | boolean): string {
  * - `//#include file KEY=VALUE ...` pulls in another file once per argument set, with `$KEY` replaced;
  * - `//#weights A B` declares weight matrices: each becomes a binding and a reader `load_A(row, k, cols4)`
  *   of 4-column blocks, in the storage format the spec gives (`weights_<format>.wgsl`); `//#weights8`
- *   gives `load8_A(row, k, cols8)` of 8-column blocks instead (`weights8_<format>.wgsl`);
+ *   gives `load8_A(row, k, cols8)` of 8-column blocks instead (`weights8_<format>.wgsl`), and `//#weights8u`
+ *   the same from a uniform array of `A_VEC4S` vec4s (`weights8u_<format>.wgsl`, f32 and f16);
  * - `//#if NAME` / `//#elif NAME` / `//#else` / `//#endif` keep lines by a boolean const (`!NAME` negates).
  * Constants are emitted first, as WGSL `const`s; `enable` and `diagnostic` directives are hoisted to the top.
  */
@@ -134,7 +136,7 @@ export function composeKernel(source: KernelSource, spec: KernelSpec): string {
       }
       const w = WEIGHTS.exec(trimmed);
       if (w) {
-        for (const name of w[2].trim().split(/[\s,]+/)) wanted.push({ name, template: `weights${w[1]}` });
+        for (const name of w[2].trim().split(/[\s,]+/)) wanted.push({ name, template: `weights${w[1] ?? ""}` });
         continue;
       }
       out.push(line);
