@@ -472,17 +472,13 @@ export class Ops {
       ];
     }
     const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
-    const matrices = { WO: w.o, WG: w.gate, WU: w.up, WD: w.downT };
-    // Each matrix as a uniform array where every one fits a uniform binding (stories260K's do).
-    const maxUniform = this.gpu.device.limits.maxUniformBufferBindingSize;
-    const UW = Object.values(matrices).every((m) => m.parts[0].buffer.size <= maxUniform);
-    const sizes = UW
-      ? Object.fromEntries(Object.entries(matrices).map(([k, m]) => [`${k}_VEC4S`, Math.floor(m.parts[0].buffer.size / 16)]))
-      : {};
     const kernel = this.kernels.get({
       file: "o_mlp",
       weights: { WO: w.o.format, WG: w.gate.format, WU: w.up.format, WD: w.downT.format },
-      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), UW, ...sizes },
+      consts: {
+        ...{ OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8) },
+        ...this.uniformWeights({ WO: w.o, WG: w.gate, WU: w.up, WD: w.downT }),
+      },
     });
     const params = {
       o_cols8: w.o.cols4 / 2,
@@ -514,6 +510,20 @@ export class Ops {
         gateOfLayer: o.layer,
       },
     ];
+  }
+
+  /**
+   * UW and each matrix's `<name>_VEC4S`: whether a kernel reads these float matrices, each in one
+   * binding, as uniform arrays (`//#weights8u`): only where every one fits the adapter's uniform
+   * binding, as small models' do.
+   */
+  private uniformWeights(matrices: Record<string, GpuMatrix>): Record<string, number | boolean> {
+    const maxUniform = this.gpu.device.limits.maxUniformBufferBindingSize;
+    const fits = (m: GpuMatrix) =>
+      m.parts.length === 1 && (m.format === "f32" || m.format === "f16") && m.parts[0].buffer.size <= maxUniform;
+    const UW = Object.values(matrices).every(fits);
+    if (!UW) return { UW };
+    return { UW, ...Object.fromEntries(Object.entries(matrices).map(([k, m]) => [`${k}_VEC4S`, Math.floor(m.parts[0].buffer.size / 16)])) };
   }
 
   /** x += act W_down^T, reading W_down transposed and skipping neurons whose activation is zero. */
