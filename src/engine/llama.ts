@@ -77,7 +77,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
-const TUNE_CASES = "2: down_vec on a dense and a half-active input";
+const TUNE_CASES = "3: down_vec on a dense and a half-active input, 5 rounds for decode cases";
 
 const TUNED_KERNELS = [
   "attend",

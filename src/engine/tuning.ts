@@ -9,6 +9,9 @@ import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
 
+/** Paired rounds of the one-token (decode) cases; batched cases take tune()'s default. */
+const DECODE_ROUNDS = 5;
+
 /** Tokens of the batched pass the `_mat` variants are tuned on. */
 const BATCH_TOKENS = 64;
 
@@ -175,5 +178,9 @@ export function modelTuneCases(
       },
     });
   }
+  // Decode calls are short and set every token's speed: more rounds, so that one slow spell cannot
+  // choose for them (at llama-110m's lm_head the tuner once kept rows4w8, 9.2 ms at best against
+  // rows4w8s's 7.3 in a later 5-round comparison).
+  for (const c of cases) if (c.op === "matvec" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }

@@ -29,6 +29,8 @@ export interface TuneCase {
   bytes: number;
   /** Builds the op's dispatches with `table` deciding the variant; returns an encoder of one call. */
   build: (table: VariantTable) => (pass: GPUComputePassEncoder) => void;
+  /** Paired rounds for this case, where it needs more than tune()'s default. */
+  rounds?: number;
 }
 
 /** A stable string for the adapter, its driver and the kernels: a measurement is valid while these hold. */
@@ -78,7 +80,7 @@ export async function tune(
         return { name: `${c.op} ${c.shape} ${v.name}`, bytes: c.bytes, encode: (pass) => encode(pass) };
       });
       const [first, ...rest] = timed;
-      const r = await timer.paired(first, rest, rounds);
+      const r = await timer.paired(first, rest, c.rounds ?? rounds);
       // The fastest call of each: on a shared machine noise only ever slows a call down, so a
       // candidate's best call is its least disturbed one (medians of times taken minutes apart
       // drift with the machine; a slow spell in two rounds of three once made a variant 7x faster
