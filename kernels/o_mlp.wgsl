@@ -1,24 +1,10 @@
-enable subgroups;
-diagnostic(off, subgroup_uniformity);
 // One decode token from the attention output to the next layer's input, in one workgroup of one
-// subgroup of 8 lanes:
+// subgroup of 8 lanes (o_mlp_tail.wgsl):
 //   x += o W_o;  h = rmsnorm(x);  act = silu(h W_gate) * (h W_up), CATS-masked;  x += act W_down
 // For models so small that three dispatches (o_proj, gate_up, down) cost more on a CPU driver than
-// their work does. Vectors stay in registers, spread over the lanes in blocks of 8 elements (lane l
-// holds blocks l, l + 8, ...); subgroup shuffles pass each block round when every lane needs it,
-// so there is no workgroup memory and no barrier. A lane computes the output rows of its own
-// blocks, so each result lies where the next product reads it. The norm's gain is folded into
-// W_gate and W_up. CATS: a neuron whose |silu(gate)| is below the threshold is zero, its W_up row
-// is not read (by its lane) and its W_down^T row is skipped (by all lanes: the activation is the same
-// on every lane after the shuffle). Natural neuron order, no atomics but the active count.
-// Consts: OB, HB, IB (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)), UW
-// (the weights as uniform arrays, where each fits one binding: cheaper per-lane reads on CPU drivers).
+// their work does. Vectors stay in registers, so there is no workgroup memory and no barrier.
 //#include common
-//#if UW
-//#weights8u WO WG WU WD
-//#else
-//#weights8 WO WG WU WD
-//#endif
+//#include o_mlp_tail
 
 struct OMlpParams {
   o_cols8: u32,     // W_o's row stride in blocks of 8
@@ -33,28 +19,6 @@ struct OMlpParams {
 @group(0) @binding(2) var<storage, read> O: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> totals: array<atomic<u32>>;
-
-alias Block = mat2x4<f32>;
-
-fn zero_block() -> Block {
-  return Block(vec4<f32>(0.0), vec4<f32>(0.0));
-}
-
-fn dot8(a: Block, b: Block) -> f32 {
-  return dot(a[0], b[0]) + dot(a[1], b[1]);
-}
-
-// The sums of rows r0 .. r0 + 7 as one block (sums[i] holds row i's partial products), zero past
-// the last row, where the padding of a vector must stay zero.
-fn block_of(sums: array<vec4<f32>, 8>, r0: u32, rows: u32) -> Block {
-  var out = zero_block();
-  for (var i = 0u; i < 8u; i++) {
-    if (r0 + i < rows) {
-      out[i / 4u][i % 4u] = dot(sums[i], vec4<f32>(1.0));
-    }
-  }
-  return out;
-}
 
 @compute @workgroup_size(8)
 fn main(@builtin(subgroup_invocation_id) lane: u32) {
@@ -75,130 +39,5 @@ fn main(@builtin(subgroup_invocation_id) lane: u32) {
       x[m] = Block(X[2u * b], X[2u * b + 1u]);
     }
   }
-
-  // x += o W_o: lane l's rows are those of its blocks of x.
-  for (var m = 0u; m < HM; m++) {
-    let r0 = 8u * (lane + 8u * m);
-    var sums: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 8u; i++) {
-      sums[i] = vec4<f32>(0.0);
-    }
-    for (var k0 = 0u; k0 < OM; k0++) {
-      for (var s = 0u; s < 8u; s++) {
-        let kb = 8u * k0 + s;
-        let ob = Block(subgroupShuffle(o[k0][0], s), subgroupShuffle(o[k0][1], s));
-        if (kb < OB) {
-          for (var i = 0u; i < 8u; i++) {
-            let w = load8_WO(min(r0 + i, p.hidden - 1u), kb, p.o_cols8);
-            sums[i] += w[0] * ob[0] + w[1] * ob[1];
-          }
-        }
-      }
-    }
-    x[m] += block_of(sums, r0, p.hidden);
-  }
-
-  // h = rmsnorm(x), the gain in the weights.
-  var ss = 0.0;
-  for (var m = 0u; m < HM; m++) {
-    ss += dot8(x[m], x[m]);
-  }
-  let scale = inverseSqrt(subgroupAdd(ss) / f32(p.hidden) + p.eps);
-  var h: array<Block, HM>;
-  for (var m = 0u; m < HM; m++) {
-    h[m] = x[m] * scale;
-  }
-
-  // act = silu(h W_gate) * (h W_up), masked; lane l's neurons are those of its blocks of act.
-  let masked = p.threshold >= 0.0;
-  var act: array<Block, IM>;
-  var n_active = 0u;
-  for (var m = 0u; m < IM; m++) {
-    let r0 = 8u * (lane + 8u * m);
-    var gsums: array<vec4<f32>, 8>;
-    var usums: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 8u; i++) {
-      gsums[i] = vec4<f32>(0.0);
-      usums[i] = vec4<f32>(0.0);
-    }
-    for (var k0 = 0u; k0 < HM; k0++) {
-      for (var s = 0u; s < 8u; s++) {
-        let kb = 8u * k0 + s;
-        let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
-        if (kb < HB) {
-          for (var i = 0u; i < 8u; i++) {
-            let w = load8_WG(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
-            gsums[i] += w[0] * hb[0] + w[1] * hb[1];
-          }
-        }
-      }
-    }
-    let g = block_of(gsums, r0, p.inter);
-    var a: array<f32, 8>;
-    var keep: array<bool, 8>;
-    for (var i = 0u; i < 8u; i++) {
-      let gi = g[i / 4u][i % 4u];
-      a[i] = gi / (1.0 + exp(-gi));
-      keep[i] = r0 + i < p.inter && (!masked || abs(a[i]) >= p.threshold);
-      n_active += select(0u, 1u, keep[i]);
-    }
-    for (var k0 = 0u; k0 < HM; k0++) {
-      for (var s = 0u; s < 8u; s++) {
-        let kb = 8u * k0 + s;
-        let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
-        if (kb < HB) {
-          for (var i = 0u; i < 8u; i++) {
-            if (keep[i]) {
-              let w = load8_WU(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
-              usums[i] += w[0] * hb[0] + w[1] * hb[1];
-            }
-          }
-        }
-      }
-    }
-    let u = block_of(usums, r0, p.inter);
-    act[m] = zero_block();
-    for (var i = 0u; i < 8u; i++) {
-      if (keep[i]) {
-        act[m][i / 4u][i % 4u] = a[i] * u[i / 4u][i % 4u];
-      }
-    }
-  }
-  if (masked) {
-    let total = subgroupAdd(n_active);
-    if (lane == 0u && total > 0u) {
-      atomicAdd(&totals[p.layer], total);
-    }
-  }
-
-  // x += act W_down, reading W_down^T: every lane walks every neuron in order for its own blocks of x.
-  for (var k0 = 0u; k0 < IM; k0++) {
-    for (var s = 0u; s < 8u; s++) {
-      let nb = 8u * k0 + s;
-      let ab = Block(subgroupShuffle(act[k0][0], s), subgroupShuffle(act[k0][1], s));
-      if (nb >= IB) {
-        continue;
-      }
-      for (var j = 0u; j < 8u; j++) {
-        let an = ab[j / 4u][j % 4u];
-        if (an == 0.0) {
-          continue;
-        }
-        for (var m = 0u; m < HM; m++) {
-          let b = lane + 8u * m;
-          if (b < HB) {
-            x[m] += load8_WD(8u * nb + j, b, p.h_cols8) * an;
-          }
-        }
-      }
-    }
-  }
-
-  for (var m = 0u; m < HM; m++) {
-    let b = lane + 8u * m;
-    if (b < HB) {
-      X[2u * b] = x[m][0];
-      X[2u * b + 1u] = x[m][1];
-    }
-  }
+  o_mlp_tail(lane, o, x);
 }

@@ -104,6 +104,7 @@ const TUNED_KERNELS = [
   "weights8u_f16",
   "qkv_attention",
   "o_mlp",
+  "o_mlp_tail",
   "qrows",
   "weights_q",
   "weights8_q",

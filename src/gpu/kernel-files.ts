@@ -21,6 +21,7 @@ export const KERNEL_FILES = [
   "nll",
   "norm",
   "o_mlp",
+  "o_mlp_tail",
   "project",
   "project1",
   "qkv_attention",
