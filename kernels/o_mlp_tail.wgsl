@@ -13,9 +13,9 @@
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
 //#if UW
-//#weights8u WO WG WU WD
+//#weights8u WO WGATE WUP WDOWN
 //#else
-//#weights8 WO WG WU WD
+//#weights8 WO WGATE WUP WDOWN
 //#endif
 
 alias Block = mat2x4<f32>;
@@ -93,7 +93,7 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
         if (kb < HB) {
           for (var i = 0u; i < 8u; i++) {
-            let w = load8_WG(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
+            let w = load8_WGATE(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
             gsums[i] += w[0] * hb[0] + w[1] * hb[1];
           }
         }
@@ -115,7 +115,7 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         if (kb < HB) {
           for (var i = 0u; i < 8u; i++) {
             if (keep[i]) {
-              let w = load8_WU(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
+              let w = load8_WUP(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
               usums[i] += w[0] * hb[0] + w[1] * hb[1];
             }
           }
@@ -153,7 +153,7 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         for (var m = 0u; m < HM; m++) {
           let b = lane + 8u * m;
           if (b < HB) {
-            x[m] += load8_WD(8u * nb + j, b, p.h_cols8) * an;
+            x[m] += load8_WDOWN(8u * nb + j, b, p.h_cols8) * an;
           }
         }
       }

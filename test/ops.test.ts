@@ -477,6 +477,84 @@ describe("one decode token's qkv projection and attention, fused or split", () =
   }
 });
 
+describe("one decode token's whole layer, fused or split", () => {
+  // [dtype, heads, kv heads, head_dim, hidden, inter]: sizes off multiples of 8, stories260K's, and a
+  // head_dim of 16, whose RoPE pairs lie in different blocks of 8.
+  for (const [dtype, f16, heads, kvHeads, headDim, hidden, inter] of [
+    ["f32", false, 4, 2, 8, 20, 37],
+    ["f16", true, 8, 4, 8, 64, 172],
+    ["f32", false, 2, 1, 16, 24, 30],
+  ] as const) {
+    it(`${dtype}, ${heads} heads over ${kvHeads}, head_dim ${headDim}, hidden ${hidden}, inter ${inter}, every variant: decode steps at cache lengths 1 to 6, dense and half active`, async () => {
+      const qdim = heads * headDim;
+      const qkvRows = (heads + 2 * kvHeads) * headDim;
+      const seed = hidden + inter + headDim;
+      const [wqkv, wo, gate, up, down] = [
+        randomMatrix(qkvRows, hidden, f16, seed),
+        randomMatrix(hidden, qdim, f16, seed + 1),
+        randomMatrix(inter, hidden, f16, seed + 2),
+        randomMatrix(inter, hidden, f16, seed + 3),
+        randomMatrix(hidden, inter, f16, seed + 4),
+      ];
+      const ones = new Float32Array(hidden).fill(1);
+      const xs = Array.from({ length: 6 }, (_, p) => randomVector(hidden, seed + 10 + p));
+      await forEachVariant("layer_vec", async (variant) => {
+        const shape = { hidden, inter, heads, kvHeads, headDim, vocab: 8 };
+        const s = opShape(shape);
+        const h = harness({ layer_vec: variant }, shape);
+        const w = {
+          qkv: await h.matrix(wqkv, "qkv"),
+          qkvGain: null,
+          o: await h.matrix(wo, "o"),
+          gate: await h.matrix(gate, "gate"),
+          up: await h.matrix(up, "up"),
+          downT: await h.matrix(transpose(down), "downT"),
+          mlpGain: null,
+          k: h.buffer(8 * kvHeads * headDim),
+          v: h.buffer(8 * kvHeads * headDim),
+        };
+        const reference = new DecodeAttention(heads, kvHeads, headDim);
+        for (let pos = 0; pos < xs.length; pos++) {
+          // float64: attention on rmsnorm(x) W_qkv, then x += o W_o and the MLP with the CATS mask.
+          const o64 = reference.step(project(wqkv.values, qkvRows, hidden, xs[pos], ones, EPS)).flatMap((head) => Array.from(head));
+          const x1 = project(wo.values, hidden, qdim, o64, null, EPS).map((v, i) => v + xs[pos][i]);
+          const g = project(gate.values, inter, hidden, x1, ones, EPS);
+          const u = project(up.values, inter, hidden, x1, ones, EPS);
+          const sorted = Array.from(g, (v) => Math.abs(silu(v))).sort((a, b) => a - b);
+          const threshold = pos % 2 === 0 ? -1 : (sorted[(inter >> 1) - 1] + sorted[inter >> 1]) / 2;
+          const act = Array.from(g, (gi, n) => (threshold >= 0 && Math.abs(silu(gi)) < threshold ? 0 : silu(gi) * u[n]));
+          const want = project(down.values, hidden, inter, act, null, EPS).map((v, i) => v + x1[i]);
+
+          const x = h.rows([xs[pos]], s.hiddenStride);
+          const totals = h.buffer(new Uint32Array(2));
+          const o = h.buffer(s.qStride);
+          const fused = h.ops.fusedLayer("layer", w, { o, x }, { layer: 1, totals });
+          expect(fused === null, `${variant}: fused`).toBe(variant === "split");
+          const steps = fused
+            ? [fused]
+            : [
+                ...h.ops.qkvAttention((op) => op, w.qkv, x, { gain: null, qkv: h.buffer(s.qkvStride), k: w.k, v: w.v, out: o }),
+                ...h.ops.oMlp(
+                  (op) => op,
+                  w,
+                  { o, x, act: h.buffer(s.interStride) },
+                  { batch: false, layer: 1, totals, capture: h.buffer(4), captureOffset: null },
+                ),
+              ];
+          for (const step of steps) if (step.gateOfLayer !== undefined) setStepParams(step, { threshold });
+          h.setState(pos, 1);
+          await h.run(steps, 1);
+          const [got] = await h.readRows(x, 1, s.hiddenStride, hidden);
+          expect(maxRelErr(got, want), `${variant} pos ${pos}`).toBeLessThan(TOL);
+          const active = threshold < 0 ? 0 : act.filter((_, n) => Math.abs(silu(g[n])) >= threshold).length;
+          expect((await h.readU32(totals, 2))[1], `${variant} pos ${pos}: active count`).toBe(active);
+        }
+        h.destroy();
+      });
+    });
+  }
+});
+
 describe("embedding, argmax, NLL", () => {
   for (const [dtype, f16] of DTYPES) {
     it(`embeds token rows from a table split across bindings (${dtype})`, async () => {

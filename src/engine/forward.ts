@@ -76,7 +76,8 @@ export type PassOutput = "none" | "last" | "all";
  *   logits = rmsnorm(x) W_lm
  * `batch` passes (prefill, evaluation, calibration) tile tokens and keep RoPE as its own step; a
  * decode step (one token) fuses RoPE and the KV write into attention, and on adapters where it
- * measures faster the qkv projection too, and for small models o_proj with the whole MLP. The RMSNorms are fused into
+ * measures faster the qkv projection too; for small models o_proj with the whole MLP, or the whole
+ * layer, can be one dispatch of one subgroup (o_mlp.wgsl, layer.wgsl). The RMSNorms are fused into
  * the projections they feed (their gains folded into the weights at load) and the residual adds
  * into the projections that produce them.
  */
@@ -92,6 +93,12 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
   const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
+    // A decode token of the smallest models may run the whole layer below as one dispatch (layer.wgsl).
+    const fused = batch ? null : ops.fusedLayer(at("layer"), l, b, { layer: i, totals: b.totals });
+    if (fused) {
+      steps.push(fused);
+      return;
+    }
     if (batch) {
       steps.push(...ops.project(at("qkv"), l.qkv, b.x, b.qkv, { batch, norm: true, gain: l.qkvGain, xStride: s.hidden, yStride: s.qkv }));
       steps.push(ops.ropeKv(at("rope"), b.qkv, b.q, l.k, l.v));

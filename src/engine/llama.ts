@@ -77,7 +77,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
-const TUNE_CASES = "3: down_vec on a dense and a half-active input, 5 rounds for decode cases";
+const TUNE_CASES = "4: down_vec on a dense and a half-active input, 5 rounds for decode cases, layer_vec";
 
 const TUNED_KERNELS = [
   "attend",
@@ -105,6 +105,7 @@ const TUNED_KERNELS = [
   "qkv_attention",
   "o_mlp",
   "o_mlp_tail",
+  "layer",
   "qrows",
   "weights_q",
   "weights8_q",

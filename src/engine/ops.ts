@@ -97,6 +97,28 @@ export interface OMlpWeights {
   mlpGain: GPUBuffer | null;
 }
 
+/** A layer's matrices and KV cache, as a whole-layer decode kernel reads them (forward.ts's LayerWeights). */
+export interface DecodeLayerWeights extends OMlpWeights {
+  qkv: GpuMatrix;
+  qkvGain: GPUBuffer | null;
+  k: GPUBuffer;
+  v: GPUBuffer;
+}
+
+/** The shape the whole-layer choice is keyed by. */
+export const layerShape = (w: DecodeLayerWeights): string => `${matrixShape(w.qkv)} + ${oMlpShape(w)}`;
+
+/**
+ * Whether layer.wgsl can run a decode layer: o_mlp.wgsl's conditions, W_qkv a float matrix in one
+ * binding with the norm's gain folded in, and at most 1024 q, k and v rows.
+ */
+export function layerFits(w: DecodeLayerWeights, s: ModelSizes): boolean {
+  const rows = (s.heads + 2 * s.kvHeads) * s.headDim;
+  return (
+    oMlpFits(w, s) && w.qkvGain === null && w.qkv.parts.length === 1 && (w.qkv.format === "f32" || w.qkv.format === "f16") && rows <= 1024
+  );
+}
+
 /** The shape the o_proj + MLP choice is keyed by. */
 export const oMlpShape = (w: OMlpWeights): string => `${matrixShape(w.o)} + ${matrixShape(w.gate)}`;
 
@@ -474,10 +496,10 @@ export class Ops {
     const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
     const kernel = this.kernels.get({
       file: "o_mlp",
-      weights: { WO: w.o.format, WG: w.gate.format, WU: w.up.format, WD: w.downT.format },
+      weights: { WO: w.o.format, WGATE: w.gate.format, WUP: w.up.format, WDOWN: w.downT.format },
       consts: {
         ...{ OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8) },
-        ...this.uniformWeights({ WO: w.o, WG: w.gate, WU: w.up, WD: w.downT }),
+        ...this.uniformWeights({ WO: w.o, WGATE: w.gate, WUP: w.up, WDOWN: w.downT }),
       },
     });
     const params = {
@@ -495,9 +517,9 @@ export class Ops {
       X: b.x,
       totals: o.totals,
       WO: w.o.parts[0].buffer,
-      WG: w.gate.parts[0].buffer,
-      WU: w.up.parts[0].buffer,
-      WD: w.downT.parts[0].buffer,
+      WGATE: w.gate.parts[0].buffer,
+      WUP: w.up.parts[0].buffer,
+      WDOWN: w.downT.parts[0].buffer,
     };
     return [
       {
@@ -510,6 +532,54 @@ export class Ops {
         gateOfLayer: o.layer,
       },
     ];
+  }
+
+  /**
+   * One decode token's whole layer as one dispatch of one 8-lane subgroup (layer.wgsl), where the
+   * variant table fuses it and the layer fits (layerFits); otherwise null, and the layer runs as
+   * qkvAttention + oMlp.
+   */
+  fusedLayer(name: string, w: DecodeLayerWeights, b: { o: GPUBuffer; x: GPUBuffer }, o: { layer: number; totals: GPUBuffer }): Step | null {
+    const s = this.shape;
+    if (!this.variants.pick("layer_vec", layerShape(w)).consts.FUSED || !layerFits(w, s)) return null;
+    const QKV = (s.heads + 2 * s.kvHeads) * s.headDim;
+    const [OB, HB, IB, QB] = [s.heads * s.headDim, s.hidden, s.inter, QKV].map((n) => cdiv(n, 8));
+    const kernel = this.kernels.get({
+      file: "layer",
+      weights: { WQKV: w.qkv.format, WO: w.o.format, WGATE: w.gate.format, WUP: w.up.format, WDOWN: w.downT.format },
+      consts: {
+        ...{ OB, HB, IB, QB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), QM: cdiv(QB, 8), QKV },
+        ...{ NQ: s.heads, NKV: s.kvHeads, HD: s.headDim, QG: s.heads / s.kvHeads },
+        ...this.uniformWeights({ WQKV: w.qkv, WO: w.o, WGATE: w.gate, WUP: w.up, WDOWN: w.downT }),
+      },
+    });
+    const params = {
+      o_cols8: w.o.cols4 / 2,
+      h_cols8: w.gate.cols4 / 2,
+      hidden: s.hidden,
+      inter: s.inter,
+      layer: o.layer,
+      threshold: -1,
+      eps: s.eps,
+      scale: 1 / Math.sqrt(s.headDim),
+    };
+    const args = {
+      params,
+      state: this.buf.state,
+      X: b.x,
+      totals: o.totals,
+      rope: this.buf.rope,
+      K: w.k,
+      V: w.v,
+      O: b.o,
+      WQKV: w.qkv.parts[0].buffer,
+      WO: w.o.parts[0].buffer,
+      WGATE: w.gate.parts[0].buffer,
+      WUP: w.up.parts[0].buffer,
+      WDOWN: w.downT.parts[0].buffer,
+    };
+    const writes: TensorView = { buffer: b.x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" };
+    return { ...this.single(name, kernel, args, () => [1, 1, 1], writes), gateOfLayer: o.layer };
   }
 
   /**

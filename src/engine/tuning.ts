@@ -4,7 +4,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
 import type { VariantTable } from "../gpu/variants.js";
 import type { ModelWeights } from "./forward.js";
-import { attentionShape, encodeSteps, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
+import { attentionShape, encodeSteps, layerFits, layerShape, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
@@ -174,6 +174,30 @@ export function modelTuneCases(
           { o: input, x, act },
           { batch: false, layer: 0, totals, capture, captureOffset: null },
         );
+        return (pass) => encodeSteps(pass, steps, 1);
+      },
+    });
+  }
+  // The whole decode layer: the dispatches measured above (their choices standing), or one.
+  if (layerFits(layer, shape)) {
+    const x = scratch(shape.hiddenStride, "tune layer x");
+    const o = scratch(shape.qStride, "tune layer o");
+    const qkv = scratch(shape.qkvStride, "tune layer qkv");
+    const act = scratch(shape.interStride, "tune layer act");
+    cases.push({
+      op: "layer_vec",
+      shape: layerShape(layer),
+      bytes: layer.qkv.bytes + layer.o.bytes + layer.gate.bytes + layer.up.bytes + layer.downT.bytes,
+      build: (table: VariantTable) => {
+        const ops = new Ops(gpu, kernels, table, { state: attentionState, rope }, shape);
+        const at = (op: string) => `tune ${op}`;
+        const fused = ops.fusedLayer(at("layer"), layer, { o, x }, { layer: 0, totals });
+        const steps = fused
+          ? [fused]
+          : [
+              ...ops.qkvAttention(at, layer.qkv, x, { gain: layer.qkvGain, qkv, k: layer.k, v: layer.v, out: o }),
+              ...ops.oMlp(at, layer, { o, x, act }, { batch: false, layer: 0, totals, capture, captureOffset: null }),
+            ];
         return (pass) => encodeSteps(pass, steps, 1);
       },
     });

@@ -17,6 +17,7 @@ export const KERNEL_FILES = [
   "input",
   "lanes",
   "last_row",
+  "layer",
   "matmul",
   "nll",
   "norm",

@@ -16,6 +16,7 @@ export const OPS = [
   "attention_mat",
   "qkv_attention_vec",
   "o_mlp_vec",
+  "layer_vec",
   "argmax",
 ] as const;
 export type OpName = (typeof OPS)[number];
@@ -158,6 +159,12 @@ export const VARIANTS: Record<OpName, Variant[]> = {
     { name: "split", consts: { FUSED: false }, suits: "any" },
     { name: "fused8", consts: { FUSED: true }, requires: ["subgroups", "subgroups of 8"], suits: "cpu" },
   ],
+  // One decode token's whole layer: the dispatches above (qkv_attention_vec, o_mlp_vec, each with its
+  // own choice), or one workgroup of one 8-lane subgroup (layer.wgsl), for the smallest models.
+  layer_vec: [
+    { name: "split", consts: { FUSED: false }, suits: "any" },
+    { name: "fused8", consts: { FUSED: true }, requires: ["subgroups", "subgroups of 8"], suits: "cpu" },
+  ],
   argmax: [
     { name: "w1", consts: { WG: 1 }, suits: "cpu" },
     { name: "w64", consts: { WG: 64 }, suits: "gpu" },
@@ -182,6 +189,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     attention_mat: "shared8",
     qkv_attention_vec: "fused4w8x",
     o_mlp_vec: "fused8",
+    layer_vec: "fused8",
     argmax: "w1",
   },
   gpu: {
@@ -195,6 +203,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     attention_mat: "lanes",
     qkv_attention_vec: "split",
     o_mlp_vec: "split",
+    layer_vec: "split",
     argmax: "w256",
   },
 };
