@@ -2,7 +2,8 @@
 // subgroup of 8 lanes (o_mlp_tail.wgsl):
 //   x += o W_o;  h = rmsnorm(x);  act = silu(h W_gate) * (h W_up), CATS-masked;  x += act W_down
 // For models so small that three dispatches (o_proj, gate_up, down) cost more on a CPU driver than
-// their work does. Vectors stay in registers, so there is no workgroup memory and no barrier.
+// their work does. Vectors stay in registers; only a CATS-masked step lists its kept neurons in
+// workgroup memory.
 //#include common
 //#include o_mlp_tail
 

@@ -5,9 +5,9 @@
 // A lane computes the output rows of its own blocks, so each result lies where the next product
 // reads it, and subgroup shuffles pass each block round where every lane needs it. The norm's gain
 // is folded into W_gate and W_up. CATS: a neuron whose |silu(gate)| is below the threshold is zero,
-// its W_up row is not read (by its lane) and its W_down^T row is skipped (by all lanes: the
-// activation is the same on every lane after the shuffle). Natural neuron order, no atomics but the
-// active count. Needs p (o_cols8, h_cols8, hidden, inter, layer, threshold, eps), X and totals, and
+// its W_up row is not read (the kept neurons' rows are shared out among the lanes through a list in
+// workgroup memory) and its W_down^T row is skipped (by all lanes: the activation is the same on every
+// lane after the shuffle). Natural neuron order in the sums, no atomics but the active count. Needs p (o_cols8, h_cols8, hidden, inter, layer, threshold, eps), X and totals, and
 // consts OB, HB, IB (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)), UW
 // (the weights as uniform arrays, where each fits one binding: cheaper per-lane reads on CPU drivers).
 enable subgroups;
@@ -19,6 +19,10 @@ diagnostic(off, subgroup_uniformity);
 //#endif
 
 alias Block = mat2x4<f32>;
+
+// The kept neurons, listed, and their W_up . h.
+var<workgroup> up_list: array<u32, IB * 8u>;
+var<workgroup> up_out: array<f32, IB * 8u>;
 
 fn zero_block() -> Block {
   return Block(vec4<f32>(0.0), vec4<f32>(0.0));
@@ -75,17 +79,16 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
     h[m] = x[m] * scale;
   }
 
-  // act = silu(h W_gate) * (h W_up), masked; lane l's neurons are those of its blocks of act.
+  // g = silu(h W_gate), masked; lane l's neurons are those of its blocks of act.
   let masked = p.threshold >= 0.0;
-  var act: array<Block, IM>;
+  var a: array<Block, IM>;
+  var kept: array<u32, IM>;
   var n_active = 0u;
   for (var m = 0u; m < IM; m++) {
     let r0 = 8u * (lane + 8u * m);
     var gsums: array<vec4<f32>, 8>;
-    var usums: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i++) {
       gsums[i] = vec4<f32>(0.0);
-      usums[i] = vec4<f32>(0.0);
     }
     for (var k0 = 0u; k0 < HM; k0++) {
       for (var s = 0u; s < 8u; s++) {
@@ -100,40 +103,85 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
       }
     }
     let g = block_of(gsums, r0, p.inter);
-    var a: array<f32, 8>;
-    var keep: array<bool, 8>;
+    a[m] = zero_block();
+    kept[m] = 0u;
     for (var i = 0u; i < 8u; i++) {
       let gi = g[i / 4u][i % 4u];
-      a[i] = gi / (1.0 + exp(-gi));
-      keep[i] = r0 + i < p.inter && (!masked || abs(a[i]) >= p.threshold);
-      n_active += select(0u, 1u, keep[i]);
+      let ai = gi / (1.0 + exp(-gi));
+      if (r0 + i < p.inter && (!masked || abs(ai) >= p.threshold)) {
+        a[m][i / 4u][i % 4u] = ai;
+        kept[m] |= 1u << i;
+        n_active += 1u;
+      }
     }
-    for (var k0 = 0u; k0 < HM; k0++) {
-      for (var s = 0u; s < 8u; s++) {
-        let kb = 8u * k0 + s;
-        let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
-        if (kb < HB) {
-          for (var i = 0u; i < 8u; i++) {
-            if (keep[i]) {
+  }
+  var act: array<Block, IM>;
+  if (masked) {
+    // W_up . h for the kept neurons only. A lane's own rows would leave it idle where its
+    // neighbours' are kept (a SIMD vector runs every lane's branch), so the kept neurons are listed,
+    // each lane's after the lanes before it, and shared out: lane l takes entries l, l + 8, ...
+    let listed = subgroupAdd(n_active);
+    if (lane == 0u && listed > 0u) {
+      atomicAdd(&totals[p.layer], listed);
+    }
+    var at = subgroupExclusiveAdd(n_active);
+    for (var m = 0u; m < IM; m++) {
+      for (var i = 0u; i < 8u; i++) {
+        if ((kept[m] & (1u << i)) != 0u) {
+          up_list[at] = 8u * (lane + 8u * m) + i;
+          at += 1u;
+        }
+      }
+    }
+    workgroupBarrier();
+    for (var j0 = 0u; j0 < listed; j0 += 8u) {
+      let n = up_list[min(j0 + lane, listed - 1u)];
+      var sum = vec4<f32>(0.0);
+      for (var k0 = 0u; k0 < HM; k0++) {
+        for (var s = 0u; s < 8u; s++) {
+          let kb = 8u * k0 + s;
+          let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
+          if (kb < HB) {
+            let w = load8_WUP(n, kb, p.h_cols8);
+            sum += w[0] * hb[0] + w[1] * hb[1];
+          }
+        }
+      }
+      if (j0 + lane < listed) {
+        up_out[n] = dot(sum, vec4<f32>(1.0));
+      }
+    }
+    workgroupBarrier();
+    for (var m = 0u; m < IM; m++) {
+      act[m] = zero_block();
+      for (var i = 0u; i < 8u; i++) {
+        if ((kept[m] & (1u << i)) != 0u) {
+          act[m][i / 4u][i % 4u] = a[m][i / 4u][i % 4u] * up_out[8u * (lane + 8u * m) + i];
+        }
+      }
+    }
+  } else {
+    // Dense: every row is kept, so each lane computes its own (no list, no barrier).
+    for (var m = 0u; m < IM; m++) {
+      let r0 = 8u * (lane + 8u * m);
+      var usums: array<vec4<f32>, 8>;
+      for (var i = 0u; i < 8u; i++) {
+        usums[i] = vec4<f32>(0.0);
+      }
+      for (var k0 = 0u; k0 < HM; k0++) {
+        for (var s = 0u; s < 8u; s++) {
+          let kb = 8u * k0 + s;
+          let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
+          if (kb < HB) {
+            for (var i = 0u; i < 8u; i++) {
               let w = load8_WUP(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
               usums[i] += w[0] * hb[0] + w[1] * hb[1];
             }
           }
         }
       }
-    }
-    let u = block_of(usums, r0, p.inter);
-    act[m] = zero_block();
-    for (var i = 0u; i < 8u; i++) {
-      if (keep[i]) {
-        act[m][i / 4u][i % 4u] = a[i] * u[i / 4u][i % 4u];
-      }
-    }
-  }
-  if (masked) {
-    let total = subgroupAdd(n_active);
-    if (lane == 0u && total > 0u) {
-      atomicAdd(&totals[p.layer], total);
+      let u = block_of(usums, r0, p.inter);
+      act[m] = Block(a[m][0] * u[0], a[m][1] * u[1]);
     }
   }
 
