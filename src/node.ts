@@ -82,6 +82,9 @@ async function decodeMs(engines: LlamaEngine[], bos: number): Promise<number[]> 
  * large one needs every core. The first run of a model measures decode steps both ways and keeps
  * the answer with the kernel tuning; LP_NUM_THREADS set by the user wins.
  */
+/** A decode token slower than this on the driver's workers is not compared with running inline. */
+const SKIP_INLINE_MS = 10;
+
 async function loadOnFastestDevice(
   ckpt: Checkpoint,
   options: EngineOptions,
@@ -109,9 +112,11 @@ async function loadOnFastestDevice(
     await store.save(key, { ...record, driverThreads: { ...record.driverThreads, [model]: threads } });
   };
   // Handing a dispatch to the workers costs about 25 µs: where a token takes ten times that per
-  // dispatch, running inline cannot win, and measuring it would load and tune the model again.
+  // dispatch, running inline cannot win, and measuring it would load and tune the model again. The
+  // 10 ms floor keeps a slow spell of a shared machine from deciding it for a small model (stories260K,
+  // 8 dispatches a token, once measured 2 ms pooled in one and was kept on the slower workers).
   const [alonePooledMs] = await decodeMs([pooled], bos);
-  if (alonePooledMs > pooled.decodeSteps.length * 0.025 * 10) {
+  if (alonePooledMs > Math.max(SKIP_INLINE_MS, pooled.decodeSteps.length * 0.025 * 10)) {
     await remember(null);
     return { gpu, engine: pooled };
   }

@@ -77,7 +77,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
-const TUNE_CASES = "4: down_vec on a dense and a half-active input, 5 rounds for decode cases, layer_vec";
+const TUNE_CASES = "5: down_vec on a dense and a half-active input, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",
