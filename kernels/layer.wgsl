@@ -46,14 +46,7 @@ var<workgroup> qkv_rows: array<f32, QKV>;
 @compute @workgroup_size(8)
 fn main(@builtin(subgroup_invocation_id) lane: u32) {
   let pos = state.pos;
-  var x: array<Block, HM>;
-  for (var m = 0u; m < HM; m++) {
-    let b = lane + 8u * m;
-    x[m] = zero_block();
-    if (b < HB) {
-      x[m] = Block(X[2u * b], X[2u * b + 1u]);
-    }
-  }
+  let x = load_x(lane);
 
   // h = rmsnorm(x), the gain in W_qkv; qkv = h W_qkv, lane l's rows those of its blocks.
   var ss = 0.0;

@@ -32,13 +32,6 @@ fn main(@builtin(subgroup_invocation_id) lane: u32) {
       o[m] = Block(O[2u * b], O[2u * b + 1u]);
     }
   }
-  var x: array<Block, HM>;
-  for (var m = 0u; m < HM; m++) {
-    let b = lane + 8u * m;
-    x[m] = zero_block();
-    if (b < HB) {
-      x[m] = Block(X[2u * b], X[2u * b + 1u]);
-    }
-  }
+  let x = load_x(lane);
   o_mlp_tail(lane, o, x);
 }

@@ -44,6 +44,19 @@ fn block_of(sums: array<vec4<f32>, 8>, r0: u32, rows: u32) -> Block {
   return out;
 }
 
+// This lane's blocks of the residual stream X.
+fn load_x(lane: u32) -> array<Block, HM> {
+  var x: array<Block, HM>;
+  for (var m = 0u; m < HM; m++) {
+    let b = lane + 8u * m;
+    x[m] = zero_block();
+    if (b < HB) {
+      x[m] = Block(X[2u * b], X[2u * b + 1u]);
+    }
+  }
+  return x;
+}
+
 fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
   var x = x_in;
   // x += o W_o: lane l's rows are those of its blocks of x.
@@ -79,16 +92,20 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
     h[m] = x[m] * scale;
   }
 
-  // g = silu(h W_gate), masked; lane l's neurons are those of its blocks of act.
+  // g = silu(h W_gate), masked; lane l's neurons are those of its blocks of act. A dense step
+  // (every row kept) takes W_up's rows in the same pass, sharing the shuffled blocks of h.
   let masked = p.threshold >= 0.0;
   var a: array<Block, IM>;
+  var act: array<Block, IM>;
   var kept: array<u32, IM>;
   var n_active = 0u;
   for (var m = 0u; m < IM; m++) {
     let r0 = 8u * (lane + 8u * m);
     var gsums: array<vec4<f32>, 8>;
+    var usums: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i++) {
       gsums[i] = vec4<f32>(0.0);
+      usums[i] = vec4<f32>(0.0);
     }
     for (var k0 = 0u; k0 < HM; k0++) {
       for (var s = 0u; s < 8u; s++) {
@@ -96,8 +113,13 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
         if (kb < HB) {
           for (var i = 0u; i < 8u; i++) {
-            let w = load8_WGATE(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
+            let row = min(r0 + i, p.inter - 1u);
+            let w = load8_WGATE(row, kb, p.h_cols8);
             gsums[i] += w[0] * hb[0] + w[1] * hb[1];
+            if (!masked) {
+              let u = load8_WUP(row, kb, p.h_cols8);
+              usums[i] += u[0] * hb[0] + u[1] * hb[1];
+            }
           }
         }
       }
@@ -114,8 +136,9 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         n_active += 1u;
       }
     }
+    let u = block_of(usums, r0, p.inter);
+    act[m] = Block(a[m][0] * u[0], a[m][1] * u[1]);
   }
-  var act: array<Block, IM>;
   if (masked) {
     // W_up . h for the kept neurons only. A lane's own rows would leave it idle where its
     // neighbours' are kept (a SIMD vector runs every lane's branch), so the kept neurons are listed,
@@ -159,29 +182,6 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
           act[m][i / 4u][i % 4u] = a[m][i / 4u][i % 4u] * up_out[8u * (lane + 8u * m) + i];
         }
       }
-    }
-  } else {
-    // Dense: every row is kept, so each lane computes its own (no list, no barrier).
-    for (var m = 0u; m < IM; m++) {
-      let r0 = 8u * (lane + 8u * m);
-      var usums: array<vec4<f32>, 8>;
-      for (var i = 0u; i < 8u; i++) {
-        usums[i] = vec4<f32>(0.0);
-      }
-      for (var k0 = 0u; k0 < HM; k0++) {
-        for (var s = 0u; s < 8u; s++) {
-          let kb = 8u * k0 + s;
-          let hb = Block(subgroupShuffle(h[k0][0], s), subgroupShuffle(h[k0][1], s));
-          if (kb < HB) {
-            for (var i = 0u; i < 8u; i++) {
-              let w = load8_WUP(min(r0 + i, p.inter - 1u), kb, p.h_cols8);
-              usums[i] += w[0] * hb[0] + w[1] * hb[1];
-            }
-          }
-        }
-      }
-      let u = block_of(usums, r0, p.inter);
-      act[m] = Block(a[m][0] * u[0], a[m][1] * u[1]);
     }
   }
 

@@ -493,45 +493,7 @@ export class Ops {
         ...this.down(at("down"), w.downT, b.act, b.x, { batch: o.batch }),
       ];
     }
-    const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
-    const kernel = this.kernels.get({
-      file: "o_mlp",
-      weights: { WO: w.o.format, WGATE: w.gate.format, WUP: w.up.format, WDOWN: w.downT.format },
-      consts: {
-        ...{ OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8) },
-        ...this.uniformWeights({ WO: w.o, WGATE: w.gate, WUP: w.up, WDOWN: w.downT }),
-      },
-    });
-    const params = {
-      o_cols8: w.o.cols4 / 2,
-      h_cols8: w.gate.cols4 / 2,
-      hidden: s.hidden,
-      inter: s.inter,
-      layer: o.layer,
-      threshold: -1,
-      eps: s.eps,
-    };
-    const args = {
-      params,
-      O: b.o,
-      X: b.x,
-      totals: o.totals,
-      WO: w.o.parts[0].buffer,
-      WGATE: w.gate.parts[0].buffer,
-      WUP: w.up.parts[0].buffer,
-      WDOWN: w.downT.parts[0].buffer,
-    };
-    return [
-      {
-        ...this.single(at("o_proj+mlp"), kernel, args, () => [1, 1, 1], {
-          buffer: b.x,
-          stride: s.hiddenStride,
-          width: s.hidden,
-          rows: "tokens",
-        }),
-        gateOfLayer: o.layer,
-      },
-    ];
+    return [this.tailStep(at("o_proj+mlp"), "o_mlp", w, { buffers: { O: b.o, X: b.x, totals: o.totals } }, o.layer)];
   }
 
   /**
@@ -543,43 +505,59 @@ export class Ops {
     const s = this.shape;
     if (!this.variants.pick("layer_vec", layerShape(w)).consts.FUSED || !layerFits(w, s)) return null;
     const QKV = (s.heads + 2 * s.kvHeads) * s.headDim;
-    const [OB, HB, IB, QB] = [s.heads * s.headDim, s.hidden, s.inter, QKV].map((n) => cdiv(n, 8));
-    const kernel = this.kernels.get({
-      file: "layer",
-      weights: { WQKV: w.qkv.format, WO: w.o.format, WGATE: w.gate.format, WUP: w.up.format, WDOWN: w.downT.format },
-      consts: {
-        ...{ OB, HB, IB, QB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), QM: cdiv(QB, 8), QKV },
-        ...{ NQ: s.heads, NKV: s.kvHeads, HD: s.headDim, QG: s.heads / s.kvHeads },
-        ...this.uniformWeights({ WQKV: w.qkv, WO: w.o, WGATE: w.gate, WUP: w.up, WDOWN: w.downT }),
+    const QB = cdiv(QKV, 8);
+    return this.tailStep(
+      name,
+      "layer",
+      w,
+      {
+        matrices: { WQKV: w.qkv },
+        consts: { QKV, QB, QM: cdiv(QB, 8), NQ: s.heads, NKV: s.kvHeads, HD: s.headDim, QG: s.heads / s.kvHeads },
+        params: { scale: 1 / Math.sqrt(s.headDim) },
+        buffers: { state: this.buf.state, X: b.x, totals: o.totals, rope: this.buf.rope, K: w.k, V: w.v, O: b.o },
       },
+      o.layer,
+    );
+  }
+
+  /**
+   * A one-subgroup decode step ending in o_mlp_tail.wgsl (o_mlp.wgsl, layer.wgsl): one workgroup
+   * that adds into x, its matrices bound by name (as uniform arrays where all of them fit), with the
+   * tail's constants and params and the kernel's own.
+   */
+  private tailStep(
+    name: string,
+    file: string,
+    w: OMlpWeights,
+    own: {
+      matrices?: Record<string, GpuMatrix>;
+      consts?: Record<string, number>;
+      params?: Record<string, number>;
+      buffers: Record<string, GPUBuffer> & { X: GPUBuffer };
+    },
+    layer: number,
+  ): Step {
+    const s = this.shape;
+    const matrices: Record<string, GpuMatrix> = { ...own.matrices, WO: w.o, WGATE: w.gate, WUP: w.up, WDOWN: w.downT };
+    const [OB, HB, IB] = [s.heads * s.headDim, s.hidden, s.inter].map((n) => cdiv(n, 8));
+    const kernel = this.kernels.get({
+      file,
+      weights: Object.fromEntries(Object.entries(matrices).map(([k, m]) => [k, m.format])),
+      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), ...own.consts, ...this.uniformWeights(matrices) },
     });
     const params = {
       o_cols8: w.o.cols4 / 2,
       h_cols8: w.gate.cols4 / 2,
       hidden: s.hidden,
       inter: s.inter,
-      layer: o.layer,
+      layer,
       threshold: -1,
       eps: s.eps,
-      scale: 1 / Math.sqrt(s.headDim),
+      ...own.params,
     };
-    const args = {
-      params,
-      state: this.buf.state,
-      X: b.x,
-      totals: o.totals,
-      rope: this.buf.rope,
-      K: w.k,
-      V: w.v,
-      O: b.o,
-      WQKV: w.qkv.parts[0].buffer,
-      WO: w.o.parts[0].buffer,
-      WGATE: w.gate.parts[0].buffer,
-      WUP: w.up.parts[0].buffer,
-      WDOWN: w.downT.parts[0].buffer,
-    };
-    const writes: TensorView = { buffer: b.x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" };
-    return { ...this.single(name, kernel, args, () => [1, 1, 1], writes), gateOfLayer: o.layer };
+    const args = { params, ...own.buffers, ...Object.fromEntries(Object.entries(matrices).map(([k, m]) => [k, m.parts[0].buffer])) };
+    const writes: TensorView = { buffer: own.buffers.X, stride: s.hiddenStride, width: s.hidden, rows: "tokens" };
+    return { ...this.single(name, kernel, args, () => [1, 1, 1], writes), gateOfLayer: layer };
   }
 
   /**
