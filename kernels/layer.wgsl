@@ -4,7 +4,7 @@
 // then o_mlp_tail.wgsl (o_proj, the MLP with CATS, both residual adds). x and the products' outputs
 // stay spread over the lanes' registers in blocks of 8; q, k and v go through workgroup memory, from
 // which RoPE, the KV-cache write and attention (attend.wgsl, the lanes splitting the positions) read.
-// The input norm's gain is folded into W_qkv. Consts: those of o_mlp_tail.wgsl, QKV (rows of W_qkv),
+// The input norm's gain is folded into W_qkv, or applied from GQ (GAIN_QKV). Consts: those of o_mlp_tail.wgsl, QKV (rows of W_qkv),
 // QB and QM (its blocks of 8, per lane), NQ and NKV (heads), HD (head_dim), QG (q heads per kv head).
 //#include common
 //#include o_mlp_tail
@@ -32,6 +32,9 @@ struct LayerParams {
 @group(0) @binding(6) var<storage, read_write> K: array<f32>;
 @group(0) @binding(7) var<storage, read_write> V: array<f32>;
 @group(0) @binding(8) var<storage, read_write> O: array<f32>;
+//#if GAIN_QKV
+@group(0) @binding(10) var<storage, read> GQ: array<vec4<f32>>;
+//#endif
 
 const HALF: u32 = HD / 2u;
 
@@ -57,6 +60,12 @@ fn main(@builtin(subgroup_invocation_id) lane: u32) {
   var h: array<Block, HM>;
   for (var m = 0u; m < HM; m++) {
     h[m] = x[m] * s;
+//#if GAIN_QKV
+    let b = lane + 8u * m;
+    if (b < HB) {
+      h[m] = Block(h[m][0] * GQ[2u * b], h[m][1] * GQ[2u * b + 1u]);
+    }
+//#endif
   }
   for (var m = 0u; m < QM; m++) {
     let r0 = 8u * (lane + 8u * m);

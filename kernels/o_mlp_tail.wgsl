@@ -4,7 +4,7 @@
 //   x += o W_o;  h = rmsnorm(x);  act = silu(h W_gate) * (h W_up), CATS-masked;  x += act W_down
 // A lane computes the output rows of its own blocks, so each result lies where the next product
 // reads it, and subgroup shuffles pass each block round where every lane needs it. The norm's gain
-// is folded into W_gate and W_up. CATS: a neuron whose |silu(gate)| is below the threshold is zero,
+// is folded into W_gate and W_up, or applied from GM (GAIN_MLP). CATS: a neuron whose |silu(gate)| is below the threshold is zero,
 // its W_up row is not read (the kept neurons' rows are shared out among the lanes through a list in
 // workgroup memory) and its W_down^T row is skipped (by all lanes: the activation is the same on every
 // lane after the shuffle). Natural neuron order in the sums, no atomics but the active count. Needs p (o_cols8, h_cols8, hidden, inter, layer, threshold, eps), X and totals, and
@@ -16,6 +16,9 @@ diagnostic(off, subgroup_uniformity);
 //#weights8u WO WGATE WUP WDOWN
 //#else
 //#weights8 WO WGATE WUP WDOWN
+//#endif
+//#if GAIN_MLP
+@group(0) @binding(9) var<storage, read> GM: array<vec4<f32>>;
 //#endif
 
 alias Block = mat2x4<f32>;
@@ -42,6 +45,16 @@ fn block_of(sums: array<vec4<f32>, 8>, r0: u32, rows: u32) -> Block {
     }
   }
   return out;
+}
+
+// The MLP norm's gain on block b of h, where the weights cannot hold it (GAIN_MLP: f16 weights).
+fn gained_mlp(v: Block, b: u32) -> Block {
+//#if GAIN_MLP
+  if (b < HB) {
+    return Block(v[0] * GM[2u * b], v[1] * GM[2u * b + 1u]);
+  }
+//#endif
+  return v;
 }
 
 // This lane's blocks of the residual stream X.
@@ -89,7 +102,7 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
   let scale = inverseSqrt(subgroupAdd(ss) / f32(p.hidden) + p.eps);
   var h: array<Block, HM>;
   for (var m = 0u; m < HM; m++) {
-    h[m] = x[m] * scale;
+    h[m] = gained_mlp(x[m] * scale, lane + 8u * m);
   }
 
   // g = silu(h W_gate), masked; lane l's neurons are those of its blocks of act. A dense step

@@ -294,11 +294,14 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
     [100, 9, 8, 300],
   ];
   for (const [dtype, f16] of DTYPES) {
-    it(`${dtype}, every variant: x += o W_o, then the CATS MLP with its norm, dense, all, none and half active`, async () => {
+    // f16 weights cannot hold the norm's gain, so the kernel applies it (as f16 models load).
+    const gained = f16;
+    it(`${dtype}, every variant: x += o W_o, then the CATS MLP with its norm (gain ${gained ? "applied" : "folded"}), dense, all, none and half active`, async () => {
       await forEachVariant("o_mlp_vec", async (variant) => {
         for (const [hidden, heads, headDim, inter] of SHAPES) {
           const qdim = heads * headDim;
           const h = harness({ o_mlp_vec: variant }, { hidden, inter, heads, kvHeads: heads, headDim, vocab: 8 });
+          const gain = gained ? randomVector(hidden, hidden + 7, 0.5, 1.5) : new Float32Array(hidden).fill(1);
           const seed = hidden + inter;
           const [wo, gate, up, down] = [
             randomMatrix(hidden, qdim, f16, seed),
@@ -311,15 +314,14 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
             gate: await h.matrix(gate, "gate"),
             up: await h.matrix(up, "up"),
             downT: await h.matrix(transpose(down), "downT"),
-            mlpGain: null,
+            mlpGain: gained ? h.buffer(gain) : null,
           };
           const o = randomVector(qdim, seed + 4);
           const x0 = randomVector(hidden, seed + 5);
           // float64: x1 = x0 + o W_o, then the MLP on rmsnorm(x1) (unit gain: folded into the weights).
           const x1 = project(wo.values, hidden, qdim, o, null, EPS).map((v, i) => v + x0[i]);
-          const ones = new Float32Array(hidden).fill(1);
-          const g = project(gate.values, inter, hidden, x1, ones, EPS);
-          const u = project(up.values, inter, hidden, x1, ones, EPS);
+          const g = project(gate.values, inter, hidden, x1, gain, EPS);
+          const u = project(up.values, inter, hidden, x1, gain, EPS);
           const sorted = Array.from(g, (v) => Math.abs(silu(v))).sort((a, b) => a - b);
           const half = (sorted[(inter >> 1) - 1] + sorted[inter >> 1]) / 2;
           for (const [what, threshold] of [
@@ -496,7 +498,10 @@ describe("one decode token's whole layer, fused or split", () => {
         randomMatrix(inter, hidden, f16, seed + 3),
         randomMatrix(hidden, inter, f16, seed + 4),
       ];
-      const ones = new Float32Array(hidden).fill(1);
+      // f16 weights cannot hold the norms' gains, so the kernel applies them (as f16 models load).
+      const [qkvGain, mlpGain] = [1, 2].map((k) =>
+        f16 ? randomVector(hidden, seed + 20 + k, 0.5, 1.5) : new Float32Array(hidden).fill(1),
+      );
       const xs = Array.from({ length: 6 }, (_, p) => randomVector(hidden, seed + 10 + p));
       await forEachVariant("layer_vec", async (variant) => {
         const shape = { hidden, inter, heads, kvHeads, headDim, vocab: 8 };
@@ -504,22 +509,22 @@ describe("one decode token's whole layer, fused or split", () => {
         const h = harness({ layer_vec: variant }, shape);
         const w = {
           qkv: await h.matrix(wqkv, "qkv"),
-          qkvGain: null,
+          qkvGain: f16 ? h.buffer(qkvGain) : null,
           o: await h.matrix(wo, "o"),
           gate: await h.matrix(gate, "gate"),
           up: await h.matrix(up, "up"),
           downT: await h.matrix(transpose(down), "downT"),
-          mlpGain: null,
+          mlpGain: f16 ? h.buffer(mlpGain) : null,
           k: h.buffer(8 * kvHeads * headDim),
           v: h.buffer(8 * kvHeads * headDim),
         };
         const reference = new DecodeAttention(heads, kvHeads, headDim);
         for (let pos = 0; pos < xs.length; pos++) {
           // float64: attention on rmsnorm(x) W_qkv, then x += o W_o and the MLP with the CATS mask.
-          const o64 = reference.step(project(wqkv.values, qkvRows, hidden, xs[pos], ones, EPS)).flatMap((head) => Array.from(head));
+          const o64 = reference.step(project(wqkv.values, qkvRows, hidden, xs[pos], qkvGain, EPS)).flatMap((head) => Array.from(head));
           const x1 = project(wo.values, hidden, qdim, o64, null, EPS).map((v, i) => v + xs[pos][i]);
-          const g = project(gate.values, inter, hidden, x1, ones, EPS);
-          const u = project(up.values, inter, hidden, x1, ones, EPS);
+          const g = project(gate.values, inter, hidden, x1, mlpGain, EPS);
+          const u = project(up.values, inter, hidden, x1, mlpGain, EPS);
           const sorted = Array.from(g, (v) => Math.abs(silu(v))).sort((a, b) => a - b);
           const threshold = pos % 2 === 0 ? -1 : (sorted[(inter >> 1) - 1] + sorted[inter >> 1]) / 2;
           const act = Array.from(g, (gi, n) => (threshold >= 0 && Math.abs(silu(gi)) < threshold ? 0 : silu(gi) * u[n]));
@@ -533,7 +538,7 @@ describe("one decode token's whole layer, fused or split", () => {
           const steps = fused
             ? [fused]
             : [
-                ...h.ops.qkvAttention((op) => op, w.qkv, x, { gain: null, qkv: h.buffer(s.qkvStride), k: w.k, v: w.v, out: o }),
+                ...h.ops.qkvAttention((op) => op, w.qkv, x, { gain: w.qkvGain, qkv: h.buffer(s.qkvStride), k: w.k, v: w.v, out: o }),
                 ...h.ops.oMlp(
                   (op) => op,
                   w,

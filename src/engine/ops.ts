@@ -110,26 +110,23 @@ export const layerShape = (w: DecodeLayerWeights): string => `${matrixShape(w.qk
 
 /**
  * Whether layer.wgsl can run a decode layer: o_mlp.wgsl's conditions, W_qkv a float matrix in one
- * binding with the norm's gain folded in, and at most 1024 q, k and v rows.
+ * binding, and at most 1024 q, k and v rows.
  */
 export function layerFits(w: DecodeLayerWeights, s: ModelSizes): boolean {
   const rows = (s.heads + 2 * s.kvHeads) * s.headDim;
-  return (
-    oMlpFits(w, s) && w.qkvGain === null && w.qkv.parts.length === 1 && (w.qkv.format === "f32" || w.qkv.format === "f16") && rows <= 1024
-  );
+  return oMlpFits(w, s) && w.qkv.parts.length === 1 && (w.qkv.format === "f32" || w.qkv.format === "f16") && rows <= 1024;
 }
 
 /** The shape the o_proj + MLP choice is keyed by. */
 export const oMlpShape = (w: OMlpWeights): string => `${matrixShape(w.o)} + ${matrixShape(w.gate)}`;
 
 /**
- * Whether o_mlp.wgsl can run a layer: float matrices in one binding each, the norm's gain folded
- * in, and vectors that fit one subgroup's registers (o and x up to 512 wide, act up to 2048).
+ * Whether o_mlp.wgsl can run a layer: float matrices in one binding each, and vectors that fit one
+ * subgroup's registers (o and x up to 512 wide, act up to 2048).
  */
 export function oMlpFits(w: OMlpWeights, s: ModelSizes): boolean {
   const matrices = [w.o, w.gate, w.up, w.downT];
   return (
-    w.mlpGain === null &&
     matrices.every((m) => m.parts.length === 1 && (m.format === "f32" || m.format === "f16")) &&
     s.hidden <= 512 &&
     s.heads * s.headDim <= 512 &&
@@ -512,9 +509,21 @@ export class Ops {
       w,
       {
         matrices: { WQKV: w.qkv },
-        consts: { QKV, QB, QM: cdiv(QB, 8), NQ: s.heads, NKV: s.kvHeads, HD: s.headDim, QG: s.heads / s.kvHeads },
+        consts: {
+          QKV,
+          QB,
+          QM: cdiv(QB, 8),
+          NQ: s.heads,
+          NKV: s.kvHeads,
+          HD: s.headDim,
+          QG: s.heads / s.kvHeads,
+          GAIN_QKV: w.qkvGain !== null,
+        },
         params: { scale: 1 / Math.sqrt(s.headDim) },
-        buffers: { state: this.buf.state, X: b.x, totals: o.totals, rope: this.buf.rope, K: w.k, V: w.v, O: b.o },
+        buffers: {
+          ...{ state: this.buf.state, X: b.x, totals: o.totals, rope: this.buf.rope, K: w.k, V: w.v, O: b.o },
+          ...(w.qkvGain ? { GQ: w.qkvGain } : {}),
+        },
       },
       o.layer,
     );
@@ -531,7 +540,7 @@ export class Ops {
     w: OMlpWeights,
     own: {
       matrices?: Record<string, GpuMatrix>;
-      consts?: Record<string, number>;
+      consts?: Record<string, number | boolean>;
       params?: Record<string, number>;
       buffers: Record<string, GPUBuffer> & { X: GPUBuffer };
     },
@@ -543,7 +552,11 @@ export class Ops {
     const kernel = this.kernels.get({
       file,
       weights: Object.fromEntries(Object.entries(matrices).map(([k, m]) => [k, m.format])),
-      consts: { OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), ...own.consts, ...this.uniformWeights(matrices) },
+      consts: {
+        ...{ OB, HB, IB, OM: cdiv(OB, 8), HM: cdiv(HB, 8), IM: cdiv(IB, 8), GAIN_MLP: w.mlpGain !== null },
+        ...own.consts,
+        ...this.uniformWeights(matrices),
+      },
     });
     const params = {
       o_cols8: w.o.cols4 / 2,
@@ -555,7 +568,12 @@ export class Ops {
       eps: s.eps,
       ...own.params,
     };
-    const args = { params, ...own.buffers, ...Object.fromEntries(Object.entries(matrices).map(([k, m]) => [k, m.parts[0].buffer])) };
+    const args = {
+      params,
+      ...own.buffers,
+      ...(w.mlpGain ? { GM: w.mlpGain } : {}),
+      ...Object.fromEntries(Object.entries(matrices).map(([k, m]) => [k, m.parts[0].buffer])),
+    };
     const writes: TensorView = { buffer: own.buffers.X, stride: s.hiddenStride, width: s.hidden, rows: "tokens" };
     return { ...this.single(name, kernel, args, () => [1, 1, 1], writes), gateOfLayer: layer };
   }
