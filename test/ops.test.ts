@@ -11,6 +11,7 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import { VariantTable, type OpName } from "../src/gpu/variants.js";
 import { padCols } from "../src/engine/weights.js";
 import { setStepParams } from "../src/engine/ops.js";
+import { composeKernel } from "../src/gpu/wgsl.js";
 import { attend, DecodeAttention, maxRelErr, project, rope, silu } from "./ops-reference.js";
 
 let gpu: GpuContext;
@@ -615,6 +616,30 @@ describe("embedding, argmax, NLL", () => {
 });
 
 describe("kernels bound by name", () => {
+  it("declare //#weights8u matrices as uniform arrays of their _VEC4S size, and refuse quantized ones naming the kernel", () => {
+    const consts = {
+      OB: 1,
+      HB: 1,
+      IB: 1,
+      OM: 1,
+      HM: 1,
+      IM: 1,
+      UW: true,
+      GAIN_MLP: false,
+      WO_VEC4S: 16,
+      WGATE_VEC4S: 32,
+      WUP_VEC4S: 32,
+      WDOWN_VEC4S: 32,
+    };
+    const floats = { WO: "f32", WGATE: "f16", WUP: "f16", WDOWN: "f16" } as const;
+    const code = composeKernel(nodeKernelSource, { file: "o_mlp", weights: floats, consts });
+    expect(code).toMatch(/var<uniform> WO: array<vec4<f32>, WO_VEC4S>;/);
+    expect(code).toMatch(/var<uniform> WGATE: array<vec4<u32>, WGATE_VEC4S>;/);
+    expect(() => composeKernel(nodeKernelSource, { file: "o_mlp", weights: { ...floats, WUP: "q4g128" }, consts })).toThrow(
+      "kernel o_mlp: weight format q4g128: uniform-array weights are f32 or f16",
+    );
+  });
+
   it("refuse a misspelled binding, a missing one, an unknown or mistyped param, naming the kernel", async () => {
     const kernel = new KernelCache(gpu, nodeKernelSource).get({ file: "nll" });
     const b = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
