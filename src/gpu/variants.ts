@@ -97,9 +97,12 @@ const VEC_PROJECTION: Variant[] = [
 const MAT_PROJECTION: Variant[] = [
   { name: "rows4x4", consts: lanes("rows", 4, 4), suits: "cpu" },
   { name: "rows2x8", consts: lanes("rows", 2, 8), suits: "cpu" },
-  { name: "rows4x4s", consts: lanes("shared", 4, 4), ...SHARED },
+  // Larger tiles reuse each weight for more tokens; past about 48 sums a lane, registers spill
+  // (rows8x8w8s and rows4x16w8s ran 3-5x slower than rows6x8w8s at llama-110m shapes).
   { name: "rows4x4w8s", consts: lanes("shared", 4, 4, 8), ...SHARED },
-  { name: "rows2x8s", consts: lanes("shared", 2, 8), ...SHARED },
+  { name: "rows4x8w8s", consts: lanes("shared", 4, 8, 8), ...SHARED },
+  { name: "rows6x8w8s", consts: lanes("shared", 6, 8, 8), ...SHARED },
+  { name: "rows4x12w8s", consts: lanes("shared", 4, 12, 8), ...SHARED },
   { name: "sg1x4", consts: lanes("sg", 1, 4), requires: ["subgroups"], suits: "gpu" },
   { name: "wg1x4", consts: lanes("wg", 1, 4), suits: "gpu" },
 ];
@@ -120,7 +123,7 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   gate_up_vec: VEC_PROJECTION,
   gate_up_mat: MAT_PROJECTION,
   down_vec: downVariants(1, [1, 2, 4]),
-  down_mat: downVariants(4, [1, 2]),
+  down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
     { name: "w4", consts: { WG: 4, SERIAL: false }, suits: "cpu" },
@@ -180,11 +183,11 @@ export const VARIANTS: Record<OpName, Variant[]> = {
 const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
   cpu: {
     matvec: "rows4s",
-    matmul: "rows4x4s",
+    matmul: "rows6x8w8s",
     gate_up_vec: "rows4s",
-    gate_up_mat: "rows4x4w8s",
+    gate_up_mat: "rows6x8w8s",
     down_vec: "v1w8",
-    down_mat: "v1w8x4",
+    down_mat: "v2w8x8",
     attention_vec: "w8",
     attention_mat: "shared8",
     qkv_attention_vec: "fused4w8x",
@@ -212,8 +215,7 @@ const NO_SUBGROUPS: Partial<Record<string, string>> = {
   sg1x4: "wg1x4",
   shared8: "lanes",
   rows4s: "rows4",
-  rows4x4s: "rows4x4",
-  rows4x4w8s: "rows4x4",
+  rows6x8w8s: "rows4x4",
   fused4w8x: "fused4w8",
   fused8: "split",
 };
