@@ -43,7 +43,22 @@ for (const f of [...opts.formats.split(","), opts.mlpFormat]) {
 
 /** Enough copies of a matrix that cycling through them reads well past any CPU cache. */
 const COPY_BYTES = 192 << 20;
-const dims = (s: string): [number, number] => s.split("x").map(Number) as [number, number];
+/** A comma-separated list of ROWSxCOLS shapes; an empty list skips that table. */
+function shapeList(flag: string, list: string): [number, number][] {
+  return list
+    .split(",")
+    .filter((s) => s.trim() !== "")
+    .map((s) => {
+      const m = /^\s*(\d+)x(\d+)\s*$/.exec(s);
+      if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+        console.error(`cats: bench:kernels: ${flag} "${s}": expected shapes like 4096x4096, comma-separated (or "" for none)`);
+        process.exit(2);
+      }
+      return [Number(m[1]), Number(m[2])];
+    });
+}
+const mvShapes = shapeList("--shapes", opts.shapes);
+const mlpShapes = shapeList("--mlp", opts.mlp);
 
 const gpu = await createGpu();
 const kernels = new KernelCache(gpu, nodeKernelSource);
@@ -58,8 +73,7 @@ interface Row extends PairedResult {
 }
 const rows: Row[] = [];
 
-for (const shape of opts.shapes.split(",")) {
-  const [R, C] = dims(shape);
+for (const [R, C] of mvShapes) {
   for (const format of opts.formats.split(",")) {
     const f16 = format === "f16";
     const h = new OpHarness(
@@ -94,7 +108,7 @@ for (const shape of opts.shapes.split(",")) {
     const table = new VariantTable(gpu, overrides, tuned);
     const steps = copies.map((m) => project(table, m));
     const timed: Timed = {
-      name: `matvec ${shape} ${format}`,
+      name: `matvec ${R}x${C} ${format}`,
       bytes,
       encode: (pass, i) => encodeSteps(pass, steps[i % steps.length], 1),
     };
@@ -105,8 +119,7 @@ for (const shape of opts.shapes.split(",")) {
   }
 }
 
-for (const shape of opts.mlp.split(",")) {
-  const [H, I] = dims(shape);
+for (const [H, I] of mlpShapes) {
   const h = new OpHarness(
     gpu,
     nodeKernelSource,
@@ -142,13 +155,18 @@ for (const shape of opts.mlp.split(",")) {
   const ops = (table: VariantTable) => new Ops(gpu, kernels, table, { state: h.state, rope: h.rope }, h.shape);
   const gateUp = (table: VariantTable) =>
     ops(table).gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture, captureOffset: null });
-  const downProject = (table: VariantTable, input = act) => ops(table).down("down", d, input, x, { batch: false });
+  const downProject = (table: VariantTable, input = act, cats = false) => ops(table).down("down", d, input, x, { batch: false, cats });
   const halfActive = scratchBuffer(gpu, 2 * padCols(I), "half-active act", 0.5);
   h.setState(0, 1);
-  // Each half runs the variant that measures fastest for its shape, as `cats` tunes a model (the
-  // down projection on a dense and a half-active input together); the gate_up pass that tunes
-  // first leaves every activation nonzero for the down projection's.
-  const tuneCase = (op: "gate_up_vec" | "down_vec", m: GpuMatrix, bytes: number, build: (t: VariantTable) => Step[]): TuneCase[] =>
+  // Each half runs the variant that measures fastest for its shape, as `cats` tunes a model: the
+  // down projection on a dense input for the dense row, on a half-active one for the sparse rows;
+  // the gate_up pass that tunes first leaves every activation nonzero for the dense down's.
+  const tuneCase = (
+    op: "gate_up_vec" | "down_vec" | "down_cats",
+    m: GpuMatrix,
+    bytes: number,
+    build: (t: VariantTable) => Step[],
+  ): TuneCase[] =>
     overrides[op]
       ? []
       : [
@@ -166,13 +184,15 @@ for (const shape of opts.mlp.split(",")) {
     gpu,
     [
       ...tuneCase("gate_up_vec", g, g.bytes + u.bytes, gateUp),
-      ...tuneCase("down_vec", d, 1.5 * d.bytes, (t) => [...downProject(t), ...downProject(t, halfActive)]),
+      ...tuneCase("down_vec", d, d.bytes, (t) => downProject(t)),
+      ...tuneCase("down_cats", d, d.bytes / 2, (t) => downProject(t, halfActive, true)),
     ],
     {},
   );
   const table = new VariantTable(gpu, overrides, tuned);
-  const steps = [...gateUp(table), ...downProject(table)];
-  const chosen = (op: "gate_up_vec" | "down_vec", m: GpuMatrix) => {
+  const denseSteps = [...gateUp(table), ...downProject(table)];
+  const catsSteps = [...gateUp(table), ...downProject(table, act, true)];
+  const chosen = (op: "gate_up_vec" | "down_vec" | "down_cats", m: GpuMatrix) => {
     const c = table.choice(op, matrixShape(m));
     return `${c.variant.name}${c.source === "autotune" ? ", measured" : ""}`;
   };
@@ -183,16 +203,19 @@ for (const shape of opts.mlp.split(",")) {
     const threshold = level === 0 ? 0 : quantileOfSorted(absActs, level);
     cases.push({ label: `sparse ${level * 100}%`, threshold, active: absActs.filter((a) => a >= threshold).length / I });
   }
+  // As the engine does, the dense row runs the dense steps and the CATS rows (threshold >= 0) the CATS ones.
+  const stepsOf = (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps);
   const timed = cases.map((c): Timed => ({
-    name: `mlp ${shape} ${opts.mlpFormat} ${c.label}`,
+    name: `mlp ${H}x${I} ${opts.mlpFormat} ${c.label}`,
     bytes: I * rowBytes(g) + Math.round(c.active * I) * (rowBytes(u) + rowBytes(d)),
-    encode: (pass) => encodeSteps(pass, steps, 1),
+    encode: (pass) => encodeSteps(pass, stepsOf(c), 1),
   }));
   // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds.
   const withThreshold = timed.map((t, i) => ({
     ...t,
     encode: (pass: GPUComputePassEncoder, call: number) => {
-      if (call === 0) for (const s of steps) if (s.gateOfLayer !== undefined) setStepParams(s, { threshold: cases[i].threshold });
+      if (call === 0)
+        for (const s of stepsOf(cases[i])) if (s.gateOfLayer !== undefined) setStepParams(s, { threshold: cases[i].threshold });
       t.encode(pass, call);
     },
   }));
@@ -201,7 +224,7 @@ for (const shape of opts.mlp.split(",")) {
   result.cases.forEach((r, i) =>
     rows.push({
       ...r,
-      kernel: `mlp (${chosen("gate_up_vec", g)} + ${chosen("down_vec", d)})`,
+      kernel: `mlp (${chosen("gate_up_vec", g)} + ${chosen(cases[i].threshold < 0 ? "down_vec" : "down_cats", d)})`,
       active: cases[i].active,
       speedup: dense / r.ms,
     }),

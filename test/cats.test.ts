@@ -40,6 +40,37 @@ describe("sparse decoding at sparsity 0", () => {
   }
 });
 
+describe("a CATS decode step with its own down projection variant", () => {
+  it("runs its own step list when thresholds are set, with the same logits as the dense list's kernels under the same mask", async () => {
+    // Split layers, so that the down projection is a step of its own; v2w8 for masked inputs only.
+    const split = "layer_vec=split,o_mlp_vec=split,down_vec=v1w8";
+    const own = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v2w8` });
+    const same = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v1w8` });
+    const thresholds = [0.21, 0.22, 0.22, 0.23, 0.25];
+    const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
+      lm.engine.setThresholds(thresholds);
+      lm.engine.reset();
+      const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
+      for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
+      const stats = await lm.engine.takeSparsityStats();
+      expect(stats.overall).toBeGreaterThan(0.3);
+      return out;
+    };
+    const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
+    const [a, b] = [await run(own), await run(same)];
+    expect(own.engine.decodeSteps).not.toBe(dense);
+    expect(own.engine.decodeSteps.length).toBe(dense.length);
+    // Where the choices agree, one list serves both.
+    expect(same.engine.decodeSteps).toBe(sameDense);
+    // v1w8 and v2w8 differ only in which output blocks a lane owns: each output's sum runs over the neurons in the same order.
+    a.forEach((logits, t) => expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `step ${t}`).toBe(true));
+    own.engine.setThresholds(null);
+    expect(own.engine.decodeSteps).toBe(dense);
+    await own.close();
+    await same.close();
+  });
+});
+
 describe("calibration on a small input", () => {
   const positions = 700; // two windows: 512 + 188 positions
   const levels = [0.3, 0.5, 0.9];

@@ -84,12 +84,20 @@ export type PassOutput = "none" | "last" | "all";
 export interface PassKind {
   /** Several tokens per pass (tiles, RoPE as a step) rather than one decode token. */
   batch: boolean;
+  /** A decode token whose MLP CATS masks: its down projection runs the variant chosen for masked inputs. */
+  cats?: boolean;
   output: PassOutput;
   /** Rows per layer of the capture buffer when the pass dumps |silu(gate)| for calibration. */
   captureRows: number | null;
 }
 
-export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strides, { batch, output, captureRows }: PassKind): Step[] {
+export function forwardSteps(
+  ops: Ops,
+  m: ModelWeights,
+  b: Activations,
+  s: Strides,
+  { batch, cats, output, captureRows }: PassKind,
+): Step[] {
   const steps: Step[] = [...ops.embed(m.embed, b.tokens, b.x)];
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
@@ -109,6 +117,7 @@ export function forwardSteps(ops: Ops, m: ModelWeights, b: Activations, s: Strid
     steps.push(
       ...ops.oMlp(at, l, b, {
         batch,
+        cats,
         layer: i,
         totals: b.totals,
         capture: b.capture,

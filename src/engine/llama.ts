@@ -11,7 +11,7 @@ import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
 import { loadWeights } from "./load.js";
-import { encodeSteps, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
+import { encodeSteps, matrixShape, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
 import { padCols } from "./weights.js";
 
 export interface EngineOptions {
@@ -77,7 +77,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
-const TUNE_CASES = "5: down_vec on a dense and a half-active input, 5 rounds for decode cases, layer_vec, inline floor";
+const TUNE_CASES = "6: down_vec on a dense input, down_cats on a half-active one, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",
@@ -161,7 +161,9 @@ export class LlamaEngine {
   private readonly submitter: Submitter;
   private readonly buf: Activations & Record<"rope" | "outIds" | "targets" | "nll", GPUBuffer>;
   private readonly strides: Strides;
-  private readonly decodeStep: Step[];
+  /** One decode token's dispatches, argmax last: dense, and with CATS masking the MLP (the same list unless a variant differs). */
+  private readonly denseDecode: Step[];
+  private readonly catsDecode: Step[];
   private readonly batch: Record<PassOutput, Step[]>;
   private readonly captureRows: number;
   private thresholds: number[] | null = null;
@@ -229,10 +231,19 @@ export class LlamaEngine {
     this.variants = new VariantTable(gpu, options.variants, tuned);
     const ops = new Ops(gpu, kernels, this.variants, this.buf, opShapeOf(c, rows));
     const capture = options.capture ? rows : null;
-    this.decodeStep = [
-      ...forwardSteps(ops, weights, this.buf, s, { batch: false, output: "last", captureRows: null }),
+    const decodeSteps = (cats: boolean) => [
+      ...forwardSteps(ops, weights, this.buf, s, { batch: false, cats, output: "last", captureRows: null }),
       ops.argmax(this.buf.logits, this.buf.tokens, this.buf.outIds),
     ];
+    this.denseDecode = decodeSteps(false);
+    // Only a split MLP has a down projection step of its own (the fused kernels choose no down variant).
+    const splitMlp = this.denseDecode.some((step) => step.name.endsWith(" down"));
+    const catsDiffers =
+      splitMlp &&
+      weights.layers.some(
+        (l) => this.variants.pick("down_vec", matrixShape(l.downT)).name !== this.variants.pick("down_cats", matrixShape(l.downT)).name,
+      );
+    this.catsDecode = catsDiffers ? decodeSteps(true) : this.denseDecode;
     this.batch = {
       none: forwardSteps(ops, weights, this.buf, s, { batch: true, output: "none", captureRows: capture }),
       last: [
@@ -259,6 +270,13 @@ export class LlamaEngine {
     // Drivers compile a pipeline at its first dispatch: pay that now, not in the first tokens.
     await engine.prefill([ckpt.config.bosTokenId ?? 0]);
     await engine.decode();
+    if (engine.catsDecode !== engine.denseDecode) {
+      // Thresholds of 0 keep every neuron: the CATS step list runs once, unmasked, to compile its kernels.
+      engine.setThresholds(new Array<number>(ckpt.config.numLayers).fill(0));
+      await engine.decode();
+      engine.setThresholds(null);
+      await engine.takeSparsityStats();
+    }
     engine.reset();
     return engine;
   }
@@ -275,6 +293,11 @@ export class LlamaEngine {
       }
     }
     this.device.queue.writeBuffer(this.buf.rope, 0, table);
+  }
+
+  /** The decode steps for the current thresholds. */
+  private get decodeStep(): Step[] {
+    return this.thresholds ? this.catsDecode : this.denseDecode;
   }
 
   /** Dispatches of one decode step (argmax included): the figure the dispatch-count target is about. */
@@ -351,7 +374,8 @@ export class LlamaEngine {
       throw new CatsError(`expected ${this.config.numLayers} thresholds (one per layer), got ${thresholds.length}`);
     }
     this.thresholds = thresholds ? [...thresholds] : null;
-    for (const step of [...this.decodeStep, ...this.batch.none, ...this.batch.last, ...this.batch.all]) {
+    const steps = new Set([...this.denseDecode, ...this.catsDecode, ...this.batch.none, ...this.batch.last, ...this.batch.all]);
+    for (const step of steps) {
       if (step.gateOfLayer !== undefined) setStepParams(step, { threshold: thresholds ? thresholds[step.gateOfLayer] : -1 });
     }
   }

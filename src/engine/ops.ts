@@ -480,14 +480,14 @@ export class Ops {
     at: (op: string) => string,
     w: OMlpWeights,
     b: { o: GPUBuffer; x: GPUBuffer; act: GPUBuffer },
-    o: { batch: boolean; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
+    o: { batch: boolean; cats?: boolean; layer: number; totals: GPUBuffer; capture: GPUBuffer; captureOffset: number | null },
   ): Step[] {
     const s = this.shape;
     if (o.batch || !this.variants.pick("o_mlp_vec", oMlpShape(w)).consts.FUSED || !oMlpFits(w, s)) {
       return [
         ...this.project(at("o_proj"), w.o, b.o, b.x, { batch: o.batch, residual: true, xStride: s.qStride, yStride: s.hiddenStride }),
         ...this.gateUp(at("gate_up"), w.gate, w.up, b.x, b.act, { ...o, gain: w.mlpGain }),
-        ...this.down(at("down"), w.downT, b.act, b.x, { batch: o.batch }),
+        ...this.down(at("down"), w.downT, b.act, b.x, { batch: o.batch, cats: o.cats }),
       ];
     }
     return [this.tailStep(at("o_proj+mlp"), "o_mlp", w, { buffers: { O: b.o, X: b.x, totals: o.totals } }, o.layer)];
@@ -593,8 +593,8 @@ export class Ops {
   }
 
   /** x += act W_down^T, reading W_down transposed and skipping neurons whose activation is zero. */
-  down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean }): Step[] {
-    const op: OpName = o.batch ? "down_mat" : "down_vec";
+  down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean; cats?: boolean }): Step[] {
+    const op: OpName = o.batch ? "down_mat" : o.cats ? "down_cats" : "down_vec";
     const s = this.shape;
     const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: /^q\dt/.test(downT.format) };
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });

@@ -102,13 +102,16 @@ export function modelTuneCases(
         gain: layer.mlpGain,
       }),
     );
-    // A decode step's down projection on a dense input and on a CATS-sparse one, together: which
-    // variant reads scattered rows fastest is not the dense choice on CPU drivers (llama-110m's MLP:
-    // v2w8 0.64x of dense at 50% active where v4w8, as fast dense, kept 1.23x).
-    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes * (batch ? 1 : 1.5), tokens(layer.downT), (ops) => [
-      ...ops.down("tune", layer.downT, input, output, { batch }),
-      ...(batch ? [] : ops.down("tune", layer.downT, halfActive, output, { batch })),
-    ]);
+    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops) =>
+      ops.down("tune", layer.downT, input, output, { batch }),
+    );
+    // A CATS step's down projection, on a half-active input: which variant reads scattered rows
+    // fastest is not the dense choice on CPU drivers (see down_cats in variants.ts).
+    if (!batch) {
+      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops) =>
+        ops.down("tune", layer.downT, halfActive, output, { batch, cats: true }),
+      );
+    }
   }
   // Decode attention at a mid-length context, in layer 0's cache (a decode step rewrites each row before it reads it).
   const position = Math.min(128, contextLength - 1);
@@ -205,6 +208,6 @@ export function modelTuneCases(
   // Decode calls are short and set every token's speed: more rounds, so that one slow spell cannot
   // choose for them (at llama-110m's lm_head the tuner once kept rows4w8, 9.2 ms at best against
   // rows4w8s's 7.3 in a later 5-round comparison).
-  for (const c of cases) if (c.op === "matvec" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
+  for (const c of cases) if (c.op === "matvec" || c.op === "down_cats" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }

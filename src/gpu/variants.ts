@@ -3,7 +3,8 @@ import type { GpuContext, KernelFlavour } from "./device.js";
 
 /**
  * Every op with more than one kernel variant. `_vec` ops serve one token (decode, and the last
- * token of a prefill); `_mat` ops serve batched passes (prefill, evaluation, calibration).
+ * token of a prefill); `_mat` ops serve batched passes (prefill, evaluation, calibration);
+ * `down_cats` is the decode down projection of a step whose MLP CATS masks.
  */
 export const OPS = [
   "matvec",
@@ -11,6 +12,7 @@ export const OPS = [
   "gate_up_vec",
   "gate_up_mat",
   "down_vec",
+  "down_cats",
   "down_mat",
   "attention_vec",
   "attention_mat",
@@ -123,6 +125,12 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   gate_up_vec: VEC_PROJECTION,
   gate_up_mat: MAT_PROJECTION,
   down_vec: downVariants(1, [1, 2, 4]),
+  // The decode down projection once CATS masks its input: the same kernels, tuned apart on a
+  // half-active input, since which slice of each row a workgroup should read depends on whether the
+  // rows come in a dense walk (which the prefetcher follows) or scattered (each row a fresh miss
+  // where W_down^T outgrows the caches). Longer slices (16 and 32 blocks per lane) helped scattered
+  // rows in a probe but not in down1.wgsl, where they spill: 0.37-0.71x of v1w8 at 50% active.
+  down_cats: downVariants(1, [1, 2, 4]),
   down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
@@ -187,6 +195,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     gate_up_vec: "rows4s",
     gate_up_mat: "rows6x8w8s",
     down_vec: "v1w8",
+    down_cats: "v1w8",
     down_mat: "v2w8x8",
     attention_vec: "w8",
     attention_mat: "shared8",
@@ -201,6 +210,7 @@ const DEFAULTS: Record<KernelFlavour, Record<OpName, string>> = {
     gate_up_vec: "sg4",
     gate_up_mat: "sg1x4",
     down_vec: "v1w64",
+    down_cats: "v1w64",
     down_mat: "v1w64x4",
     attention_vec: "w8",
     attention_mat: "lanes",
