@@ -20,6 +20,7 @@ import { scratchBuffer, tune, type TuneCase } from "../src/gpu/autotune.js";
 import { encodeSteps, matrixShape, Ops, setStepParams, type Step } from "../src/engine/ops.js";
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
+import { DECODE_ROUNDS } from "../src/engine/tuning.js";
 
 const opts = new Command("bench-kernels")
   .option("--rounds <r>", "paired rounds per table", positiveInt, 9)
@@ -104,7 +105,12 @@ for (const [R, C] of mvShapes) {
     const key = matrixShape(first);
     const tuned = overrides.matvec
       ? {}
-      : await tune(gpu, [{ op: "matvec", shape: key, bytes, build: (table) => (pass) => encodeSteps(pass, project(table, first), 1) }], {});
+      : await tune(
+          gpu,
+          [{ op: "matvec", shape: key, bytes, build: (table) => (pass) => encodeSteps(pass, project(table, first), 1) }],
+          {},
+          DECODE_ROUNDS,
+        );
     const table = new VariantTable(gpu, overrides, tuned);
     const steps = copies.map((m) => project(table, m));
     const timed: Timed = {
@@ -188,6 +194,7 @@ for (const [H, I] of mlpShapes) {
       ...tuneCase("down_cats", d, d.bytes / 2, (t) => downProject(t, halfActive, true)),
     ],
     {},
+    DECODE_ROUNDS,
   );
   const table = new VariantTable(gpu, overrides, tuned);
   const denseSteps = [...gateUp(table), ...downProject(table)];

@@ -10,7 +10,7 @@ import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
 
 /** Paired rounds of the one-token (decode) cases; batched cases take tune()'s default. */
-const DECODE_ROUNDS = 5;
+export const DECODE_ROUNDS = 5;
 
 /** Tokens of the batched pass the `_mat` variants are tuned on. */
 const BATCH_TOKENS = 64;
