@@ -134,6 +134,10 @@ describe("cats calibrate, then sparse eval and generate", () => {
     // Fewer W_up/W_down bytes at 50%: the ideal speed-up is what the bytes skipped allow.
     expect(half.weight_bytes_per_token).toBeLessThan(dense.weight_bytes_per_token);
     expect(half.ideal_speedup).toBeCloseTo(dense.weight_bytes_per_token / half.weight_bytes_per_token, 9);
+    // The roofline issue's measure: (1 - 1/speed-up) / (1 - 1/ideal).
+    expect(dense.ideal_saving_kept).toBeNull();
+    expect(half.ideal_saving_kept).toBeCloseTo((1 - 1 / half.speedup_vs_dense) / (1 - 1 / half.ideal_speedup), 9);
+    expect(report.read_ceiling_gb_per_s === null || report.read_ceiling_gb_per_s > 0).toBe(true);
     expect(report.energy_meter).toMatchObject({ source: "estimate", constants: { watts_per_core: 12, watts_per_gb: 0.3725, pue: 1 } });
     expect(report.energy_meter.description).toMatch(/^ESTIMATE/);
     for (const f of ["bench.json", "bench.md", "bench.svg"]) expect(readFileSync(join(dir, f), "utf8").length).toBeGreaterThan(100);

@@ -14,6 +14,7 @@ import { loadModel } from "../node.js";
 import { readDataText } from "./eval.js";
 import { prepareOutputDir } from "../files.js";
 import { readThresholdsFile } from "./sparsity.js";
+import { cachedReadCeiling } from "./info.js";
 
 export interface BenchFlags {
   context?: number;
@@ -109,6 +110,7 @@ export async function runBenchCommand(
       unavailable,
       weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),
       perplexity: ppl,
+      readCeilingGBs: cachedReadCeiling(lm.gpu),
     });
     // Results reach stdout before the files are written, so a failed write loses nothing.
     process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : markdownTable(report));

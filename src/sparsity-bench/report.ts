@@ -14,6 +14,11 @@ export interface LevelReport {
   measured_sparsity: { overall: number; per_layer: number[] };
   speedup_vs_dense: number;
   ideal_speedup: number;
+  /**
+   * The time saved per token as a share of the ideal saving from bytes, (1 - 1/speedup) / (1 - 1/ideal):
+   * 1 when time falls with the bytes read; null for dense and where the level reads as much as dense.
+   */
+  ideal_saving_kept: number | null;
   greedy_agreement_with_dense: number;
   perplexity: number | null;
   /** Greedy ids of the last run (the prompt's continuation). */
@@ -26,6 +31,8 @@ export interface BenchReport {
   model: { name: string; synthetic: boolean; note: string | null; weights: string | null };
   adapter: string;
   kernels: string;
+  /** The adapter's streaming-read ceiling (`cats info`, cached), for the GB/s column; null where none is cached. */
+  read_ceiling_gb_per_s: number | null;
   prompt_tokens: number;
   tokens: number;
   runs: number;
@@ -54,6 +61,8 @@ export interface ReportContext {
   runs: number;
   meter: EnergyMeter | null;
   unavailable: MeterUnavailable[];
+  /** The read ceiling measured on this adapter, where one is cached. */
+  readCeilingGBs?: number;
   /** Weight bytes one decode step reads at each level (same order as the samples; [0] is dense). */
   weightBytes: number[];
   perplexity?: Map<number, number>;
@@ -105,6 +114,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       measured_sparsity: { overall: s.sparsityOverall, per_layer: s.sparsityPerLayer },
       speedup_vs_dense: denseMedian / med,
       ideal_speedup: denseBytes / bytes,
+      ideal_saving_kept: index === 0 || bytes >= denseBytes ? null : (1 - med / denseMedian) / (1 - bytes / denseBytes),
       greedy_agreement_with_dense: dense.ids.length > 0 ? same / dense.ids.length : 1,
       perplexity: ctx.perplexity?.get(s.level.level) ?? null,
       greedy_ids: s.ids,
@@ -121,6 +131,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
     },
     adapter: ctx.adapter,
     kernels: ctx.kernels,
+    read_ceiling_gb_per_s: ctx.readCeilingGBs ?? null,
     prompt_tokens: ctx.promptTokens,
     tokens: ctx.tokens,
     runs: ctx.runs,
@@ -152,9 +163,12 @@ export function markdownTable(r: BenchReport): string {
     r.energy_meter
       ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
       : "Energy: not measured",
+    r.read_ceiling_gb_per_s === null
+      ? "GB/s: weight bytes read per second of decoding (no read ceiling cached for this adapter: run cats info)."
+      : `GB/s: weight bytes read per second of decoding; this adapter's read ceiling is ${fmt(r.read_ceiling_gb_per_s, 2)} GB/s (cats info).`,
     "",
-    "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up (ideal) | perplexity | same as dense |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up (ideal) | ideal saving kept | perplexity | same as dense |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const rows = r.levels.map((l) =>
     [
@@ -168,6 +182,7 @@ export function markdownTable(r: BenchReport): string {
       l.energy ? fmt(l.energy.joules_per_token, 4) : "-",
       l.energy ? fmt(l.energy.tokens_per_joule, 1) : "-",
       `${fmt(l.speedup_vs_dense, 2)}x (${fmt(l.ideal_speedup, 2)}x)`,
+      l.ideal_saving_kept === null ? "-" : `${fmt(l.ideal_saving_kept * 100, 0)}%`,
       fmt(l.perplexity, 3),
       `${fmt(l.greedy_agreement_with_dense * 100, 0)}%`,
     ].join(" | "),
