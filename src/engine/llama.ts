@@ -77,7 +77,8 @@ export function tunedKernelsHash(source: KernelSource): string {
 }
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
-const TUNE_CASES = "6: down_vec on a dense input, down_cats on a half-active one, 5 rounds for decode cases, layer_vec, inline floor";
+const TUNE_CASES =
+  "7: paired median speed-ups, down_vec on a dense input, down_cats on a half-active one, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",

@@ -56,7 +56,7 @@ export function hashSources(sources: string[]): string {
 
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
- * rounds, and keeps the one with the fastest call. Cases already in `known` are skipped; a case that runs
+ * rounds, and keeps the one with the highest median speed-up over the first candidate. Cases already in `known` are skipped; a case that runs
  * other ops too runs them with the choices made before it.
  */
 export async function tune(
@@ -81,13 +81,19 @@ export async function tune(
       });
       const [first, ...rest] = timed;
       const r = await timer.paired(first, rest, c.rounds ?? rounds);
-      // The fastest call of each: on a shared machine noise only ever slows a call down, so a
-      // candidate's best call is its least disturbed one (medians of times taken minutes apart
-      // drift with the machine; a slow spell in two rounds of three once made a variant 7x faster
-      // lose by median).
-      const all = [r.reference, ...r.cases];
-      const best = all.reduce((a, b) => (b.bestMs < a.bestMs ? b : a));
-      out[key] = candidates[all.indexOf(best)].name;
+      // The median over rounds of each candidate's speed relative to the first, timed back to back
+      // in every round, so a slow spell of the machine hits both sides of a ratio. Medians of raw
+      // times taken minutes apart drift with the machine (a slow spell in two rounds of three once
+      // made a variant 7x faster lose); the single fastest call favours erratic variants (at
+      // 11008x4096 the down projection's v1w8 had calls as fast as v2w8's, yet took 3.3x as long
+      // over 25 paired rounds). Ties go to the faster best call.
+      const score = [1, ...r.cases.map((x) => x.share.median)];
+      const bestMs = [r.reference, ...r.cases].map((x) => x.bestMs);
+      let pick = 0;
+      for (let i = 1; i < score.length; i++) {
+        if (score[i] > score[pick] || (score[i] === score[pick] && bestMs[i] < bestMs[pick])) pick = i;
+      }
+      out[key] = candidates[pick].name;
     }
   } finally {
     timer.destroy();
