@@ -39,6 +39,8 @@ export interface LoadOptions {
    * ($CATS_CACHE_DIR/autotune.json); default on unless CATS_AUTOTUNE=off.
    */
   tune?: boolean;
+  /** Tune only the ops of batched passes, for commands that run nothing else (calibrate, eval). */
+  tuneBatchedOnly?: boolean;
   /** Notices for the user (a tuning run starting, an unreadable cache); default: none. */
   notice?: (message: string) => void;
 }
@@ -184,7 +186,10 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       capture: options.capture,
       variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
       maxBindingBytes: options.maxBindingBytes,
-      tune: (options.tune ?? process.env.CATS_AUTOTUNE !== "off") ? tuneOptions(options.notice) : null,
+      tune:
+        (options.tune ?? process.env.CATS_AUTOTUNE !== "off")
+          ? { ...tuneOptions(options.notice), batchedOnly: options.tuneBatchedOnly }
+          : null,
     };
     const { gpu, engine } = options.gpu
       ? { gpu: options.gpu, engine: (checkMemory(checkpoint, options.gpu), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)) }

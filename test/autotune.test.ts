@@ -21,14 +21,14 @@ afterAll(async () => {
 });
 
 /** Loads stories260K with autotuning on; returns what it told the user, the cache file and the logits. */
-async function tunedLoad(): Promise<{
+async function tunedLoad(tuneBatchedOnly = false): Promise<{
   notices: string[];
   file: { entries: Record<string, { choices: Record<string, string> }> };
   logits: Float32Array[];
 }> {
   const notices: string[] = [];
   const ref = reference("stories260K");
-  const lm = await loadModel(join(MODELS, "stories260K"), { gpu, tune: true, notice: (m) => notices.push(m) });
+  const lm = await loadModel(join(MODELS, "stories260K"), { gpu, tune: true, tuneBatchedOnly, notice: (m) => notices.push(m) });
   const logits = await lm.engine.allLogits(ref.prompt_ids);
   await lm.close();
   return { notices, file: JSON.parse(await readFile(join(dir, "autotune.json"), "utf8")), logits };
@@ -54,5 +54,19 @@ describe("the autotuning cache", () => {
     expect(third.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
     expect(Object.keys(Object.values(third.file.entries)[0].choices).sort()).toEqual(Object.keys(entry.choices).sort());
     expect(maxAbsDiff(third.logits[0], ref.logits_full_first_position)).toBeLessThan(1e-3);
+  });
+
+  it("measures only the batched ops for calibration, and the rest on the next full load", async () => {
+    await rm(join(dir, "autotune.json"), { force: true });
+    const batched = await tunedLoad(true);
+    const ops = (f: typeof batched.file) => new Set(Object.keys(Object.values(f.entries)[0].choices).map((k) => k.split(" ")[0]));
+    expect([...ops(batched.file)].sort()).toEqual(["attention_mat", "down_mat", "gate_up_mat", "matmul"]);
+    const full = await tunedLoad();
+    expect(full.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
+    expect(ops(full.file).has("matvec")).toBe(true);
+    expect(ops(full.file).has("down_cats")).toBe(true);
+    // The batched choices made first are kept, not measured again.
+    const [b, f] = [Object.values(batched.file.entries)[0].choices, Object.values(full.file.entries)[0].choices];
+    for (const [k, v] of Object.entries(b)) expect(f[k]).toBe(v);
   });
 });

@@ -37,6 +37,7 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
     variants: flags.variant,
     notice,
     capture: true,
+    tuneBatchedOnly: true,
   });
   try {
     const ids = lm.tokenizer.encode(text.trim(), false);

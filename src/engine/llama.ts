@@ -24,8 +24,13 @@ export interface EngineOptions {
   capture?: boolean;
   /** Variant overrides per op (the --variant flags). */
   variants?: Partial<Record<OpName, string>>;
-  /** Measure kernel variants on first use and keep the choices here (null or absent: the defaults). */
-  tune?: { store: TuneStore; onCase?: (c: TuneCase) => void } | null;
+  /**
+   * Measure kernel variants on first use and keep the choices in `store` (null or absent: the
+   * defaults). With `batchedOnly`, only the ops of batched passes are measured
+   * (calibration and evaluation need nothing else); the decode ops keep their defaults until a
+   * later load measures them.
+   */
+  tune?: { store: TuneStore; onCase?: (c: TuneCase) => void; batchedOnly?: boolean } | null;
   /** Split weight matrices at this many bytes instead of the adapter's binding limit (tests). */
   maxBindingBytes?: number;
 }
@@ -118,6 +123,9 @@ const TUNED_KERNELS = [
  * The measured variant per op and matrix shape for this adapter: from the store when this adapter,
  * driver and kernel code were measured before, else measured now (the cases missing) and stored.
  */
+/** The ops batched passes (prefill, evaluation, calibration) run. */
+const BATCHED_OPS: OpName[] = ["matmul", "gate_up_mat", "down_mat", "attention_mat"];
+
 async function tuneModel(
   gpu: GpuContext,
   kernels: KernelCache,
@@ -125,12 +133,14 @@ async function tuneModel(
   config: LlamaConfig,
   store: TuneStore,
   onCase?: (c: TuneCase) => void,
+  batchedOnly = false,
 ): Promise<TunedChoices> {
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
   const record = store.load(key) ?? { choices: {} };
   const { cases, destroy } = modelTuneCases(gpu, kernels, weights, config, config.maxPositions);
   try {
-    const choices = await tune(gpu, cases, record.choices, 3, onCase);
+    const wanted = batchedOnly ? cases.filter((c) => BATCHED_OPS.includes(c.op)) : cases;
+    const choices = await tune(gpu, wanted, record.choices, 3, onCase);
     if (Object.keys(choices).length !== Object.keys(record.choices).length) await store.save(key, { ...record, choices });
     return choices;
   } finally {
@@ -264,7 +274,9 @@ export class LlamaEngine {
     const oom = await gpu.device.popErrorScope();
     if (oom) throw new CatsError(`${ckpt.files.location}: the adapter ran out of memory while uploading the weights (${oom.message})`);
     const kernels = new KernelCache(gpu, options.kernels);
-    const tuned = options.tune ? await tuneModel(gpu, kernels, weights, ckpt.config, options.tune.store, options.tune.onCase) : {};
+    const tuned = options.tune
+      ? await tuneModel(gpu, kernels, weights, ckpt.config, options.tune.store, options.tune.onCase, options.tune.batchedOnly)
+      : {};
     const engine = new LlamaEngine(gpu, ckpt.config, options, weights, kernels, tuned);
     await gpu.device.queue.onSubmittedWorkDone();
     gpu.check("model load");
