@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -258,6 +258,17 @@ describe("nothing hangs", () => {
     );
     expectOneLine(await cats(["eval", "--data", join(dir, "f")]), 1, /f: expected a regular file, found a FIFO/);
   });
+  it("bench:kernels --mlp none names the flag and the expected shapes, before any GPU work", () => {
+    const r = spawnSync(process.execPath, [join(ROOT, "dist/bench/kernels.js"), "--mlp", "none"], { encoding: "utf8", timeout: 60_000 });
+    const run: Run = {
+      status: r.status,
+      stdout: r.stdout,
+      errors: r.stderr.split("\n").filter((l) => l.trim() !== "" && !/^Warning: /.test(l)),
+    };
+    expectOneLine(run, 2, /--mlp "none": expected shapes like 4096x4096/);
+    expect(r.stdout).toBe("");
+  });
+
   it("bench --out under /proc", async () => {
     expectOneLine(
       await cats(["bench", "--out", "/proc/x/y", "--tokens", "2", "--runs", "1"]),
