@@ -119,13 +119,13 @@ const TUNED_KERNELS = [
   "weights8_qt",
 ];
 
+/** The ops batched passes (prefill, evaluation, calibration) run. */
+const BATCHED_OPS: OpName[] = ["matmul", "gate_up_mat", "down_mat", "attention_mat"];
+
 /**
  * The measured variant per op and matrix shape for this adapter: from the store when this adapter,
  * driver and kernel code were measured before, else measured now (the cases missing) and stored.
  */
-/** The ops batched passes (prefill, evaluation, calibration) run. */
-const BATCHED_OPS: OpName[] = ["matmul", "gate_up_mat", "down_mat", "attention_mat"];
-
 async function tuneModel(
   gpu: GpuContext,
   kernels: KernelCache,

@@ -56,8 +56,8 @@ export function hashSources(sources: string[]): string {
 
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
- * rounds, and keeps the one with the highest median speed-up over the first candidate. Cases already in `known` are skipped; a case that runs
- * other ops too runs them with the choices made before it.
+ * rounds, and keeps the one with the highest median speed-up over the first. Cases already in
+ * `known` are skipped; a case that runs other ops too runs them with the choices made before it.
  */
 export async function tune(
   gpu: GpuContext,
