@@ -95,6 +95,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
   } else {
     const a = gpu.adapter;
     const threads = Object.entries(record.driverThreads ?? {});
+    const nameWidth = Math.max(...variants.map((v) => v.variant.length));
     const lines = [
       ...(model
         ? [
@@ -106,7 +107,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
       `kernels       ${gpu.flavour} variants`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,
       "variants      op, matrix shape: variant (default, autotune = measured on first use, override)",
-      ...variants.map((v) => `  ${(v.op + (v.shape ? ` ${v.shape}` : "")).padEnd(36)} ${v.variant.padEnd(9)} ${v.source}`),
+      ...variants.map((v) => `  ${(v.op + (v.shape ? ` ${v.shape}` : "")).padEnd(36)} ${v.variant.padEnd(nameWidth)} ${v.source}`),
       ...(threads.length > 0
         ? ["driver worker threads per model (measured; null = the driver's default)", ...threads.map(([m, t]) => `  ${m.padEnd(60)} ${t}`)]
         : []),
