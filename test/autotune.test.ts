@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { finalWinner, screenLeaders } from "../src/gpu/autotune.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel } from "../src/node.js";
 import { maxAbsDiff, MODELS, reference } from "./helpers.js";
@@ -68,5 +69,23 @@ describe("the autotuning cache", () => {
     // The batched choices made first are kept, not measured again.
     const [b, f] = [Object.values(batched.file.entries)[0].choices, Object.values(full.file.entries)[0].choices];
     for (const [k, v] of Object.entries(b)) expect(f[k]).toBe(v);
+  });
+});
+
+describe("choosing among measured variants", () => {
+  it("sends the leaders within 10% of the best median speed-up to a final, ties broken by the faster best call", () => {
+    // Candidate 0 is the reference (speed-up 1); 3 leads, 1 and 4 are within 10% of it, 2 is not.
+    expect(screenLeaders([1, 1.5, 1.2, 1.6, 1.45], [10, 7, 8, 6, 7])).toEqual([3, 1, 4]);
+    // At most three meet again, and a tie goes to the faster best call.
+    expect(screenLeaders([1, 2, 2, 2, 2], [9, 8, 5, 7, 6])).toEqual([2, 4, 3]);
+    // A clear winner is kept without a final.
+    expect(screenLeaders([1, 3, 1.2], [9, 3, 8])).toEqual([1]);
+  });
+
+  it("keeps the screen's leader unless another finalist is faster against it", () => {
+    expect(finalWinner([0.95, 0.8])).toBe(0);
+    expect(finalWinner([1.1, 1.3])).toBe(2);
+    expect(finalWinner([1.05])).toBe(1);
+    expect(finalWinner([])).toBe(0);
   });
 });

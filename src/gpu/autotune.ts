@@ -54,9 +54,39 @@ export function hashSources(sources: string[]): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** How many of a screen's leaders are timed again against each other before one is kept. */
+const FINALISTS = 3;
+/** Only leaders within this share of the screen's best speed-up meet again; a clear winner is kept. */
+const FINAL_MARGIN = 0.9;
+
+/**
+ * The candidates of a screen that meet again, best first: `score` is each one's median speed-up over
+ * the first, timed back to back in every round, so a slow spell of the machine hits both sides of a
+ * ratio (medians of raw times taken minutes apart drift with the machine: a slow spell in two rounds
+ * of three once made a variant 7x faster lose; the single fastest call favours erratic variants: at
+ * 11008x4096 the down projection's v1w8 had calls as fast as v2w8's, yet took 3.3x as long over 25
+ * paired rounds). Ties go to the faster best call. The best of many noisy medians is biased towards a
+ * lucky variant, so every leader within FINAL_MARGIN of the best is timed again.
+ */
+export function screenLeaders(score: number[], bestMs: number[]): number[] {
+  const ranked = score.map((_, i) => i).sort((a, b) => score[b] - score[a] || bestMs[a] - bestMs[b]);
+  return ranked.filter((i) => score[i] >= FINAL_MARGIN * score[ranked[0]]).slice(0, FINALISTS);
+}
+
+/** Which finalist wins, given the others' median speed-ups over the first (index 0): the first unless another is faster. */
+export function finalWinner(sharesOverFirst: number[]): number {
+  let pick = 0;
+  let best = 1;
+  sharesOverFirst.forEach((s, j) => {
+    if (s > best) [pick, best] = [j + 1, s];
+  });
+  return pick;
+}
+
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
- * rounds, and keeps the one with the highest median speed-up over the first. Cases already in
+ * rounds, then the (up to three) leaders within 10% of the highest median speed-up over it against
+ * each other again, and keeps the one that wins that final. Cases already in
  * `known` are skipped; a case that runs other ops too runs them with the choices made before it.
  */
 export async function tune(
@@ -81,17 +111,15 @@ export async function tune(
       });
       const [first, ...rest] = timed;
       const r = await timer.paired(first, rest, c.rounds ?? rounds);
-      // The median over rounds of each candidate's speed relative to the first, timed back to back
-      // in every round, so a slow spell of the machine hits both sides of a ratio. Medians of raw
-      // times taken minutes apart drift with the machine (a slow spell in two rounds of three once
-      // made a variant 7x faster lose); the single fastest call favours erratic variants (at
-      // 11008x4096 the down projection's v1w8 had calls as fast as v2w8's, yet took 3.3x as long
-      // over 25 paired rounds). Ties go to the faster best call.
-      const score = [1, ...r.cases.map((x) => x.share.median)];
-      const bestMs = [r.reference, ...r.cases].map((x) => x.bestMs);
-      let pick = 0;
-      for (let i = 1; i < score.length; i++) {
-        if (score[i] > score[pick] || (score[i] === score[pick] && bestMs[i] < bestMs[pick])) pick = i;
+      const finalists = screenLeaders(
+        [1, ...r.cases.map((x) => x.share.median)],
+        [r.reference, ...r.cases].map((x) => x.bestMs),
+      );
+      let pick = finalists[0];
+      if (finalists.length > 1) {
+        const [lead, ...others] = finalists.map((i) => timed[i]);
+        const f = await timer.paired(lead, others, c.rounds ?? rounds);
+        pick = finalists[finalWinner(f.cases.map((x) => x.share.median))];
       }
       out[key] = candidates[pick].name;
     }
