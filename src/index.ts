@@ -33,6 +33,11 @@ export interface LoadModelOptions {
   checkWeights?: boolean;
   /** Measure kernel variants on first use and cache them (default true; CATS_AUTOTUNE=off turns it off). */
   tune?: boolean;
+  /**
+   * Measure only the ops of batched passes, for a model that will only be evaluated (`eval()`), so a
+   * first run does not time decode kernels it never runs; a later load that decodes measures the rest.
+   */
+  tuneBatchedOnly?: boolean;
   /** Where notices go (first-use tuning, warnings); default: nowhere. */
   notice?: (message: string) => void;
 }
@@ -51,6 +56,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     context: options.context,
     checkWeights: options.checkWeights,
     tune: options.tune,
+    tuneBatchedOnly: options.tuneBatchedOnly,
     notice: options.notice,
   });
   try {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { finalWinner, screenLeaders } from "../src/gpu/autotune.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
+import { loadModel as loadCatsModel } from "../src/index.js";
 import { loadModel } from "../src/node.js";
 import { maxAbsDiff, MODELS, reference } from "./helpers.js";
 
@@ -69,6 +70,24 @@ describe("the autotuning cache", () => {
     // The batched choices made first are kept, not measured again.
     const [b, f] = [Object.values(batched.file.entries)[0].choices, Object.values(full.file.entries)[0].choices];
     for (const [k, v] of Object.entries(b)) expect(f[k]).toBe(v);
+  });
+});
+
+describe("evaluation through the library", () => {
+  it("with tuneBatchedOnly, measures only the batched ops (cats eval's load)", async () => {
+    await rm(join(dir, "autotune.json"), { force: true });
+    const model = await loadCatsModel(join(MODELS, "stories260K"), { tune: true, tuneBatchedOnly: true });
+    try {
+      const r = await model.eval("Once upon a time there was a little girl. She liked to play outside in the sun.", { maxTokens: 24 });
+      expect(r.perplexity).toBeGreaterThan(1);
+    } finally {
+      await model.dispose();
+    }
+    const file = JSON.parse(await readFile(join(dir, "autotune.json"), "utf8")) as {
+      entries: Record<string, { choices: Record<string, string> }>;
+    };
+    const ops = new Set(Object.keys(Object.values(file.entries)[0].choices).map((k) => k.split(" ")[0]));
+    expect([...ops].sort()).toEqual(["attention_mat", "down_mat", "gate_up_mat", "matmul"]);
   });
 });
 

@@ -20,7 +20,8 @@ export async function readDataText(path: string, keepCr = false): Promise<string
 /** `cats eval`: the library's eval() with a progress bar. */
 export async function runEval(flags: EvalFlags): Promise<void> {
   const text = await readDataText(flags.data, flags.keepCr);
-  const model = await openModel(flags);
+  // Evaluation runs batched passes only, so a first run measures just their kernels.
+  const model = await openModel(flags, { tuneBatchedOnly: true });
   try {
     const bar = new SingleBar(
       { format: "eval [{bar}] {value}/{total} tokens | {eta}s left", stream: process.stderr },

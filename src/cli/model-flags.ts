@@ -1,4 +1,4 @@
-import { loadModel, type CatsModel } from "../index.js";
+import { loadModel, type CatsModel, type LoadModelOptions } from "../index.js";
 import { DEFAULT_MODEL } from "../model/resolve.js";
 import { notice } from "./notice.js";
 import { wantsSparsity, type SparsityFlags } from "./sparsity.js";
@@ -13,9 +13,10 @@ export interface ModelFlags extends SparsityFlags {
 }
 
 /** Loads the model the flags name, with CATS thresholds when both --thresholds and --sparsity are given. */
-export async function openModel(flags: ModelFlags): Promise<CatsModel> {
+export async function openModel(flags: ModelFlags, options: Pick<LoadModelOptions, "tuneBatchedOnly"> = {}): Promise<CatsModel> {
   wantsSparsity(flags);
   return loadModel(flags.model ?? DEFAULT_MODEL, {
+    ...options,
     thresholds: flags.thresholds,
     sparsity: flags.sparsity,
     kernels: flags.kernels,
