@@ -108,64 +108,60 @@ describe("quantized projections", () => {
 describe("the CATS MLP over quantized rows", () => {
   for (const op of ["gate_up_vec", "gate_up_mat"] as const) {
     for (const [kind, q] of kindsFor(op)) {
-      it(
-        `${op}, ${kind}, ${which(kind)}: dense, all, none, one and half of the neurons active`,
-        async () => {
-          for (const variant of variantsOf(op, kind)) {
-            for (const [inter, hidden] of SHAPES) {
-              const h = harness({ [op]: variant }, hidden, inter);
-              const gate = randomQuantMatrix(inter, hidden, q, inter + hidden);
-              const up = randomQuantMatrix(inter, hidden, q, inter * 3 + hidden);
-              const gain = randomVector(hidden, 9, 0.5, 1.5);
-              const stride = padCols(hidden);
-              const istride = padCols(inter);
-              for (const ntok of op === "gate_up_vec" ? [1] : [1, 3]) {
-                const xs = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 31 * t + inter));
-                const g = xs.map((x) => project(gate.values, inter, hidden, x, gain, EPS).map(silu));
-                const u = xs.map((x) => project(up.values, inter, hidden, x, gain, EPS));
-                const sorted = g.flatMap((a) => Array.from(a, Math.abs)).sort((a, b) => a - b);
-                const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
-                const n = sorted.length;
-                const cases: [string, number][] = [
-                  ["dense", -1],
-                  ["all", 0],
-                  ["none", sorted[n - 1] * 2 + 1],
-                  ...(n > 1
-                    ? ([
-                        ["one", between(n - 1)],
-                        ["half", between(Math.floor(n / 2))],
-                      ] as [string, number][])
-                    : []),
-                ];
-                const gw = h.quantRows(gate.quant, "gate");
-                const uw = h.quantRows(up.quant, "up");
-                const x = h.rows(xs, stride);
-                for (const [what, threshold] of cases) {
-                  const act = h.buffer((ntok + 8) * istride);
-                  const steps = h.ops.gateUp("g", gw, uw, x, act, {
-                    batch: op === "gate_up_mat",
-                    layer: 0,
-                    totals: h.buffer(new Uint32Array(2)),
-                    capture: h.buffer(4),
-                    captureOffset: null,
-                    gain: h.buffer(gain),
-                  });
-                  for (const s of steps) setStepParams(s, { threshold });
-                  h.setState(0, ntok);
-                  await h.run(steps, ntok);
-                  const got = await h.readRows(act, ntok, istride, inter);
-                  g.forEach((gt, t) => {
-                    const want = gt.map((a, i) => (threshold >= 0 && Math.abs(a) < threshold ? 0 : a * u[t][i]));
-                    expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL);
-                  });
-                }
+      it(`${op}, ${kind}, ${which(kind)}: dense, all, none, one and half of the neurons active`, { timeout: COLD_COMPILE_MS }, async () => {
+        for (const variant of variantsOf(op, kind)) {
+          for (const [inter, hidden] of SHAPES) {
+            const h = harness({ [op]: variant }, hidden, inter);
+            const gate = randomQuantMatrix(inter, hidden, q, inter + hidden);
+            const up = randomQuantMatrix(inter, hidden, q, inter * 3 + hidden);
+            const gain = randomVector(hidden, 9, 0.5, 1.5);
+            const stride = padCols(hidden);
+            const istride = padCols(inter);
+            for (const ntok of op === "gate_up_vec" ? [1] : [1, 3]) {
+              const xs = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 31 * t + inter));
+              const g = xs.map((x) => project(gate.values, inter, hidden, x, gain, EPS).map(silu));
+              const u = xs.map((x) => project(up.values, inter, hidden, x, gain, EPS));
+              const sorted = g.flatMap((a) => Array.from(a, Math.abs)).sort((a, b) => a - b);
+              const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
+              const n = sorted.length;
+              const cases: [string, number][] = [
+                ["dense", -1],
+                ["all", 0],
+                ["none", sorted[n - 1] * 2 + 1],
+                ...(n > 1
+                  ? ([
+                      ["one", between(n - 1)],
+                      ["half", between(Math.floor(n / 2))],
+                    ] as [string, number][])
+                  : []),
+              ];
+              const gw = h.quantRows(gate.quant, "gate");
+              const uw = h.quantRows(up.quant, "up");
+              const x = h.rows(xs, stride);
+              for (const [what, threshold] of cases) {
+                const act = h.buffer((ntok + 8) * istride);
+                const steps = h.ops.gateUp("g", gw, uw, x, act, {
+                  batch: op === "gate_up_mat",
+                  layer: 0,
+                  totals: h.buffer(new Uint32Array(2)),
+                  capture: h.buffer(4),
+                  captureOffset: null,
+                  gain: h.buffer(gain),
+                });
+                for (const s of steps) setStepParams(s, { threshold });
+                h.setState(0, ntok);
+                await h.run(steps, ntok);
+                const got = await h.readRows(act, ntok, istride, inter);
+                g.forEach((gt, t) => {
+                  const want = gt.map((a, i) => (threshold >= 0 && Math.abs(a) < threshold ? 0 : a * u[t][i]));
+                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL);
+                });
               }
-              h.destroy();
             }
+            h.destroy();
           }
-        },
-        COLD_COMPILE_MS,
-      );
+        }
+      });
     }
   }
 
