@@ -60,6 +60,7 @@ fn qchunk_$M(c: u32, xs: ptr<function, array<array<vec4<f32>, 8>, TM>>, x0: u32,
     }
     var so = (*q).so[r];
     if (QFAST_$M) {
+      // Initialized explicitly: a var declared in a loop without one kept its last value (Dawn, lavapipe).
       var part = array<vec4<f32>, TM>();
       for (var j = 0u; j < 4u; j++) {
         let w = qplace_$M(codes[j]);

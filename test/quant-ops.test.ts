@@ -36,10 +36,12 @@ const KINDS: [string, QuantKind][] = [
 /** Batched variants share the loaders with the one-token ones: one kind, with groups cut short, keeps the suite's time. */
 const kindsFor = (op: OpName): [string, QuantKind][] => (op.endsWith("_mat") || op === "matmul" ? [KINDS[1]] : KINDS);
 // 100 columns: a partial last group at g32 (3 x 32 + 4), padding past the last block, 37 rows a per-row
-// W_down^T group that is not whole quads of neurons; one row and 5 columns: a single short group.
+// W_down^T group that is not whole quads of neurons; one row and 5 columns: a single short group; 48
+// columns: per-row q8 groups of whole 16-code chunks, which one-token products read in place (QFAST).
 const SHAPES: [number, number][] = [
   [1, 5],
   [37, 100],
+  [9, 48],
 ];
 
 /**
