@@ -9,6 +9,7 @@ import { checkThresholdsFile } from "./cats/thresholds.js";
 import { LlamaEngine } from "./engine/llama.js";
 import { CatsError } from "./errors.js";
 import { createGpu } from "./gpu/device.js";
+import type { TuneCase, TuneProgress } from "./gpu/autotune.js";
 import { fetchKernels } from "./gpu/kernel-files.js";
 import type { KernelSource } from "./gpu/kernelsource.js";
 import { LocalStorageTuneStore } from "./gpu/tune-storage.js";
@@ -21,6 +22,7 @@ export { CatsModel, collect } from "./api/model.js";
 export type { ChatMessage, ChatOptions, GeneratedPiece, GenerateOptions, GenerationResult } from "./api/model.js";
 export { CatsError } from "./errors.js";
 export { KERNEL_FILES } from "./gpu/kernel-files.js";
+export type { TuneProgress } from "./gpu/autotune.js";
 export type { KernelSource } from "./gpu/kernelsource.js";
 
 export interface BrowserLoadOptions {
@@ -36,6 +38,8 @@ export interface BrowserLoadOptions {
   /** Measure kernel variants once per adapter and keep them in localStorage (default true). */
   tune?: boolean;
   notice?: (message: string) => void;
+  /** How far a first-use tuning run has come, heard as each case starts (for a progress indicator). */
+  onTuneProgress?: (progress: TuneProgress) => void;
 }
 
 /** A model from a URL prefix (a directory served over HTTP) or from files already in memory. */
@@ -57,9 +61,10 @@ export async function loadModel(
         ? null
         : {
             store: new LocalStorageTuneStore(storage, "cats-autotune", notice),
-            onCase: () => {
+            onCase: (_c: TuneCase, progress: TuneProgress) => {
               if (!told) notice("measuring kernel variants for this adapter (once; kept in localStorage)");
               told = true;
+              options.onTuneProgress?.(progress);
             },
           };
     const engine = await LlamaEngine.load(gpu, ckpt, { kernels, tune });

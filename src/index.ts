@@ -11,12 +11,14 @@ import { checkThresholdsFile } from "./cats/thresholds.js";
 import { CatsError } from "./errors.js";
 import { readJsonFile } from "./files.js";
 import { directoryFiles } from "./model/nodefiles.js";
+import type { TuneProgress } from "./gpu/autotune.js";
 import { loadModel as openModel } from "./node.js";
 
 export { CatsModel, collect } from "./api/model.js";
 export type { ChatMessage, ChatOptions, GeneratedPiece, GenerateOptions, GenerationResult } from "./api/model.js";
 export type { PerplexityResult } from "./engine/evaluate.js";
 export { CatsError } from "./errors.js";
+export type { TuneProgress } from "./gpu/autotune.js";
 
 export interface LoadModelOptions {
   /** A thresholds file from `cats calibrate`: makes sparsity levels above 0 available. */
@@ -40,6 +42,11 @@ export interface LoadModelOptions {
   tuneBatchedOnly?: boolean;
   /** Where notices go (first-use tuning, warnings); default: nowhere. */
   notice?: (message: string) => void;
+  /**
+   * How far a first-use tuning run has come, heard as each case starts (the CLI draws a progress
+   * bar): on a CPU adapter a 7B-shaped model measures for minutes.
+   */
+  onTuneProgress?: (progress: TuneProgress) => void;
 }
 
 /**
@@ -58,6 +65,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     tune: options.tune,
     tuneBatchedOnly: options.tuneBatchedOnly,
     notice: options.notice,
+    onTuneProgress: options.onTuneProgress,
   });
   try {
     const thresholds = options.thresholds

@@ -3,7 +3,7 @@ import { CatsError } from "./errors.js";
 import { createGpu, type GpuContext } from "./gpu/device.js";
 import { nodeKernelSource } from "./gpu/nodekernels.js";
 import { LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
-import { tuneKey } from "./gpu/autotune.js";
+import { tuneKey, type TuneCase, type TuneProgress } from "./gpu/autotune.js";
 import { checkWeightsFinite } from "./model/check-weights.js";
 import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
 import { directoryFiles } from "./model/nodefiles.js";
@@ -43,16 +43,31 @@ export interface LoadOptions {
   tuneBatchedOnly?: boolean;
   /** Notices for the user (a tuning run starting, an unreadable cache); default: none. */
   notice?: (message: string) => void;
+  /** How far a first-use tuning run has come, as each case starts (for a progress bar). */
+  onTuneProgress?: (progress: TuneProgress) => void;
 }
 
-function tuneOptions(notice: ((message: string) => void) | undefined): { store: TuneFileStore; onCase: () => void } {
-  const store = new TuneFileStore(undefined, notice);
+/** The tuning store and callbacks of a load: one notice when measuring starts, then progress per case. */
+interface NodeTuning {
+  store: TuneFileStore;
+  onCase: (c: TuneCase, progress: TuneProgress) => void;
+  /** Tells the user, once, that a measurement is under way. */
+  announce: () => void;
+}
+
+function tuneOptions(options: LoadOptions): NodeTuning {
+  const store = new TuneFileStore(undefined, options.notice);
   let told = false;
+  const announce = () => {
+    if (!told) options.notice?.(`measuring kernel variants for this adapter and model shapes (once; kept in ${store.path})`);
+    told = true;
+  };
   return {
     store,
-    onCase: () => {
-      if (!told) notice?.(`measuring kernel variants for this adapter and model shapes (once; kept in ${store.path})`);
-      told = true;
+    announce,
+    onCase: (_c, progress) => {
+      announce();
+      options.onTuneProgress?.(progress);
     },
   };
 }
@@ -91,6 +106,7 @@ async function loadOnFastestDevice(
   ckpt: Checkpoint,
   options: EngineOptions,
   flavour: string | undefined,
+  announce: () => void,
 ): Promise<{ gpu: GpuContext; engine: LlamaEngine }> {
   const gpu = await createGpu({ flavour });
   checkMemory(ckpt, gpu);
@@ -106,7 +122,7 @@ async function loadOnFastestDevice(
     const chosen = await createGpu({ flavour, driverThreads: known });
     return { gpu: chosen, engine: await LlamaEngine.load(chosen, ckpt, options) };
   }
-  options.tune?.onCase?.({ op: "matvec", shape: model, bytes: 0, build: () => () => {} });
+  announce();
   const pooled = await LlamaEngine.load(gpu, ckpt, options);
   const bos = ckpt.config.bosTokenId ?? 0;
   const remember = async (threads: 0 | null) => {
@@ -180,20 +196,18 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
     const checkpoint = withContext(opened, options.context);
     if (options.checkWeights) await checkWeightsFinite(checkpoint);
     const tokenizer = await TextTokenizer.load(files, checkpoint.config);
+    const tuning = (options.tune ?? process.env.CATS_AUTOTUNE !== "off") ? tuneOptions(options) : null;
     const engineOptions: EngineOptions = {
       kernels: nodeKernelSource,
       chunk: options.chunk,
       capture: options.capture,
       variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
       maxBindingBytes: options.maxBindingBytes,
-      tune:
-        (options.tune ?? process.env.CATS_AUTOTUNE !== "off")
-          ? { ...tuneOptions(options.notice), batchedOnly: options.tuneBatchedOnly }
-          : null,
+      tune: tuning ? { ...tuning, batchedOnly: options.tuneBatchedOnly } : null,
     };
     const { gpu, engine } = options.gpu
       ? { gpu: options.gpu, engine: (checkMemory(checkpoint, options.gpu), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)) }
-      : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour);
+      : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour, tuning?.announce ?? (() => {}));
     return {
       dir,
       gpu,

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { finalWinner, screenLeaders } from "../src/gpu/autotune.js";
+import { finalWinner, screenLeaders, type TuneProgress } from "../src/gpu/autotune.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel as loadCatsModel } from "../src/index.js";
 import { loadModel } from "../src/node.js";
@@ -22,18 +22,36 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Loads stories260K with autotuning on; returns what it told the user, the cache file and the logits. */
+/** Loads stories260K with autotuning on; returns what it told the user, its progress reports, the cache file and the logits. */
 async function tunedLoad(tuneBatchedOnly = false): Promise<{
   notices: string[];
+  progress: TuneProgress[];
   file: { entries: Record<string, { choices: Record<string, string> }> };
   logits: Float32Array[];
 }> {
   const notices: string[] = [];
+  const progress: TuneProgress[] = [];
   const ref = reference("stories260K");
-  const lm = await loadModel(join(MODELS, "stories260K"), { gpu, tune: true, tuneBatchedOnly, notice: (m) => notices.push(m) });
+  const lm = await loadModel(join(MODELS, "stories260K"), {
+    gpu,
+    tune: true,
+    tuneBatchedOnly,
+    notice: (m) => notices.push(m),
+    onTuneProgress: (p) => progress.push(p),
+  });
   const logits = await lm.engine.allLogits(ref.prompt_ids);
   await lm.close();
-  return { notices, file: JSON.parse(await readFile(join(dir, "autotune.json"), "utf8")), logits };
+  return { notices, progress, file: JSON.parse(await readFile(join(dir, "autotune.json"), "utf8")), logits };
+}
+
+/** Progress reports count the cases up from 0, one per case, each a case that ends up in the cache. */
+function expectCountedCases(progress: TuneProgress[], choices: Record<string, string>, measuredNow: number): void {
+  expect(progress.length).toBe(measuredNow);
+  progress.forEach((p, i) => {
+    expect(p.done).toBe(i);
+    expect(p.total).toBe(measuredNow);
+    expect(choices[`${p.op} ${p.shape}`]).toBeDefined();
+  });
 }
 
 describe("the autotuning cache", () => {
@@ -43,10 +61,12 @@ describe("the autotuning cache", () => {
     expect(first.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
     const [entry] = Object.values(first.file.entries);
     expect(Object.keys(entry.choices).length).toBeGreaterThan(3);
+    expectCountedCases(first.progress, entry.choices, Object.keys(entry.choices).length);
     expect(maxAbsDiff(first.logits[0], ref.logits_full_first_position)).toBeLessThan(1e-3);
 
     const second = await tunedLoad();
     expect(second.notices).toEqual([]);
+    expect(second.progress).toEqual([]);
     expect(second.file).toEqual(first.file);
     expect(maxAbsDiff(second.logits[0], first.logits[0])).toBe(0);
 
@@ -63,8 +83,17 @@ describe("the autotuning cache", () => {
     const batched = await tunedLoad(true);
     const ops = (f: typeof batched.file) => new Set(Object.keys(Object.values(f.entries)[0].choices).map((k) => k.split(" ")[0]));
     expect([...ops(batched.file)].sort()).toEqual(["attention_mat", "down_mat", "gate_up_mat", "matmul"]);
+    expectCountedCases(
+      batched.progress,
+      Object.values(batched.file.entries)[0].choices,
+      Object.keys(Object.values(batched.file.entries)[0].choices).length,
+    );
     const full = await tunedLoad();
     expect(full.notices.some((n) => n.startsWith("measuring kernel variants"))).toBe(true);
+    // Only the cases not measured before are counted.
+    const added =
+      Object.keys(Object.values(full.file.entries)[0].choices).length - Object.keys(Object.values(batched.file.entries)[0].choices).length;
+    expectCountedCases(full.progress, Object.values(full.file.entries)[0].choices, added);
     expect(ops(full.file).has("matvec")).toBe(true);
     expect(ops(full.file).has("down_cats")).toBe(true);
     // The batched choices made first are kept, not measured again.

@@ -469,6 +469,22 @@ describe("no stack traces: one line each", () => {
     f.end();
     expect(out.join("")).toBe("calibrate [====   ] 4/8\rWarning: something else\n");
   });
+
+  it("drops Dawn's lines that land after a progress bar's redraw, which ends no line", () => {
+    const out: string[] = [];
+    const f = new StderrFilter((t) => out.push(t));
+    const noise =
+      "Warning: maxDynamicStorageBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n";
+    f.push("\x1b[1Gtuning [==  ] 3/16 kernel cases");
+    f.push(noise.slice(0, 40));
+    f.push(noise.slice(40));
+    f.push(`\x1b[1Gtuning [=== ] 4/16 kernel cases${noise}`);
+    f.push("\x1b[1Gtuning [====] 16/16 kernel cases | done\n");
+    f.end();
+    expect(out.join("")).toBe(
+      "\x1b[1Gtuning [==  ] 3/16 kernel cases\x1b[1Gtuning [=== ] 4/16 kernel cases\x1b[1Gtuning [====] 16/16 kernel cases | done\n",
+    );
+  });
 });
 
 describe("device loss and out of memory", () => {

@@ -1,4 +1,5 @@
 import { notice } from "./notice.js";
+import { withTuningBar } from "./tuning-bar.js";
 import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
 import { describeWeightFormat } from "../model/weight-format.js";
@@ -46,7 +47,9 @@ export async function runBenchCommand(
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
   const evalText = flags.evalData ? (await readDataText(flags.evalData, flags.keepCr)).trim() : null;
   await prepareOutputDir("--out", flags.out);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
+  const lm = await withTuningBar((onTuneProgress) =>
+    loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice, onTuneProgress }),
+  );
   try {
     let file: ThresholdsFile | null = null;
     if (flags.thresholds) file = await checkThresholdsFile(await readThresholdsFile(flags.thresholds), flags.thresholds, lm.checkpoint);

@@ -1,4 +1,5 @@
 import { notice } from "./notice.js";
+import { withTuningBar } from "./tuning-bar.js";
 import { basename, join } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
 import { calibrate } from "../cats/calibrate.js";
@@ -31,14 +32,17 @@ export async function runCalibrate(flags: CalibrateFlags): Promise<void> {
   const dir = resolveModelDir(flags.model);
   const out = flags.out ?? join(dir, "cats-thresholds.json");
   await checkOutputFile(flags.out ? "--out" : "thresholds file", out, [flags.data, ...(await modelInputFiles(dir))]);
-  const lm = await loadModel(flags.model, {
-    flavour: flags.kernels,
-    context: flags.context,
-    variants: flags.variant,
-    notice,
-    capture: true,
-    tuneBatchedOnly: true,
-  });
+  const lm = await withTuningBar((onTuneProgress) =>
+    loadModel(flags.model, {
+      flavour: flags.kernels,
+      context: flags.context,
+      variants: flags.variant,
+      notice,
+      onTuneProgress,
+      capture: true,
+      tuneBatchedOnly: true,
+    }),
+  );
   try {
     const ids = lm.tokenizer.encode(text.trim(), false);
     const passes = 1 + (flags.refine ? flags.levels.length : 0);

@@ -3,6 +3,7 @@ import { loadModel } from "../node.js";
 import { prepareOutputDir, writeFileAtomic } from "../files.js";
 import { resolveModelDir } from "../model/resolve.js";
 import { notice } from "./notice.js";
+import { withTuningBar } from "./tuning-bar.js";
 
 export interface InspectFlags {
   context?: number;
@@ -24,7 +25,9 @@ const fileName = (name: string): string => name.replace(/^layer (\d+) /, "layer$
  */
 export async function runInspect(prompt: string, flags: InspectFlags): Promise<void> {
   if (flags.out) await prepareOutputDir("--out", flags.out, [resolveModelDir(flags.model)]);
-  const lm = await loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice });
+  const lm = await withTuningBar((onTuneProgress) =>
+    loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice, onTuneProgress }),
+  );
   try {
     const ids = lm.tokenizer.encode(prompt);
     const tensors = await lm.engine.inspect(ids, flags.step && flags.step.length > 0 ? flags.step : undefined);

@@ -6,15 +6,16 @@ import { spawn } from "node:child_process";
  * make every one-line error three lines.
  */
 const DAWN_NOISE =
-  /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?$/;
+  /Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?$/;
+const NOISE_START = "Warning: maxDynamic";
 
 /**
- * Forwards a child's stderr, dropping Dawn's noise lines. Partial lines go through at once (a
- * progress bar redraws with \r and no newline) unless they could still become a noise line.
+ * Forwards a child's stderr, dropping Dawn's noise lines, also where one lands after a progress bar's
+ * redraw (which ends no line). Partial lines go through at once unless their tail could still
+ * become a noise line.
  */
 export class StderrFilter {
   private held = "";
-  private midLine = false;
 
   constructor(private readonly write: (text: string) => void) {}
 
@@ -25,17 +26,18 @@ export class StderrFilter {
       const nl = text.indexOf("\n");
       if (nl < 0) break;
       const line = text.slice(0, nl);
-      if (this.midLine || !DAWN_NOISE.test(line)) this.write(line + "\n");
-      this.midLine = false;
       text = text.slice(nl + 1);
+      const noise = DAWN_NOISE.exec(line);
+      const kept = noise ? line.slice(0, noise.index) : line + "\n";
+      if (kept !== "") this.write(kept);
     }
-    if (text === "") return;
-    if (!this.midLine && "Warning: maxDynamic".startsWith(text.slice(0, 19)) && text.length <= 200) {
-      this.held = text;
-      return;
+    const start = text.lastIndexOf("W");
+    const tail = start < 0 ? "" : text.slice(start);
+    if (tail !== "" && tail.length <= 200 && (NOISE_START.startsWith(tail) || tail.startsWith(NOISE_START))) {
+      this.held = tail;
+      text = text.slice(0, start);
     }
-    this.write(text);
-    this.midLine = true;
+    if (text !== "") this.write(text);
   }
 
   end(): void {

@@ -5,7 +5,7 @@ import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
 import { Submitter, type Readback } from "../gpu/submit.js";
 import { UNIFORM_INPUT_VEC4S, VARIANTS, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
-import { hashSources, tune, tuneKey, type TuneCase, type TuneStore } from "../gpu/autotune.js";
+import { hashSources, tune, tuneKey, type TuneCase, type TuneProgress, type TuneStore } from "../gpu/autotune.js";
 import { modelTuneCases } from "./tuning.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
@@ -30,7 +30,7 @@ export interface EngineOptions {
    * (calibration and evaluation need nothing else); the decode ops keep their defaults until a
    * later load measures them.
    */
-  tune?: { store: TuneStore; onCase?: (c: TuneCase) => void; batchedOnly?: boolean } | null;
+  tune?: { store: TuneStore; onCase?: (c: TuneCase, progress: TuneProgress) => void; batchedOnly?: boolean } | null;
   /** Split weight matrices at this many bytes instead of the adapter's binding limit (tests). */
   maxBindingBytes?: number;
 }
@@ -132,7 +132,7 @@ async function tuneModel(
   weights: ModelWeights,
   config: LlamaConfig,
   store: TuneStore,
-  onCase?: (c: TuneCase) => void,
+  onCase?: (c: TuneCase, progress: TuneProgress) => void,
   batchedOnly = false,
 ): Promise<TunedChoices> {
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));

@@ -22,6 +22,14 @@ export interface TuneRecord {
   driverThreads?: Record<string, number | null>;
 }
 
+/** Where a tuning run stands as it starts a case: cases measured so far, of those it measures. */
+export interface TuneProgress {
+  done: number;
+  total: number;
+  op: OpName;
+  shape: string;
+}
+
 /** One op at one shape to tune: how to build its steps with a forced variant, and what one call reads. */
 export interface TuneCase {
   op: OpName;
@@ -86,24 +94,31 @@ export function finalWinner(sharesOverFirst: number[]): number {
 /**
  * Measures every variant that suits this adapter for each case, each against the first in paired
  * rounds, then the (up to three) leaders within 10% of the highest median speed-up over it against
- * each other again, and keeps the one that wins that final. Cases already in
- * `known` are skipped; a case that runs other ops too runs them with the choices made before it.
+ * each other again, and keeps the one that wins that final. Cases already in `known` (or listed
+ * twice) are skipped; a case that runs other ops too runs them with the choices made before it.
+ * `onCase` hears of each case as it starts, with how far the run has come.
  */
 export async function tune(
   gpu: GpuContext,
   cases: TuneCase[],
   known: TunedChoices,
   rounds = 3,
-  onCase?: (c: TuneCase) => void,
+  onCase?: (c: TuneCase, progress: TuneProgress) => void,
 ): Promise<TunedChoices> {
   const out: TunedChoices = { ...known };
+  const keys = new Set(Object.keys(known));
+  const todo = cases.filter((c) => {
+    const key = tunedKey(c.op, c.shape);
+    const measured = keys.has(key) || new VariantTable(gpu).tuneCandidates(c.op).length < 2;
+    keys.add(key);
+    return !measured;
+  });
   const timer = new PairedTimer(gpu);
   try {
-    for (const c of cases) {
+    for (const [done, c] of todo.entries()) {
       const key = tunedKey(c.op, c.shape);
       const candidates = new VariantTable(gpu).tuneCandidates(c.op);
-      if (key in out || candidates.length < 2) continue;
-      onCase?.(c);
+      onCase?.(c, { done, total: todo.length, op: c.op, shape: c.shape });
       const timed: Timed[] = candidates.map((v) => {
         // Earlier choices stand for the other ops a case runs (a composite case's parts).
         const encode = c.build(new VariantTable(gpu, { [c.op]: v.name }, out));
