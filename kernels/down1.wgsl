@@ -16,6 +16,8 @@ struct DownParams {
   cols4: u32,       // padded hidden / 4: W's row stride in vec4s
   y_stride: u32,
   token0: u32,      // the tile's first token
+  walk0: u32,       // the neurons this dispatch adds, [walk0, walk1), within the part (whole
+  walk1: u32,       // quantization groups of it)
 }
 @group(0) @binding(0) var<uniform> p: DownParams;
 @group(0) @binding(1) var<storage, read> state: State;
@@ -30,14 +32,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var v = 0u; v < V; v++) {
     blocks[v] = min(first + v * WG, cols8 - 1u);
   }
-  let end = p.row_offset + p.rows;
+  let start = p.walk0;
+  let end = p.walk1;
   let inter4 = p.inter / 4u;
   var acc: array<array<mat2x4<f32>, TM>, V>;
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
   // shared by a group of neurons, so sum codes * act and act over the group's active neurons and
   // scale once: a code costs a convert and a multiply-add, the scales a read per group.
-  for (var n0 = p.row_offset; n0 < end; n0 += QG_W) {
+  for (var n0 = start; n0 < end; n0 += QG_W) {
     let n1 = min(end, n0 + QG_W);
     // Explicitly zeroed: each group starts its sums afresh.
     var qacc: array<array<mat2x4<f32>, TM>, V>;
@@ -91,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
 //#else
-  for (var q = p.row_offset / 4u; q * 4u < end; q++) {
+  for (var q = start / 4u; q * 4u < end; q++) {
     var a4: array<vec4<f32>, TM>;
     var any_active = false;
     for (var t = 0u; t < TM; t++) {
@@ -107,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var t = 0u; t < TM; t++) {
         nonzero = nonzero || a4[t][j] != 0.0;
       }
-      if (!nonzero || n < p.row_offset || n >= end) {
+      if (!nonzero || n < start || n >= end) {
         continue;
       }
       for (var v = 0u; v < V; v++) {

@@ -600,23 +600,38 @@ export class Ops {
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
-    return downT.parts.map((part) => ({
-      name,
-      ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
-        kernel.bind(
-          {
-            params: { rows: part.rows, row_offset: part.row0, inter: s.interStride, cols4: downT.cols4, y_stride: s.hiddenStride, token0 },
-            state: this.buf.state,
-            act: A,
-            Y: x,
-            W: part.buffer,
-          },
-          name,
+    // NS dispatches in turn, each adding a range of the neurons (see down_cats in variants.ts); a
+    // range holds whole quantization groups.
+    const group = Number(/^q\dtg(\d+)$/.exec(downT.format)?.[1] ?? 4);
+    const splits = o.batch ? 1 : ((c.NS as number | undefined) ?? 1);
+    return downT.parts.flatMap((part) =>
+      neuronRanges(part.row0, part.rows, splits, group).map(([walk0, walk1]) => ({
+        name,
+        ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
+          kernel.bind(
+            {
+              params: {
+                rows: part.rows,
+                row_offset: part.row0,
+                inter: s.interStride,
+                cols4: downT.cols4,
+                y_stride: s.hiddenStride,
+                token0,
+                walk0,
+                walk1,
+              },
+              state: this.buf.state,
+              act: A,
+              Y: x,
+              W: part.buffer,
+            },
+            name,
+          ),
         ),
-      ),
-      grid: (ntok) => this.spill(workgroups, c.XU ? 1 : cdiv(ntok, c.TM)),
-      writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" },
-    }));
+        grid: (ntok: number) => this.spill(workgroups, c.XU ? 1 : cdiv(ntok, c.TM)),
+        writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" as const },
+      })),
+    );
   }
 
   /** The greedy next token, picked on the GPU; advances the decode state for the next step. */
@@ -640,4 +655,15 @@ export class Ops {
       { buffer: nll, stride: 1, width: 1, rows: "tokens" },
     );
   }
+}
+
+/**
+ * [first, last) neuron ranges splitting `rows` neurons from `row0` into at most `splits` parts of
+ * whole `align`-neuron groups (counted from row0), in order.
+ */
+export function neuronRanges(row0: number, rows: number, splits: number, align: number): [number, number][] {
+  const per = Math.max(align, Math.ceil(rows / splits / align) * align);
+  const ranges: [number, number][] = [];
+  for (let at = 0; at < rows; at += per) ranges.push([row0 + at, row0 + Math.min(rows, at + per)]);
+  return ranges;
 }

@@ -2,8 +2,8 @@ import type { TuneCase } from "../gpu/autotune.js";
 import { scratchBuffer } from "../gpu/autotune.js";
 import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
-import type { VariantTable } from "../gpu/variants.js";
-import type { ModelWeights } from "./forward.js";
+import { catsDownCandidates, tunedKey, type VariantTable } from "../gpu/variants.js";
+import type { LayerWeights, ModelWeights } from "./forward.js";
 import { attentionShape, encodeSteps, layerFits, layerShape, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
@@ -65,16 +65,28 @@ export function modelTuneCases(
   };
   const rope = scratch(contextLength * shape.headDim, "tune rope");
   const cases: TuneCase[] = [];
-  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops) => Step[]) => {
+  // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
+  // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
+  // 32 MB), and the choice for matrices read from cache is not the choice for matrices streamed.
+  const add = (
+    op: TuneCase["op"],
+    w: GpuMatrix,
+    bytes: number,
+    ntok: number,
+    steps: (ops: Ops, l: LayerWeights) => Step[],
+    candidates?: TuneCase["candidates"],
+  ) => {
     const key = matrixShape(w);
     if (cases.some((c) => c.op === op && c.shape === key)) return;
     cases.push({
       op,
       shape: key,
       bytes,
+      candidates,
       build: (table: VariantTable) => {
-        const built = steps(new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape));
-        return (pass) => encodeSteps(pass, built, ntok);
+        const ops = new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape);
+        const built = m.layers.map((l) => steps(ops, l));
+        return (pass, call) => encodeSteps(pass, built[call % built.length], ntok);
       },
     });
   };
@@ -83,33 +95,48 @@ export function modelTuneCases(
     const tokens = (w: GpuMatrix) => (batch ? batchTokensFor(w.rows, w.cols) : 1);
     // Each with the norm gain the forward pass applies as it reads the input (where the weights cannot hold it).
     for (const [w, gain] of [
-      [layer.qkv, layer.qkvGain],
-      [layer.o, null],
-      [m.lmHead, m.lmHeadGain],
+      [(l: LayerWeights) => l.qkv, (l: LayerWeights) => l.qkvGain],
+      [(l: LayerWeights) => l.o, () => null],
     ] as const) {
-      const xStride = w === layer.o ? shape.qStride : shape.hiddenStride;
-      add(batch ? "matmul" : "matvec", w, w.bytes, tokens(w), (ops) =>
-        ops.project("tune", w, input, output, { batch, norm: true, gain, xStride, yStride: w.rows + 8 }),
+      const xStride = w(layer) === layer.o ? shape.qStride : shape.hiddenStride;
+      add(batch ? "matmul" : "matvec", w(layer), w(layer).bytes, tokens(w(layer)), (ops, l) =>
+        ops.project("tune", w(l), input, output, { batch, norm: true, gain: gain(l), xStride, yStride: w(l).rows + 8 }),
       );
     }
-    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, tokens(layer.gate), (ops) =>
-      ops.gateUp("tune", layer.gate, layer.up, input, output, {
+    add(batch ? "matmul" : "matvec", m.lmHead, m.lmHead.bytes, tokens(m.lmHead), (ops) =>
+      ops.project("tune", m.lmHead, input, output, {
+        batch,
+        norm: true,
+        gain: m.lmHeadGain,
+        xStride: shape.hiddenStride,
+        yStride: m.lmHead.rows + 8,
+      }),
+    );
+    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, tokens(layer.gate), (ops, l) =>
+      ops.gateUp("tune", l.gate, l.up, input, output, {
         batch,
         layer: 0,
         totals,
         capture,
         captureOffset: null,
-        gain: layer.mlpGain,
+        gain: l.mlpGain,
       }),
     );
-    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops) =>
-      ops.down("tune", layer.downT, input, output, { batch }),
+    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) =>
+      ops.down("tune", l.downT, input, output, { batch }),
     );
     // A CATS step's down projection, on a half-active input: which variant reads scattered rows
     // fastest is not the dense choice on CPU drivers (see down_cats in variants.ts).
+    // It runs no more dispatches than the dense choice (catsDownCandidates).
     if (!batch) {
-      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops) =>
-        ops.down("tune", layer.downT, halfActive, output, { batch, cats: true }),
+      const dense = tunedKey("down_vec", matrixShape(layer.downT));
+      add(
+        "down_cats",
+        layer.downT,
+        layer.downT.bytes / 2,
+        1,
+        (ops, l) => ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
+        (all, choices) => catsDownCandidates(all, choices[dense]),
       );
     }
   }

@@ -112,12 +112,13 @@ const MAT_PROJECTION: Variant[] = [
   { name: "wg1x4", consts: lanes("wg", 1, 4), suits: "gpu" },
 ];
 
-function downVariants(tm: number, v: number[]): Variant[] {
+function downVariants(tm: number, v: number[], split: number[] = []): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
   // CPU variants read the activations as a uniform array (kernels/down1.wgsl): every lane reads the same one.
-  const c = (wg: number, n: number) => ({ WG: wg, V: n, TM: tm, XU: wg === 8, XN: UNIFORM_INPUT_VEC4S });
+  const c = (wg: number, n: number, ns = 1) => ({ WG: wg, V: n, TM: tm, XU: wg === 8, XN: UNIFORM_INPUT_VEC4S, NS: ns });
   return [
     ...v.map((n): Variant => ({ name: `v${n}w8${suffix}`, consts: c(8, n), suits: "cpu" })),
+    ...split.map((n): Variant => ({ name: `v${n}w8n4${suffix}`, consts: c(8, n, 4), suits: "cpu" })),
     { name: `v1w64${suffix}`, consts: c(64, 1), suits: "gpu" },
   ];
 }
@@ -127,13 +128,17 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   matmul: MAT_PROJECTION,
   gate_up_vec: VEC_PROJECTION,
   gate_up_mat: MAT_PROJECTION,
-  down_vec: downVariants(1, [1, 2, 4]),
+  // n4: four dispatches in turn, each over a quarter of the neurons (NS, ops.ts): consecutive
+  // workgroups then read neighbouring slices of the same rows, which a random half of the rows
+  // needs, where a workgroup walking all of them finds its slice of each row cold (a probe at
+  // 11008x4096 f16, half the rows at random: 0.68-0.74x the dense time against 0.92-1.16x).
+  down_vec: downVariants(1, [1, 2, 4], [4, 8]),
   // The decode down projection once CATS masks its input: the same kernels, tuned apart on a
   // half-active input, since which slice of each row a workgroup should read depends on whether the
   // rows come in a dense walk (which the prefetcher follows) or scattered (each row a fresh miss
   // where W_down^T outgrows the caches). Longer slices (16 and 32 blocks per lane) helped scattered
   // rows in a probe but not in down1.wgsl, where they spill: 0.37-0.71x of v1w8 at 50% active.
-  down_cats: downVariants(1, [1, 2, 4]),
+  down_cats: downVariants(1, [1, 2, 4], [4, 8]),
   down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
@@ -259,6 +264,21 @@ export function parseOverrides(text: string | undefined): Partial<Record<OpName,
 
 /** A measured choice: the variant of `op` for one shape of its matrix (`rows x cols format`), or for every shape. */
 export type TunedChoices = Record<string, string>;
+
+/** Dispatches a down projection variant runs per matrix part: NS ranges of the neurons in turn. */
+export function downDispatches(v: Variant): number {
+  return typeof v.consts.NS === "number" ? v.consts.NS : 1;
+}
+
+/**
+ * The CATS down projection variants a tuning run may choose, given the dense one's choice: none
+ * that runs more dispatches, so a sparse step never needs more dispatches than a dense one.
+ */
+export function catsDownCandidates(candidates: Variant[], dense: string | undefined): Variant[] {
+  const chosen = VARIANTS.down_vec.find((v) => v.name === dense);
+  const most = chosen ? downDispatches(chosen) : 1;
+  return candidates.filter((v) => downDispatches(v) <= most);
+}
 export const tunedKey = (op: OpName, shape?: string): string => (shape ? `${op} ${shape}` : op);
 
 /** Which variant of each op runs on this device: an override, else a measured choice, else the default. */
