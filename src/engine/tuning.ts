@@ -1,9 +1,8 @@
 import type { TuneCase } from "../gpu/autotune.js";
-import { finalWinner, scratchBuffer } from "../gpu/autotune.js";
-import { PairedTimer } from "../gpu/roofline.js";
+import { scratchBuffer } from "../gpu/autotune.js";
 import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
-import { downDispatches, tunedKey, VARIANTS, VariantTable, type TunedChoices } from "../gpu/variants.js";
+import { catsDownCandidates, tunedKey, type VariantTable } from "../gpu/variants.js";
 import type { LayerWeights, ModelWeights } from "./forward.js";
 import { attentionShape, encodeSteps, layerFits, layerShape, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
@@ -69,13 +68,21 @@ export function modelTuneCases(
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
   // 32 MB), and the choice for matrices read from cache is not the choice for matrices streamed.
-  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops, l: LayerWeights) => Step[]) => {
+  const add = (
+    op: TuneCase["op"],
+    w: GpuMatrix,
+    bytes: number,
+    ntok: number,
+    steps: (ops: Ops, l: LayerWeights) => Step[],
+    candidates?: TuneCase["candidates"],
+  ) => {
     const key = matrixShape(w);
     if (cases.some((c) => c.op === op && c.shape === key)) return;
     cases.push({
       op,
       shape: key,
       bytes,
+      candidates,
       build: (table: VariantTable) => {
         const ops = new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape);
         const built = m.layers.map((l) => steps(ops, l));
@@ -120,9 +127,16 @@ export function modelTuneCases(
     );
     // A CATS step's down projection, on a half-active input: which variant reads scattered rows
     // fastest is not the dense choice on CPU drivers (see down_cats in variants.ts).
+    // It runs no more dispatches than the dense choice (catsDownCandidates).
     if (!batch) {
-      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l) =>
-        ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
+      const dense = tunedKey("down_vec", matrixShape(layer.downT));
+      add(
+        "down_cats",
+        layer.downT,
+        layer.downT.bytes / 2,
+        1,
+        (ops, l) => ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
+        (all, choices) => catsDownCandidates(all, choices[dense]),
       );
     }
   }
@@ -223,43 +237,4 @@ export function modelTuneCases(
   // rows4w8s's 7.3 in a later 5-round comparison).
   for (const c of cases) if (c.op === "matvec" || c.op === "down_cats" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
-}
-
-/**
- * Where the CATS down projection's choice runs more dispatches than the dense one's (see NS in
- * variants.ts), both ops take one of the two: the one under which a dense call and a half-active
- * call together run faster, timed paired. So a sparse step never needs more dispatches than a
- * dense one, and CATS keeps a split walk where that pays for both.
- */
-export async function reconcileDownChoices(gpu: GpuContext, cases: TuneCase[], choices: TunedChoices): Promise<TunedChoices> {
-  const out = { ...choices };
-  const timer = new PairedTimer(gpu);
-  try {
-    for (const dense of cases.filter((c) => c.op === "down_vec")) {
-      const cats = cases.find((c) => c.op === "down_cats" && c.shape === dense.shape);
-      const [dk, ck] = [tunedKey("down_vec", dense.shape), tunedKey("down_cats", dense.shape)];
-      const variant = (name: string | undefined) => VARIANTS.down_cats.find((v) => v.name === name);
-      const [d, c] = [variant(out[dk]), variant(out[ck])];
-      if (!cats || !d || !c || downDispatches(c) <= downDispatches(d)) continue;
-      const pair = (name: string) => {
-        const table = new VariantTable(gpu, { down_vec: name, down_cats: name }, out);
-        const [a, b] = [dense.build(table), cats.build(table)];
-        return {
-          name: `down pair ${dense.shape} ${name}`,
-          bytes: dense.bytes + cats.bytes,
-          encode: (pass: GPUComputePassEncoder, call: number) => {
-            a(pass, call);
-            b(pass, call);
-          },
-        };
-      };
-      const r = await timer.paired(pair(d.name), [pair(c.name)], DECODE_ROUNDS);
-      const pick = finalWinner([r.cases[0].share.median]) === 1 ? c.name : d.name;
-      out[dk] = pick;
-      out[ck] = pick;
-    }
-  } finally {
-    timer.destroy();
-  }
-  return out;
 }

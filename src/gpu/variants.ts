@@ -270,6 +270,15 @@ export function downDispatches(v: Variant): number {
   return typeof v.consts.NS === "number" ? v.consts.NS : 1;
 }
 
+/**
+ * The CATS down projection variants a tuning run may choose, given the dense one's choice: none
+ * that runs more dispatches, so a sparse step never needs more dispatches than a dense one.
+ */
+export function catsDownCandidates(candidates: Variant[], dense: string | undefined): Variant[] {
+  const chosen = VARIANTS.down_vec.find((v) => v.name === dense);
+  const most = chosen ? downDispatches(chosen) : 1;
+  return candidates.filter((v) => downDispatches(v) <= most);
+}
 export const tunedKey = (op: OpName, shape?: string): string => (shape ? `${op} ${shape}` : op);
 
 /** Which variant of each op runs on this device: an override, else a measured choice, else the default. */
