@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { finalWinner, screenLeaders, type TuneProgress } from "../src/gpu/autotune.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel as loadCatsModel } from "../src/index.js";
-import { catsDownCandidates, downDispatches, VARIANTS } from "../src/gpu/variants.js";
 import { loadModel } from "../src/node.js";
 import { maxAbsDiff, MODELS, reference } from "./helpers.js";
 
@@ -129,16 +128,6 @@ describe("choosing among measured variants", () => {
     expect(screenLeaders([1, 2, 2, 2, 2], [9, 8, 5, 7, 6])).toEqual([2, 4, 3]);
     // A clear winner is kept without a final.
     expect(screenLeaders([1, 3, 1.2], [9, 3, 8])).toEqual([1]);
-  });
-
-  it("lets a CATS down projection run no more dispatches than the dense choice", () => {
-    const all = VARIANTS.down_cats.filter((v) => v.suits === "cpu");
-    const names = (dense: string | undefined) => catsDownCandidates(all, dense).map((v) => v.name);
-    expect(all.some((v) => downDispatches(v) > 1)).toBe(true);
-    // A dense choice of one dispatch admits only one-dispatch CATS variants; a split one admits every variant.
-    expect(names("v2w8")).toEqual(all.filter((v) => downDispatches(v) === 1).map((v) => v.name));
-    expect(names("v8w8n4")).toEqual(all.map((v) => v.name));
-    expect(names(undefined)).toEqual(names("v1w8"));
   });
 
   it("keeps the screen's leader unless another finalist is faster against it", () => {

@@ -83,7 +83,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
 const TUNE_CASES =
-  "9: paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active one, calls rotating over the layers, 5 rounds for decode cases, layer_vec, inline floor";
+  "10: paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active one (tuned apart), calls rotating over the layers, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",
@@ -141,7 +141,7 @@ async function tuneModel(
   try {
     const wanted = batchedOnly ? cases.filter((c) => BATCHED_OPS.includes(c.op)) : cases;
     const choices = await tune(gpu, wanted, record.choices, 3, onCase);
-    if (Object.keys(choices).length !== Object.keys(record.choices).length) await store.save(key, { ...record, choices });
+    if (JSON.stringify(choices) !== JSON.stringify(record.choices)) await store.save(key, { ...record, choices });
     return choices;
   } finally {
     destroy();

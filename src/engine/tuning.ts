@@ -2,7 +2,7 @@ import type { TuneCase } from "../gpu/autotune.js";
 import { scratchBuffer } from "../gpu/autotune.js";
 import type { GpuContext } from "../gpu/device.js";
 import type { KernelCache } from "../gpu/kernel.js";
-import { catsDownCandidates, tunedKey, type VariantTable } from "../gpu/variants.js";
+import type { VariantTable } from "../gpu/variants.js";
 import type { LayerWeights, ModelWeights } from "./forward.js";
 import { attentionShape, encodeSteps, layerFits, layerShape, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
@@ -68,21 +68,13 @@ export function modelTuneCases(
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
   // 32 MB), and the choice for matrices read from cache is not the choice for matrices streamed.
-  const add = (
-    op: TuneCase["op"],
-    w: GpuMatrix,
-    bytes: number,
-    ntok: number,
-    steps: (ops: Ops, l: LayerWeights) => Step[],
-    candidates?: TuneCase["candidates"],
-  ) => {
+  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops, l: LayerWeights) => Step[]) => {
     const key = matrixShape(w);
     if (cases.some((c) => c.op === op && c.shape === key)) return;
     cases.push({
       op,
       shape: key,
       bytes,
-      candidates,
       build: (table: VariantTable) => {
         const ops = new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape);
         const built = m.layers.map((l) => steps(ops, l));
@@ -127,16 +119,11 @@ export function modelTuneCases(
     );
     // A CATS step's down projection, on a half-active input: which variant reads scattered rows
     // fastest is not the dense choice on CPU drivers (see down_cats in variants.ts).
-    // It runs no more dispatches than the dense choice (catsDownCandidates).
+    // Tuned apart from the dense down: a split walk (NS) may pay here alone, its extra dispatches
+    // measured with it (see down_cats in variants.ts).
     if (!batch) {
-      const dense = tunedKey("down_vec", matrixShape(layer.downT));
-      add(
-        "down_cats",
-        layer.downT,
-        layer.downT.bytes / 2,
-        1,
-        (ops, l) => ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
-        (all, choices) => catsDownCandidates(all, choices[dense]),
+      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l) =>
+        ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
       );
     }
   }

@@ -2,7 +2,7 @@ import type { GpuContext } from "./device.js";
 import { Usage } from "./flags.js";
 import type { KernelCache } from "./kernel.js";
 import { PairedTimer, type Timed } from "./roofline.js";
-import { tunedKey, VariantTable, type OpName, type TunedChoices, type Variant } from "./variants.js";
+import { tunedKey, VariantTable, type OpName, type TunedChoices } from "./variants.js";
 
 /**
  * Where measured choices live between runs: a JSON file in Node, localStorage in a browser. Keyed
@@ -39,8 +39,6 @@ export interface TuneCase {
   build: (table: VariantTable) => (pass: GPUComputePassEncoder, call: number) => void;
   /** Paired rounds for this case, where it needs more than tune()'s default. */
   rounds?: number;
-  /** Narrows the candidates given the choices made before this case (default: all that suit the adapter). */
-  candidates?: (all: Variant[], choices: TunedChoices) => Variant[];
 }
 
 /** A stable string for the adapter, its driver and the kernels: a measurement is valid while these hold. */
@@ -119,13 +117,8 @@ export async function tune(
   try {
     for (const [done, c] of todo.entries()) {
       const key = tunedKey(c.op, c.shape);
-      const all = new VariantTable(gpu).tuneCandidates(c.op);
-      const candidates = c.candidates ? c.candidates(all, out) : all;
+      const candidates = new VariantTable(gpu).tuneCandidates(c.op);
       onCase?.(c, { done, total: todo.length, op: c.op, shape: c.shape });
-      if (candidates.length === 1) {
-        out[key] = candidates[0].name;
-        continue;
-      }
       const timed: Timed[] = candidates.map((v) => {
         // Earlier choices stand for the other ops a case runs (a composite case's parts).
         const encode = c.build(new VariantTable(gpu, { [c.op]: v.name }, out));

@@ -128,10 +128,13 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   matmul: MAT_PROJECTION,
   gate_up_vec: VEC_PROJECTION,
   gate_up_mat: MAT_PROJECTION,
-  // n4: four dispatches in turn, each over a quarter of the neurons (NS, ops.ts): consecutive
-  // workgroups then read neighbouring slices of the same rows, which a random half of the rows
-  // needs, where a workgroup walking all of them finds its slice of each row cold (a probe at
-  // 11008x4096 f16, half the rows at random: 0.68-0.74x the dense time against 0.92-1.16x).
+  // n4: four dispatches in turn, each over a quarter of the neurons (NS, ops.ts), so consecutive
+  // workgroups read neighbouring slices of the same few thousand rows: a random half of the rows
+  // then costs about half the dense time, where workgroups each walking all 11008 rows of the 7B
+  // shape find their slices cold (probe, f16, random half: 0.68-0.74x the dense time against
+  // 0.92-1.16x; with the workgroups ordered the other way round, the gain is gone). The dense walk
+  // gains nothing from it; a CATS step may then run 3 more dispatches than a dense one per layer,
+  // where its tuning measured that faster with them.
   down_vec: downVariants(1, [1, 2, 4], [4, 8]),
   // The decode down projection once CATS masks its input: the same kernels, tuned apart on a
   // half-active input, since which slice of each row a workgroup should read depends on whether the
@@ -265,20 +268,6 @@ export function parseOverrides(text: string | undefined): Partial<Record<OpName,
 /** A measured choice: the variant of `op` for one shape of its matrix (`rows x cols format`), or for every shape. */
 export type TunedChoices = Record<string, string>;
 
-/** Dispatches a down projection variant runs per matrix part: NS ranges of the neurons in turn. */
-export function downDispatches(v: Variant): number {
-  return typeof v.consts.NS === "number" ? v.consts.NS : 1;
-}
-
-/**
- * The CATS down projection variants a tuning run may choose, given the dense one's choice: none
- * that runs more dispatches, so a sparse step never needs more dispatches than a dense one.
- */
-export function catsDownCandidates(candidates: Variant[], dense: string | undefined): Variant[] {
-  const chosen = VARIANTS.down_vec.find((v) => v.name === dense);
-  const most = chosen ? downDispatches(chosen) : 1;
-  return candidates.filter((v) => downDispatches(v) <= most);
-}
 export const tunedKey = (op: OpName, shape?: string): string => (shape ? `${op} ${shape}` : op);
 
 /** Which variant of each op runs on this device: an override, else a measured choice, else the default. */
