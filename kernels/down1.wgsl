@@ -5,7 +5,9 @@
 // they read a contiguous stretch of a row) and walks the neurons in order, four at a time; a neuron
 // whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
 // skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
-// no atomics. Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
+// no atomics. A dispatch adds the neurons [walk0, walk1): a variant may split them into ranges that
+// dispatches add in turn (NS, ops.ts), so that consecutive workgroups read neighbouring slices of
+// the same rows. Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
