@@ -48,8 +48,10 @@ export function modelTuneCases(
   const widest = Math.max(shape.hiddenStride, shape.interStride, shape.qkvStride, shape.qStride);
   // A uniform-array input is bound at any tile's row with a whole window after it.
   const input = scratch(rows * widest + 16384, "tune input");
-  const halfActive = scratchBuffer(gpu, shape.interStride + 16384, "tune half-active input", 0.5);
-  made.push(halfActive);
+  // A mask of its own for each layer, as a token's layers have: the same one in every call is a
+  // pattern the branch predictor may learn.
+  const halfActive = m.layers.map((_, i) => scratchBuffer(gpu, shape.interStride + 16384, "tune half-active input", 0.5, i));
+  made.push(...halfActive);
   const output = scratch(rows * Math.max(widest, m.lmHead.cols4 * 4, m.lmHead.rows + 8), "tune output");
   const totals = scratch(64, "tune totals");
   const capture = scratch(16, "tune capture");
@@ -123,7 +125,7 @@ export function modelTuneCases(
     // measured with it (see down_cats in variants.ts).
     if (!batch) {
       add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l) =>
-        ops.down("tune", l.downT, halfActive, output, { batch, cats: true }),
+        ops.down("tune", l.downT, halfActive[m.layers.indexOf(l)], output, { batch, cats: true }),
       );
     }
   }

@@ -157,11 +157,12 @@ function hash32(i: number): number {
  * fixed hash), as CATS leaves a decode step's activations. Not a multiplicative (Weyl) sequence:
  * its kept entries come almost evenly spaced, a pattern the hardware prefetcher follows and CATS
  * masks do not have (at 11008x4096 it made the down projection's half-active case look 1.5x faster).
+ * `seed` gives another pattern.
  */
-export function scratchBuffer(gpu: GpuContext, floats: number, label: string, active = 1): GPUBuffer {
+export function scratchBuffer(gpu: GpuContext, floats: number, label: string, active = 1, seed = 0): GPUBuffer {
   const values = new Float32Array(Math.max(floats, 16384));
   for (let i = 0; i < values.length; i++) {
-    const kept = hash32(i + 1) < active * 2 ** 32;
+    const kept = hash32(i + 1 + seed * values.length) < active * 2 ** 32;
     values[i] = kept ? 0.25 + ((i * 7919) % 97) / 200 : 0;
   }
   const b = gpu.device.createBuffer({
