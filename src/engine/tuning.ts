@@ -70,7 +70,7 @@ export function modelTuneCases(
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
   // 32 MB), and the choice for matrices read from cache is not the choice for matrices streamed.
-  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops, l: LayerWeights) => Step[]) => {
+  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops, l: LayerWeights, i: number) => Step[]) => {
     const key = matrixShape(w);
     if (cases.some((c) => c.op === op && c.shape === key)) return;
     cases.push({
@@ -79,7 +79,7 @@ export function modelTuneCases(
       bytes,
       build: (table: VariantTable) => {
         const ops = new Ops(gpu, kernels, table, { state: stateFor(ntok), rope }, shape);
-        const built = m.layers.map((l) => steps(ops, l));
+        const built = m.layers.map((l, i) => steps(ops, l, i));
         return (pass, call) => encodeSteps(pass, built[call % built.length], ntok);
       },
     });
@@ -119,13 +119,12 @@ export function modelTuneCases(
     add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) =>
       ops.down("tune", l.downT, input, output, { batch }),
     );
-    // A CATS step's down projection, on a half-active input: which variant reads scattered rows
-    // fastest is not the dense choice on CPU drivers (see down_cats in variants.ts).
-    // Tuned apart from the dense down: a split walk (NS) may pay here alone, its extra dispatches
-    // measured with it (see down_cats in variants.ts).
+    // A CATS step's down projection, on a half-active input, tuned apart from the dense one: which
+    // variant reads scattered rows fastest is not the dense choice on CPU drivers, and a split walk
+    // (NS) may pay here alone, its extra dispatches measured with it (see down_cats in variants.ts).
     if (!batch) {
-      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l) =>
-        ops.down("tune", l.downT, halfActive[m.layers.indexOf(l)], output, { batch, cats: true }),
+      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l, i) =>
+        ops.down("tune", l.downT, halfActive[i], output, { batch, cats: true }),
       );
     }
   }
