@@ -257,10 +257,16 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
     for (const [dtype, f16] of DTYPES) {
       it(`${op}, ${dtype}, every variant: x += act W_down over W_down^T, zero activations skipped`, async () => {
         await forEachVariant(op, async (variant) => {
-          for (const [inter, hidden] of [...MLP_SHAPES, [100, 13] as [number, number]]) {
+          // Parts of 3 neurons each (a matrix split across bindings), and whole, so that a variant's
+          // neuron ranges (NS) fall within one part.
+          for (const [inter, hidden, split] of [
+            ...MLP_SHAPES.map(([i, h]) => [i, h, true] as const),
+            [100, 13, true] as const,
+            [100, 13, false] as const,
+          ]) {
             const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
             const down = randomMatrix(hidden, inter, f16, hidden * 5 + inter);
-            const downT = await h.matrix(transpose(down), "downT", 3 * padCols(hidden) * (f16 ? 2 : 4));
+            const downT = await h.matrix(transpose(down), "downT", split ? 3 * padCols(hidden) * (f16 ? 2 : 4) : undefined);
             const stride = padCols(hidden);
             const istride = padCols(inter);
             for (const ntok of op === "down_mat" ? [1, 3, 9] : [1]) {
