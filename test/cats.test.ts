@@ -5,7 +5,7 @@ import { calibrate } from "../src/cats/calibrate.js";
 import { checkThresholdsFile, modelFingerprint, thresholdsForLevel, type ThresholdsFile } from "../src/cats/thresholds.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
-import { DATA, MODELS, reference } from "./helpers.js";
+import { DATA, maxAbsDiff, MODELS, reference } from "./helpers.js";
 
 let gpu: GpuContext;
 beforeAll(async () => {
@@ -68,6 +68,30 @@ describe("a CATS decode step with its own down projection variant", () => {
     expect(own.engine.decodeSteps).toBe(dense);
     await own.close();
     await same.close();
+  });
+
+  it("may walk the neurons in ranges, one dispatch each: the same logits within rounding, the same bits every run", async () => {
+    const split = "layer_vec=split,o_mlp_vec=split,down_vec=v1w8";
+    const ranges = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v4w8n4` });
+    const whole = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v1w8` });
+    const thresholds = [0.21, 0.22, 0.22, 0.23, 0.25];
+    const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
+      lm.engine.setThresholds(thresholds);
+      lm.engine.reset();
+      const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
+      for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
+      return out;
+    };
+    const [a, again, b] = [await run(ranges), await run(ranges), await run(whole)];
+    // Four ranges of stories260K's 172 neurons (48 + 48 + 48 + 28): three more dispatches a layer.
+    expect(ranges.engine.decodeSteps.length).toBe(whole.engine.decodeSteps.length + 3 * 5);
+    a.forEach((logits, t) => {
+      expect(Buffer.from(logits.buffer).equals(Buffer.from(again[t].buffer)), `step ${t} again`).toBe(true);
+      // Each range's sum is added into x on its own, so the rounding differs from one sum over all neurons.
+      expect(maxAbsDiff(logits, b[t]), `step ${t}`).toBeLessThan(1e-4);
+    });
+    await ranges.close();
+    await whole.close();
   });
 });
 
