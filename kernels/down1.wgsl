@@ -41,9 +41,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
   // shared by a group of neurons, so sum codes * act and act over the group's active neurons and
-  // scale once: a code costs a convert and a multiply-add, the scales a read per group.
-  for (var n0 = start; n0 < end; n0 += QG_W) {
-    let n1 = min(end, n0 + QG_W);
+  // scale once: a code costs a convert and a multiply-add, the scales a read per group. A range of
+  // neurons may start or end inside a group (per-row q8 has one group of all the neurons): each
+  // group's part of the range is summed and scaled on its own.
+  for (var gi = (start - p.row_offset) / QG_W; p.row_offset + gi * QG_W < end; gi++) {
+    let n0 = max(start, p.row_offset + gi * QG_W);
+    let n1 = min(end, p.row_offset + (gi + 1u) * QG_W);
     // Explicitly zeroed: each group starts its sums afresh.
     var qacc: array<array<mat2x4<f32>, TM>, V>;
     var asum: array<f32, TM>;
@@ -88,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (any_in_group) {
       for (var v = 0u; v < V; v++) {
-        let so = qtscale_W((n0 - p.row_offset) / QG_W, blocks[v], cols8);
+        let so = qtscale_W(gi, blocks[v], cols8);
         for (var t = 0u; t < TM; t++) {
           acc[v][t] += mat2x4<f32>(qacc[v][t][0] * so[0] + so[2] * asum[t], qacc[v][t][1] * so[1] + so[3] * asum[t]);
         }

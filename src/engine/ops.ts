@@ -600,12 +600,10 @@ export class Ops {
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
-    // NS dispatches in turn, each adding a range of the neurons (see down_cats in variants.ts); a
-    // range holds whole quantization groups.
-    const group = Number(/^q\dtg(\d+)$/.exec(downT.format)?.[1] ?? 4);
+    // NS dispatches in turn, each adding a range of the neurons (see down_vec in variants.ts).
     const splits = o.batch ? 1 : ((c.NS as number | undefined) ?? 1);
     return downT.parts.flatMap((part) =>
-      neuronRanges(part.row0, part.rows, splits, group).map(([walk0, walk1]) => ({
+      neuronRanges(part.row0, part.rows, splits, 4).map(([walk0, walk1]) => ({
         name,
         ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
           kernel.bind(
