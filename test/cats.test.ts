@@ -41,21 +41,26 @@ describe("sparse decoding at sparsity 0", () => {
 });
 
 describe("a CATS decode step with its own down projection variant", () => {
+  // Split layers, so that the down projection is a step of its own; v1w8 for dense inputs.
+  const load = (downCats: string) =>
+    loadModel(join(MODELS, "stories260K"), {
+      gpu,
+      tune: false,
+      variants: `layer_vec=split,o_mlp_vec=split,down_vec=v1w8,down_cats=${downCats}`,
+    });
+  /** The prompt's and 8 decode steps' logits under fixed thresholds, a third or more of the neurons masked. */
+  const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
+    lm.engine.setThresholds([0.21, 0.22, 0.22, 0.23, 0.25]);
+    lm.engine.reset();
+    const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
+    for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
+    const stats = await lm.engine.takeSparsityStats();
+    expect(stats.overall).toBeGreaterThan(0.3);
+    return out;
+  };
+
   it("runs its own step list when thresholds are set, with the same logits as the dense list's kernels under the same mask", async () => {
-    // Split layers, so that the down projection is a step of its own; v2w8 for masked inputs only.
-    const split = "layer_vec=split,o_mlp_vec=split,down_vec=v1w8";
-    const own = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v2w8` });
-    const same = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v1w8` });
-    const thresholds = [0.21, 0.22, 0.22, 0.23, 0.25];
-    const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
-      lm.engine.setThresholds(thresholds);
-      lm.engine.reset();
-      const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
-      for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
-      const stats = await lm.engine.takeSparsityStats();
-      expect(stats.overall).toBeGreaterThan(0.3);
-      return out;
-    };
+    const [own, same] = [await load("v2w8"), await load("v1w8")];
     const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
     const [a, b] = [await run(own), await run(same)];
     expect(own.engine.decodeSteps).not.toBe(dense);
@@ -71,19 +76,9 @@ describe("a CATS decode step with its own down projection variant", () => {
   });
 
   it("may walk the neurons in ranges, one dispatch each: the same logits within rounding, the same bits every run", async () => {
-    const split = "layer_vec=split,o_mlp_vec=split,down_vec=v1w8";
-    const ranges = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v4w8n4` });
-    const whole = await loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `${split},down_cats=v1w8` });
-    const thresholds = [0.21, 0.22, 0.22, 0.23, 0.25];
-    const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
-      lm.engine.setThresholds(thresholds);
-      lm.engine.reset();
-      const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
-      for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
-      return out;
-    };
+    const [ranges, whole] = [await load("v4w8n4"), await load("v1w8")];
     const [a, again, b] = [await run(ranges), await run(ranges), await run(whole)];
-    // Four ranges of stories260K's 172 neurons (48 + 48 + 48 + 28): three more dispatches a layer.
+    // Four ranges of stories260K's 172 neurons (44 + 44 + 44 + 40): three more dispatches a layer.
     expect(ranges.engine.decodeSteps.length).toBe(whole.engine.decodeSteps.length + 3 * 5);
     a.forEach((logits, t) => {
       expect(Buffer.from(logits.buffer).equals(Buffer.from(again[t].buffer)), `step ${t} again`).toBe(true);
