@@ -12,7 +12,14 @@ export interface LevelReport {
   effective_gb_per_s: number;
   energy: { source: string; joules_per_token: number; tokens_per_joule: number; domains_joules: Record<string, number> } | null;
   measured_sparsity: { overall: number; per_layer: number[] };
+  /**
+   * Dense decode time over this level's, paired by round: in each round the dense run and this
+   * level's run decode back to back, so the ratio of their median steps cancels the slow and fast
+   * spells of a shared machine that the pooled medians of the ms/token column keep. The median over
+   * rounds, with its quartiles.
+   */
   speedup_vs_dense: number;
+  speedup_quartiles: { p25: number; p75: number };
   ideal_speedup: number;
   /**
    * The time saved per token as a share of the ideal saving from bytes, (1 - 1/speedup) / (1 - 1/ideal):
@@ -48,6 +55,17 @@ export interface BenchReport {
 const sortedCopy = (v: number[]) => [...v].sort((a, b) => a - b);
 const median = (v: number[]) => quantileOfSorted(sortedCopy(v), 0.5);
 
+/** Per-round ratios of the dense run's median step to the level's (see LevelReport.speedup_vs_dense). */
+function pairedSpeedup(dense: LevelSamples, level: LevelSamples): { median: number; p25: number; p75: number } {
+  const n = Math.min(dense.runStepMs.length, level.runStepMs.length);
+  if (n === 0) {
+    const ratio = median(dense.stepMs) / median(level.stepMs);
+    return { median: ratio, p25: ratio, p75: ratio };
+  }
+  const ratios = sortedCopy(Array.from({ length: n }, (_, r) => dense.runStepMs[r] / level.runStepMs[r]));
+  return { median: quantileOfSorted(ratios, 0.5), p25: quantileOfSorted(ratios, 0.25), p75: quantileOfSorted(ratios, 0.75) };
+}
+
 export interface ReportContext {
   runtime: string;
   modelName: string;
@@ -73,7 +91,6 @@ export interface ReportContext {
 export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchReport {
   const dense = samples[0];
   const denseBytes = ctx.weightBytes[0];
-  const denseMedian = median(dense.stepMs);
   const totalDecodeMs = samples.reduce((a, s) => a + s.decodeMs.reduce((x, y) => x + y, 0), 0);
   const levels = samples.map((s, index): LevelReport => {
     const steps = sortedCopy(s.stepMs);
@@ -100,6 +117,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
         domains_joules: {},
       };
     }
+    const speedup = index === 0 ? { median: 1, p25: 1, p75: 1 } : pairedSpeedup(dense, s);
     let same = 0;
     dense.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
     return {
@@ -112,9 +130,10 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       effective_gb_per_s: bytes / med / 1e6,
       energy,
       measured_sparsity: { overall: s.sparsityOverall, per_layer: s.sparsityPerLayer },
-      speedup_vs_dense: denseMedian / med,
+      speedup_vs_dense: speedup.median,
+      speedup_quartiles: { p25: speedup.p25, p75: speedup.p75 },
       ideal_speedup: denseBytes / bytes,
-      ideal_saving_kept: index === 0 || bytes >= denseBytes ? null : (1 - med / denseMedian) / (1 - bytes / denseBytes),
+      ideal_saving_kept: index === 0 || bytes >= denseBytes ? null : (1 - 1 / speedup.median) / (1 - bytes / denseBytes),
       greedy_agreement_with_dense: dense.ids.length > 0 ? same / dense.ids.length : 1,
       perplexity: ctx.perplexity?.get(s.level.level) ?? null,
       greedy_ids: s.ids,
@@ -159,7 +178,7 @@ const fmt = (v: number | null | undefined, d: number) => (v === null || v === un
 export function markdownTable(r: BenchReport): string {
   const head = [
     `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
-      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians.`,
+      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians; speed-up paired by round (median of per-round ratios, quartiles in brackets).`,
     r.energy_meter
       ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
       : "Energy: not measured",
@@ -167,7 +186,7 @@ export function markdownTable(r: BenchReport): string {
       ? "GB/s: weight bytes read per second of decoding (no read ceiling cached for this adapter: run cats info)."
       : `GB/s: weight bytes read per second of decoding; this adapter's read ceiling is ${fmt(r.read_ceiling_gb_per_s, 2)} GB/s (cats info).`,
     "",
-    "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up (ideal) | ideal saving kept | perplexity | same as dense |",
+    "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up [quartiles] (ideal) | ideal saving kept | perplexity | same as dense |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const rows = r.levels.map((l) =>
@@ -181,7 +200,7 @@ export function markdownTable(r: BenchReport): string {
       fmt(l.effective_gb_per_s, 2),
       l.energy ? fmt(l.energy.joules_per_token, 4) : "-",
       l.energy ? fmt(l.energy.tokens_per_joule, 1) : "-",
-      `${fmt(l.speedup_vs_dense, 2)}x (${fmt(l.ideal_speedup, 2)}x)`,
+      `${fmt(l.speedup_vs_dense, 2)}x [${fmt(l.speedup_quartiles.p25, 2)}-${fmt(l.speedup_quartiles.p75, 2)}] (${fmt(l.ideal_speedup, 2)}x)`,
       l.ideal_saving_kept === null ? "-" : `${fmt(l.ideal_saving_kept * 100, 0)}%`,
       fmt(l.perplexity, 3),
       `${fmt(l.greedy_agreement_with_dense * 100, 0)}%`,

@@ -1,4 +1,5 @@
 import { CatsError } from "../errors.js";
+import { quantileOfSorted } from "../cats/quantiles.js";
 import type { LayerThresholds } from "../cats/thresholds.js";
 import type { EnergyMeasurement, EnergyMeter } from "../energy/meter.js";
 import type { LlamaEngine } from "../engine/llama.js";
@@ -21,6 +22,8 @@ export interface LevelSamples {
   prefillMs: number[];
   /** Latency of every decode step of every run. */
   stepMs: number[];
+  /** Median step latency of each run, in run order: run r of every level ran in the same round. */
+  runStepMs: number[];
   decodeMs: number[];
   decodedTokens: number;
   /** Decode-phase energy of each run, when a meter runs in the same process. */
@@ -53,11 +56,15 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
   const mark = plan.meter ? await plan.meter.start() : null;
   const ids = [first.token];
   const d0 = performance.now();
+  const steps: number[] = [];
   for (let i = 1; i < plan.tokens; i++) {
     const a = performance.now();
     ids.push((await engine.decode()).token);
-    s.stepMs.push(performance.now() - a);
+    steps.push(performance.now() - a);
   }
+  s.stepMs.push(...steps);
+  const sortedSteps = [...steps].sort((x, y) => x - y);
+  if (steps.length > 0) s.runStepMs.push(quantileOfSorted(sortedSteps, 0.5));
   s.decodeMs.push(performance.now() - d0);
   if (plan.meter && mark) s.energy.push(await plan.meter.stop(mark));
   s.prefillMs.push(t1 - t0);
@@ -91,6 +98,7 @@ export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<Le
     level,
     prefillMs: [],
     stepMs: [],
+    runStepMs: [],
     decodeMs: [],
     decodedTokens: 0,
     energy: [],
@@ -99,7 +107,16 @@ export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<Le
     ids: [],
   }));
   for (const s of samples) {
-    const warm: LevelSamples = { ...s, prefillMs: [], stepMs: [], decodeMs: [], energy: [], sparsityPerLayer: [], decodedTokens: 0 };
+    const warm: LevelSamples = {
+      ...s,
+      prefillMs: [],
+      stepMs: [],
+      runStepMs: [],
+      decodeMs: [],
+      energy: [],
+      sparsityPerLayer: [],
+      decodedTokens: 0,
+    };
     await oneRun(engine, { ...plan, meter: null }, warm);
   }
   for (let r = 0; r < plan.runs; r++) {
