@@ -21,6 +21,8 @@ export interface PairedResult {
   share: { median: number; p25: number; p75: number };
   /** Fastest call over all rounds: on a shared machine noise only ever slows a call down. */
   bestMs: number;
+  /** Milliseconds per call in each round, in round order (for pairing cases with one another). */
+  roundMs: number[];
 }
 
 const MIN_SUBMISSION_MS = 20;
@@ -91,6 +93,7 @@ export class PairedTimer {
         name: t.name,
         bytes: t.bytes,
         bestMs: Math.min(...ms),
+        roundMs: [...ms],
         ms: m,
         gbPerS: t.bytes / m / 1e6,
         share: { median: quantileOfSorted(sorted, 0.5), p25: quantileOfSorted(sorted, 0.25), p75: quantileOfSorted(sorted, 0.75) },
