@@ -109,6 +109,11 @@ describe("bad flags exit 2 with one cats: line, in every command", () => {
       await cats(["bench", "--sparsity", "0.5,1.5"]),
       /--sparsity.*expected comma-separated sparsity levels in \[0, 1\), got "1.5"/,
     ));
+  it("bench --tokens 1: no decode step to time", async () =>
+    expectBadFlag(
+      await cats(["bench", "--tokens", "1", "--runs", "1"]),
+      /--tokens.*expected at least 2 \(the first token comes from the prefill/,
+    ));
   it("calibrate --levels 2", async () =>
     expectBadFlag(
       await cats(["calibrate", "--data", "x.txt", "--levels", "2"]),

@@ -9,6 +9,19 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/**
+ * `cats bench --tokens`: the first token comes from the prefill, so a run times decode steps only from
+ * the second on, and a figure needs at least one.
+ */
+export function benchTokens(value: string): number {
+  const n = positiveInt(value);
+  if (n < 2)
+    throw new InvalidArgumentError(
+      `expected at least 2 (the first token comes from the prefill; decode steps are timed from the second), got "${value}"`,
+    );
+  return n;
+}
+
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n))

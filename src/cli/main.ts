@@ -9,6 +9,7 @@ import {
   nonNegativeInt,
   nonNegativeNumber,
   positiveInt,
+  benchTokens,
   probability,
   sparsityLevel,
   sparsityLevels,
@@ -113,7 +114,7 @@ function buildProgram(): Command {
     .addOption(thresholdsOption())
     .option("--sparsity <list>", "levels to compare (0 = dense, always included)", sparsityLevels, [0, 0.5, 0.7])
     .option("--prompt-tokens <n>", "prompt length (BOS included)", positiveInt, 32)
-    .option("--tokens <n>", "greedy tokens per run", positiveInt, 64)
+    .option("--tokens <n>", "greedy tokens per run (at least 2)", benchTokens, 64)
     .option("--runs <r>", "measured runs per level", positiveInt, 5)
     .option("--eval-data <file>", "text for held-out perplexity at each level (also the prompt's source)")
     .option("--eval-tokens <n>", "tokens of --eval-data to score", positiveInt, 2044)

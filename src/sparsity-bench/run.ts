@@ -83,6 +83,11 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
  * `cats generate` streams.
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
+  if (plan.tokens < 2) {
+    throw new CatsError(
+      `--tokens ${plan.tokens}: expected at least 2 (the first token comes from the prefill; decode steps are timed from the second)`,
+    );
+  }
   const room = engine.contextLength - plan.promptIds.length;
   if (room < 1) {
     throw new CatsError(
