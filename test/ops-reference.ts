@@ -60,6 +60,26 @@ export function attend(q: ArrayLike<number>, keys: ArrayLike<number>[], values: 
   return out;
 }
 
+/**
+ * CATS thresholds for a gate/up test from the sorted |a| of its neurons: dense (-1), all kept (0), none,
+ * one and half kept. Thresholds sit halfway between neighbouring |a| so float rounding cannot flip a neuron.
+ */
+export function thresholdCases(sortedAbs: number[]): [string, number][] {
+  const between = (i: number) => (sortedAbs[i - 1] + sortedAbs[i]) / 2;
+  const n = sortedAbs.length;
+  return [
+    ["dense", -1],
+    ["all", 0],
+    ["none", sortedAbs[n - 1] * 2 + 1],
+    ...(n > 1
+      ? ([
+          ["one", between(n - 1)],
+          ["half", between(Math.floor(n / 2))],
+        ] as [string, number][])
+      : []),
+  ];
+}
+
 export function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let scale = 1;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));

@@ -12,7 +12,7 @@ import { VariantTable, type OpName } from "../src/gpu/variants.js";
 import { padCols } from "../src/engine/weights.js";
 import { setStepParams } from "../src/engine/ops.js";
 import { composeKernel } from "../src/gpu/wgsl.js";
-import { attend, DecodeAttention, maxRelErr, project, rope, silu } from "./ops-reference.js";
+import { attend, DecodeAttention, maxRelErr, project, rope, silu, thresholdCases } from "./ops-reference.js";
 
 let gpu: GpuContext;
 /** One cache for the whole file: each kernel variant is compiled once, whatever the shapes. */
@@ -199,20 +199,7 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
               const sorted = gateUpRef(gate, up, xs, -1)
                 .absA.flatMap((a) => Array.from(a))
                 .sort((a, b) => a - b);
-              // Thresholds halfway between neighbouring |a| so float rounding cannot flip a neuron.
-              const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
-              const n = sorted.length;
-              const cases: [string, number][] = [
-                ["dense", -1],
-                ["all", 0],
-                ["none", sorted[n - 1] * 2 + 1],
-                ...(n > 1
-                  ? ([
-                      ["one", between(n - 1)],
-                      ["half", between(Math.floor(n / 2))],
-                    ] as [string, number][])
-                  : []),
-              ];
+              const cases = thresholdCases(sorted);
               const gw = await h.matrix(gate, "gate", 3 * stride * (f16 ? 2 : 4));
               const uw = await h.matrix(up, "up", 3 * stride * (f16 ? 2 : 4));
               const x = h.rows(xs, stride);

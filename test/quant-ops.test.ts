@@ -13,7 +13,7 @@ import { KernelCache } from "../src/gpu/kernel.js";
 import { VariantTable, type OpName } from "../src/gpu/variants.js";
 import { padCols } from "../src/engine/weights.js";
 import { setStepParams } from "../src/engine/ops.js";
-import { DecodeAttention, maxRelErr, project, silu } from "./ops-reference.js";
+import { DecodeAttention, maxRelErr, project, silu, thresholdCases } from "./ops-reference.js";
 
 let gpu: GpuContext;
 let kernels: KernelCache;
@@ -124,19 +124,7 @@ describe("the CATS MLP over quantized rows", () => {
               const g = xs.map((x) => project(gate.values, inter, hidden, x, gain, EPS).map(silu));
               const u = xs.map((x) => project(up.values, inter, hidden, x, gain, EPS));
               const sorted = g.flatMap((a) => Array.from(a, Math.abs)).sort((a, b) => a - b);
-              const between = (i: number) => (sorted[i - 1] + sorted[i]) / 2;
-              const n = sorted.length;
-              const cases: [string, number][] = [
-                ["dense", -1],
-                ["all", 0],
-                ["none", sorted[n - 1] * 2 + 1],
-                ...(n > 1
-                  ? ([
-                      ["one", between(n - 1)],
-                      ["half", between(Math.floor(n / 2))],
-                    ] as [string, number][])
-                  : []),
-              ];
+              const cases = thresholdCases(sorted);
               const gw = h.quantRows(gate.quant, "gate");
               const uw = h.quantRows(up.quant, "up");
               const x = h.rows(xs, stride);
