@@ -25,6 +25,17 @@ struct DownParams {
 @group(0) @binding(1) var<storage, read> state: State;
 @group(0) @binding(2) var<uniform> act: array<vec4<f32>, XN>;
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
+//#if ONE
+// The split walk in one dispatch (ONE): grid z is the neuron range. Each workgroup leaves its
+// range's sums in `partials`; the last of a column block's NS workgroups to finish (counted in
+// `arrived`, reset by it for the next dispatch) adds them to Y in range order, the sums NS
+// dispatches in turn would give, bit for bit. That the last one sees the others' partial sums
+// rests on the CPU drivers' atomics being sequentially consistent (LLVM seq_cst, as Mesa's llvmpipe
+// emits them), which WGSL does not promise across workgroups: CPU-tuned variants only.
+@group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> arrived: array<atomic<u32>>;
+var<workgroup> wg_last: u32;
+//#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -34,8 +45,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var v = 0u; v < V; v++) {
     blocks[v] = min(first + v * WG, cols8 - 1u);
   }
-  let start = p.walk0;
-  let end = p.walk1;
+  var start = p.walk0;
+  var end = p.walk1;
+//#if ONE
+  // neuronRanges (ops.ts) of the part: NS ranges of whole 4-neuron groups, in order.
+  let per = max(4u, (p.walk1 - p.walk0 + NS * 4u - 1u) / (NS * 4u) * 4u);
+  start = min(p.walk1, p.walk0 + wid.z * per);
+  end = min(p.walk1, start + per);
+//#endif
   let inter4 = p.inter / 4u;
   var acc: array<array<mat2x4<f32>, TM>, V>;
 //#if QUANT
@@ -127,6 +144,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
 //#endif
+//#if ONE
+  // One token (TM is 1): this range's sums, then the last arrival adds every range's in order.
+  let slot = wid.x + wid.y * nwg.x;
+  for (var v = 0u; v < V; v++) {
+    let b = first + v * WG;
+    if (b < cols8) {
+      partials[2u * (wid.z * cols8 + b)] = acc[v][0][0];
+      partials[2u * (wid.z * cols8 + b) + 1u] = acc[v][0][1];
+    }
+  }
+  storageBarrier();
+  if (lid == 0u) {
+    wg_last = select(0u, 1u, atomicAdd(&arrived[slot], 1u) == NS - 1u);
+  }
+  if (workgroupUniformLoad(&wg_last) == 0u) {
+    return;
+  }
+  if (lid == 0u) {
+    atomicStore(&arrived[slot], 0u);
+  }
+  if (p.token0 >= state.ntok) {
+    return;
+  }
+  let ranges = (p.walk1 - p.walk0 + per - 1u) / per;
+  let row = p.token0 * p.y_stride / 4u;
+  for (var v = 0u; v < V; v++) {
+    let b = first + v * WG;
+    if (b < cols8) {
+      var y0 = Y[row + 2u * b];
+      var y1 = Y[row + 2u * b + 1u];
+      for (var r = 0u; r < ranges; r++) {
+        y0 += partials[2u * (r * cols8 + b)];
+        y1 += partials[2u * (r * cols8 + b) + 1u];
+      }
+      Y[row + 2u * b] = y0;
+      Y[row + 2u * b + 1u] = y1;
+    }
+  }
+//#else
   for (var t = 0u; t < TM; t++) {
     if (p.token0 + t >= state.ntok) {
       break;
@@ -140,4 +196,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
   }
+//#endif
 }

@@ -88,6 +88,22 @@ describe("a CATS decode step with its own down projection variant", () => {
     await ranges.close();
     await whole.close();
   });
+
+  it("walks the same ranges in one dispatch: as many dispatches as dense, the bits of one dispatch per range", async () => {
+    const [one, ranges] = [await load("v4w8p4"), await load("v4w8n4")];
+    const [a, again, b] = [await run(one), await run(one), await run(ranges)];
+    one.engine.setThresholds(null);
+    const dense = one.engine.decodeSteps.length;
+    one.engine.setThresholds([0.21, 0.22, 0.22, 0.23, 0.25]);
+    expect(one.engine.decodeSteps.length).toBe(dense);
+    a.forEach((logits, t) => {
+      expect(Buffer.from(logits.buffer).equals(Buffer.from(again[t].buffer)), `step ${t} again`).toBe(true);
+      // The last workgroup of each column block adds the four ranges' sums in range order, as four dispatches would.
+      expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `step ${t}`).toBe(true);
+    });
+    await one.close();
+    await ranges.close();
+  });
 });
 
 describe("calibration on a small input", () => {

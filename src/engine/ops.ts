@@ -4,6 +4,7 @@ import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable
 import type { GpuMatrix } from "./weights.js";
 import type { WeightFormat } from "../gpu/wgsl.js";
 import { CatsError } from "../errors.js";
+import { Usage } from "../gpu/flags.js";
 
 export type Grid = [number, number, number];
 
@@ -143,6 +144,8 @@ export const matrixShape = (w: GpuMatrix): string => `${w.rows}x${w.cols} ${w.fo
  * per part.
  */
 export class Ops {
+  private splitWalk?: { partials: GPUBuffer; arrived: GPUBuffer };
+
   constructor(
     private readonly gpu: GpuContext,
     private readonly kernels: KernelCache,
@@ -150,6 +153,23 @@ export class Ops {
     private readonly buf: OpBuffers,
     private readonly shape: OpShape,
   ) {}
+
+  /**
+   * The one-dispatch split walk's buffers (down1.wgsl, ONE): `vec4s` partial sums and a zeroed
+   * arrival count per workgroup, shared by every down step of these ops (they run one after another;
+   * each dispatch leaves the counts at zero), grown when a larger one asks.
+   */
+  private downScratch(vec4s: number, workgroups: number): { partials: GPUBuffer; arrived: GPUBuffer } {
+    const have = this.splitWalk;
+    if (have && have.partials.size >= vec4s * 16 && have.arrived.size >= workgroups * 4) return have;
+    const device = this.gpu.device;
+    const size = (bytes: number, old?: GPUBuffer) => Math.max(bytes, old?.size ?? 0, 16);
+    this.splitWalk = {
+      partials: device.createBuffer({ label: "down partial sums", size: size(vec4s * 16, have?.partials), usage: Usage.STORAGE }),
+      arrived: device.createBuffer({ label: "down arrivals", size: size(workgroups * 4, have?.arrived), usage: Usage.STORAGE }),
+    };
+    return this.splitWalk;
+  }
 
   /** Workgroup grid for `count` workgroups: past the per-dimension limit the rest spills into y. */
   private spill(count: number, z: number): Grid {
@@ -600,10 +620,13 @@ export class Ops {
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
-    // NS dispatches in turn, each adding a range of the neurons (see down_vec in variants.ts).
-    const splits = o.batch ? 1 : ((c.NS as number | undefined) ?? 1);
+    // NS dispatches in turn, each adding a range of the neurons (see down_vec in variants.ts), or
+    // with ONE one dispatch whose grid z walks the ranges (down1.wgsl).
+    const ranges = o.batch ? 1 : ((c.NS as number | undefined) ?? 1);
+    const one = !o.batch && c.ONE === true;
+    const scratch = one ? this.downScratch(ranges * downT.cols4, workgroups) : {};
     return downT.parts.flatMap((part) =>
-      neuronRanges(part.row0, part.rows, splits, 4).map(([walk0, walk1]) => ({
+      neuronRanges(part.row0, part.rows, one ? 1 : ranges, 4).map(([walk0, walk1]) => ({
         name,
         ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
           kernel.bind(
@@ -622,11 +645,12 @@ export class Ops {
               act: A,
               Y: x,
               W: part.buffer,
+              ...scratch,
             },
             name,
           ),
         ),
-        grid: (ntok: number) => this.spill(workgroups, c.XU ? 1 : cdiv(ntok, c.TM)),
+        grid: (ntok: number) => this.spill(workgroups, one ? ranges : c.XU ? 1 : cdiv(ntok, c.TM)),
         writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" as const },
       })),
     );

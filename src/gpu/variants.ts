@@ -115,10 +115,20 @@ const MAT_PROJECTION: Variant[] = [
 function downVariants(tm: number, v: number[], split: number[] = []): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
   // CPU variants read the activations as a uniform array (kernels/down1.wgsl): every lane reads the same one.
-  const c = (wg: number, n: number, ns = 1) => ({ WG: wg, V: n, TM: tm, XU: wg === 8, XN: UNIFORM_INPUT_VEC4S, NS: ns });
+  const c = (wg: number, n: number, ns = 1, one = false) => ({
+    WG: wg,
+    V: n,
+    TM: tm,
+    XU: wg === 8,
+    XN: UNIFORM_INPUT_VEC4S,
+    NS: ns,
+    ONE: one,
+  });
   return [
     ...v.map((n): Variant => ({ name: `v${n}w8${suffix}`, consts: c(8, n), suits: "cpu" })),
     ...split.map((n): Variant => ({ name: `v${n}w8n4${suffix}`, consts: c(8, n, 4), suits: "cpu" })),
+    // The same split walk in one dispatch (ONE in down1.wgsl): a CATS step needs no more dispatches than a dense one.
+    ...split.map((n): Variant => ({ name: `v${n}w8p4${suffix}`, consts: c(8, n, 4, true), suits: "cpu" })),
     { name: `v1w64${suffix}`, consts: c(64, 1), suits: "gpu" },
   ];
 }
