@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { VariantTable } from "../src/gpu/variants.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { calibrate } from "../src/cats/calibrate.js";
 import { checkThresholdsFile, modelFingerprint, thresholdsForLevel, type ThresholdsFile } from "../src/cats/thresholds.js";
@@ -41,26 +42,25 @@ describe("sparse decoding at sparsity 0", () => {
 });
 
 describe("a CATS decode step with its own down projection variant", () => {
-  // Split layers, so that the down projection is a step of its own; v1w8 for dense inputs.
-  const load = (downCats: string) =>
-    loadModel(join(MODELS, "stories260K"), {
-      gpu,
-      tune: false,
-      variants: `layer_vec=split,o_mlp_vec=split,down_vec=v1w8,down_cats=${downCats}`,
-    });
-  /** The prompt's and 8 decode steps' logits under fixed thresholds, a third or more of the neurons masked. */
-  const run = async (lm: LoadedModel): Promise<Float32Array[]> => {
-    lm.engine.setThresholds([0.21, 0.22, 0.22, 0.23, 0.25]);
+  // Split layers, so that the down projection is a step of its own.
+  const load = (down: string) =>
+    loadModel(join(MODELS, "stories260K"), { gpu, tune: false, variants: `layer_vec=split,o_mlp_vec=split,${down}` });
+  const TH = [0.21, 0.22, 0.22, 0.23, 0.25];
+  /** The prompt's and 8 decode steps' logits, dense or under fixed thresholds (a third or more of the neurons masked). */
+  const run = async (lm: LoadedModel, thresholds: number[] | null = TH): Promise<Float32Array[]> => {
+    lm.engine.setThresholds(thresholds);
     lm.engine.reset();
     const out = [(await lm.engine.prefill(reference("stories260K").prompt_ids, true)).logits!];
     for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
     const stats = await lm.engine.takeSparsityStats();
-    expect(stats.overall).toBeGreaterThan(0.3);
+    if (thresholds) expect(stats.overall).toBeGreaterThan(0.3);
     return out;
   };
+  const sameBits = (a: Float32Array[], b: Float32Array[], what: string) =>
+    a.forEach((logits, t) => expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `${what}, step ${t}`).toBe(true));
 
   it("runs its own step list when thresholds are set, with the same logits as the dense list's kernels under the same mask", async () => {
-    const [own, same] = [await load("v2w8"), await load("v1w8")];
+    const [own, same] = [await load("down_vec=v1w8,down_cats=v2w8"), await load("down_vec=v1w8,down_cats=v1w8")];
     const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
     const [a, b] = [await run(own), await run(same)];
     expect(own.engine.decodeSteps).not.toBe(dense);
@@ -68,7 +68,7 @@ describe("a CATS decode step with its own down projection variant", () => {
     // Where the choices agree, one list serves both.
     expect(same.engine.decodeSteps).toBe(sameDense);
     // v1w8 and v2w8 differ only in which output blocks a lane owns: each output's sum runs over the neurons in the same order.
-    a.forEach((logits, t) => expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `step ${t}`).toBe(true));
+    sameBits(a, b, "v2w8 against v1w8");
     own.engine.setThresholds(null);
     expect(own.engine.decodeSteps).toBe(dense);
     await own.close();
@@ -76,33 +76,33 @@ describe("a CATS decode step with its own down projection variant", () => {
   });
 
   it("may walk the neurons in ranges, one dispatch each: the same logits within rounding, the same bits every run", async () => {
-    const [ranges, whole] = [await load("v4w8n4"), await load("v1w8")];
-    const [a, again, b] = [await run(ranges), await run(ranges), await run(whole)];
+    const [ranges, whole] = [await load("down_vec=v4w8n4"), await load("down_vec=v1w8")];
+    const [a, again, b] = [await run(ranges, null), await run(ranges, null), await run(whole, null)];
     // Four ranges of stories260K's 172 neurons (44 + 44 + 44 + 40): three more dispatches a layer.
     expect(ranges.engine.decodeSteps.length).toBe(whole.engine.decodeSteps.length + 3 * 5);
-    a.forEach((logits, t) => {
-      expect(Buffer.from(logits.buffer).equals(Buffer.from(again[t].buffer)), `step ${t} again`).toBe(true);
-      // Each range's sum is added into x on its own, so the rounding differs from one sum over all neurons.
-      expect(maxAbsDiff(logits, b[t]), `step ${t}`).toBeLessThan(1e-4);
-    });
+    sameBits(a, again, "again");
+    // Each range's sum is added into x on its own, so the rounding differs from one sum over all neurons.
+    a.forEach((logits, t) => expect(maxAbsDiff(logits, b[t]), `step ${t}`).toBeLessThan(1e-4));
     await ranges.close();
     await whole.close();
   });
 
-  it("walks the same ranges in one dispatch: as many dispatches as dense, the bits of one dispatch per range", async () => {
-    const [one, ranges] = [await load("v4w8p4"), await load("v4w8n4")];
-    const [a, again, b] = [await run(one), await run(one), await run(ranges)];
-    one.engine.setThresholds(null);
+  it("walks the same ranges in one dispatch: the bits of one dispatch per range, and a CATS step as many dispatches as dense", async () => {
+    const [one, ranges] = [await load("down_vec=v4w8p4,down_cats=v4w8p4"), await load("down_vec=v4w8n4")];
+    // The last workgroup of each column block adds the four ranges' sums in range order, as four dispatches would.
+    sameBits(await run(one, null), await run(ranges, null), "v4w8p4 against v4w8n4");
     const dense = one.engine.decodeSteps.length;
-    one.engine.setThresholds([0.21, 0.22, 0.22, 0.23, 0.25]);
+    const [a, again] = [await run(one), await run(one)];
     expect(one.engine.decodeSteps.length).toBe(dense);
-    a.forEach((logits, t) => {
-      expect(Buffer.from(logits.buffer).equals(Buffer.from(again[t].buffer)), `step ${t} again`).toBe(true);
-      // The last workgroup of each column block adds the four ranges' sums in range order, as four dispatches would.
-      expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `step ${t}`).toBe(true);
-    });
+    sameBits(a, again, "again");
     await one.close();
     await ranges.close();
+  });
+
+  it("offers a CATS step only down projections of one dispatch", () => {
+    const names = new VariantTable(gpu).candidates("down_cats").map((v) => v.name);
+    expect(names).toContain("v4w8p4");
+    expect(names.filter((n) => /n4/.test(n))).toEqual([]);
   });
 });
 

@@ -142,16 +142,17 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   // workgroups read neighbouring slices of the same few thousand rows: a random half of the rows
   // then costs about half the dense time, where workgroups each walking all 11008 rows of the 7B
   // shape find their slices cold (probe, f16, random half: 0.68-0.74x the dense time against
-  // 0.92-1.16x; with the workgroups ordered the other way round, the gain is gone). The dense walk
-  // gains nothing from it; a CATS step may then run 3 more dispatches than a dense one per layer,
-  // where its tuning measured that faster with them.
+  // 0.92-1.16x; with the workgroups ordered the other way round, the gain is gone). p4: the same
+  // ranges in one dispatch (ONE in down1.wgsl).
   down_vec: downVariants(1, [1, 2, 4], [4, 8]),
   // The decode down projection once CATS masks its input: the same kernels, tuned apart on a
   // half-active input, since which slice of each row a workgroup should read depends on whether the
   // rows come in a dense walk (which the prefetcher follows) or scattered (each row a fresh miss
   // where W_down^T outgrows the caches). Longer slices (16 and 32 blocks per lane) helped scattered
   // rows in a probe but not in down1.wgsl, where they spill: 0.37-0.71x of v1w8 at 50% active.
-  down_cats: downVariants(1, [1, 2, 4], [4, 8]),
+  // One dispatch each (the split walk as p4, not n4), so that a CATS step never runs more
+  // dispatches than a dense one.
+  down_cats: downVariants(1, [1, 2, 4], [4, 8]).filter((v) => v.consts.NS === 1 || v.consts.ONE === true),
   down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
