@@ -5,9 +5,9 @@
 // they read a contiguous stretch of a row) and walks the neurons in order, four at a time; a neuron
 // whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
 // skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
-// no atomics. A dispatch adds the neurons [walk0, walk1): a variant may split them into ranges that
-// dispatches add in turn (NS, ops.ts), so that consecutive workgroups read neighbouring slices of
-// the same rows. Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
+// no atomics in the sums. A dispatch adds the neurons [walk0, walk1): a variant may split them into
+// NS ranges (ONE, below) so that consecutive workgroups read neighbouring slices of the same rows.
+// Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
@@ -26,10 +26,9 @@ struct DownParams {
 @group(0) @binding(2) var<uniform> act: array<vec4<f32>, XN>;
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
 //#if ONE
-// The split walk in one dispatch (ONE): grid z is the neuron range. Each workgroup leaves its
-// range's sums in `partials`; the last of a column block's NS workgroups to finish (counted in
-// `arrived`, reset by it for the next dispatch) adds them to Y in range order, the sums NS
-// dispatches in turn would give, bit for bit. That the last one sees the others' partial sums
+// The split walk (ONE, one token): grid z is the neuron range. Each workgroup leaves its range's
+// sums in `partials`; the last of a column block's NS workgroups to finish (counted in `arrived`,
+// reset by it for the next dispatch) adds them to Y in range order, deterministically. That the last one sees the others' partial sums
 // rests on the CPU drivers' atomics being sequentially consistent (LLVM seq_cst, as Mesa's llvmpipe
 // emits them), which WGSL does not promise across workgroups: CPU-tuned variants only.
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
@@ -48,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var start = p.walk0;
   var end = p.walk1;
 //#if ONE
-  // neuronRanges (ops.ts) of the part: NS ranges of whole 4-neuron groups, in order.
+  // NS ranges of whole 4-neuron groups, in order.
   let per = max(4u, (p.walk1 - p.walk0 + NS * 4u - 1u) / (NS * 4u) * 4u);
   start = min(p.walk1, p.walk0 + wid.z * per);
   end = min(p.walk1, start + per);

@@ -620,40 +620,36 @@ export class Ops {
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));
-    // NS dispatches in turn, each adding a range of the neurons (see down_vec in variants.ts), or
-    // with ONE one dispatch whose grid z walks the ranges (down1.wgsl).
-    const ranges = o.batch ? 1 : ((c.NS as number | undefined) ?? 1);
-    const one = !o.batch && c.ONE === true;
-    const scratch = one ? this.downScratch(ranges * downT.cols4, workgroups) : {};
-    return downT.parts.flatMap((part) =>
-      neuronRanges(part.row0, part.rows, one ? 1 : ranges, 4).map(([walk0, walk1]) => ({
-        name,
-        ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
-          kernel.bind(
-            {
-              params: {
-                rows: part.rows,
-                row_offset: part.row0,
-                inter: s.interStride,
-                cols4: downT.cols4,
-                y_stride: s.hiddenStride,
-                token0,
-                walk0,
-                walk1,
-              },
-              state: this.buf.state,
-              act: A,
-              Y: x,
-              W: part.buffer,
-              ...scratch,
+    // With ONE, grid z walks NS ranges of the neurons (see down_vec in variants.ts).
+    const ranges = c.ONE === true ? (c.NS as number) : 1;
+    const scratch = ranges > 1 ? this.downScratch(ranges * downT.cols4, workgroups) : {};
+    return downT.parts.map((part) => ({
+      name,
+      ...this.tiled(c, o.batch, s.interStride, act, (token0, A) =>
+        kernel.bind(
+          {
+            params: {
+              rows: part.rows,
+              row_offset: part.row0,
+              inter: s.interStride,
+              cols4: downT.cols4,
+              y_stride: s.hiddenStride,
+              token0,
+              walk0: part.row0,
+              walk1: part.row0 + part.rows,
             },
-            name,
-          ),
+            state: this.buf.state,
+            act: A,
+            Y: x,
+            W: part.buffer,
+            ...scratch,
+          },
+          name,
         ),
-        grid: (ntok: number) => this.spill(workgroups, one ? ranges : c.XU ? 1 : cdiv(ntok, c.TM)),
-        writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" as const },
-      })),
-    );
+      ),
+      grid: (ntok: number) => this.spill(workgroups, ranges > 1 ? ranges : c.XU ? 1 : cdiv(ntok, c.TM)),
+      writes: { buffer: x, stride: s.hiddenStride, width: s.hidden, rows: "tokens" as const },
+    }));
   }
 
   /** The greedy next token, picked on the GPU; advances the decode state for the next step. */
@@ -677,15 +673,4 @@ export class Ops {
       { buffer: nll, stride: 1, width: 1, rows: "tokens" },
     );
   }
-}
-
-/**
- * [first, last) neuron ranges splitting `rows` neurons from `row0` into at most `splits` parts of
- * whole `align`-neuron groups (counted from row0), in order.
- */
-export function neuronRanges(row0: number, rows: number, splits: number, align: number): [number, number][] {
-  const per = Math.max(align, Math.ceil(rows / splits / align) * align);
-  const ranges: [number, number][] = [];
-  for (let at = 0; at < rows; at += per) ranges.push([row0 + at, row0 + Math.min(rows, at + per)]);
-  return ranges;
 }

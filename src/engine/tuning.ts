@@ -120,8 +120,8 @@ export function modelTuneCases(
       ops.down("tune", l.downT, input, output, { batch }),
     );
     // A CATS step's down projection, on a half-active input, tuned apart from the dense one: which
-    // variant reads scattered rows fastest is not the dense choice on CPU drivers, and a split walk
-    // (NS) may pay here alone, its extra dispatches measured with it (see down_cats in variants.ts).
+    // variant reads scattered rows fastest is not the dense choice on CPU drivers (see down_cats in
+    // variants.ts).
     if (!batch) {
       add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l, i) =>
         ops.down("tune", l.downT, halfActive[i], output, { batch, cats: true }),

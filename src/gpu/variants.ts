@@ -115,20 +115,18 @@ const MAT_PROJECTION: Variant[] = [
 function downVariants(tm: number, v: number[], split: number[] = []): Variant[] {
   const suffix = tm > 1 ? `x${tm}` : "";
   // CPU variants read the activations as a uniform array (kernels/down1.wgsl): every lane reads the same one.
-  const c = (wg: number, n: number, ns = 1, one = false) => ({
+  const c = (wg: number, n: number, ns = 1) => ({
     WG: wg,
     V: n,
     TM: tm,
     XU: wg === 8,
     XN: UNIFORM_INPUT_VEC4S,
     NS: ns,
-    ONE: one,
+    ONE: ns > 1,
   });
   return [
     ...v.map((n): Variant => ({ name: `v${n}w8${suffix}`, consts: c(8, n), suits: "cpu" })),
-    ...split.map((n): Variant => ({ name: `v${n}w8n4${suffix}`, consts: c(8, n, 4), suits: "cpu" })),
-    // The same split walk in one dispatch (ONE in down1.wgsl): a CATS step needs no more dispatches than a dense one.
-    ...split.map((n): Variant => ({ name: `v${n}w8p4${suffix}`, consts: c(8, n, 4, true), suits: "cpu" })),
+    ...split.map((n): Variant => ({ name: `v${n}w8p4${suffix}`, consts: c(8, n, 4), suits: "cpu" })),
     { name: `v1w64${suffix}`, consts: c(64, 1), suits: "gpu" },
   ];
 }
@@ -138,21 +136,19 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   matmul: MAT_PROJECTION,
   gate_up_vec: VEC_PROJECTION,
   gate_up_mat: MAT_PROJECTION,
-  // n4: four dispatches in turn, each over a quarter of the neurons (NS, ops.ts), so consecutive
-  // workgroups read neighbouring slices of the same few thousand rows: a random half of the rows
+  // p4: the neurons in four ranges, grid z walking them and consecutive workgroups reading
+  // neighbouring slices of the same few thousand rows (ONE in down1.wgsl): a random half of the rows
   // then costs about half the dense time, where workgroups each walking all 11008 rows of the 7B
   // shape find their slices cold (probe, f16, random half: 0.68-0.74x the dense time against
-  // 0.92-1.16x; with the workgroups ordered the other way round, the gain is gone). p4: the same
-  // ranges in one dispatch (ONE in down1.wgsl).
+  // 0.92-1.16x; with the workgroups ordered the other way round, the gain is gone). One dispatch:
+  // the last workgroup of a column block adds the ranges' sums, so no step needs more dispatches.
   down_vec: downVariants(1, [1, 2, 4], [4, 8]),
   // The decode down projection once CATS masks its input: the same kernels, tuned apart on a
   // half-active input, since which slice of each row a workgroup should read depends on whether the
   // rows come in a dense walk (which the prefetcher follows) or scattered (each row a fresh miss
   // where W_down^T outgrows the caches). Longer slices (16 and 32 blocks per lane) helped scattered
   // rows in a probe but not in down1.wgsl, where they spill: 0.37-0.71x of v1w8 at 50% active.
-  // One dispatch each (the split walk as p4, not n4), so that a CATS step never runs more
-  // dispatches than a dense one.
-  down_cats: downVariants(1, [1, 2, 4], [4, 8]).filter((v) => v.consts.NS === 1 || v.consts.ONE === true),
+  down_cats: downVariants(1, [1, 2, 4], [4, 8]),
   down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
