@@ -16,8 +16,6 @@ struct DownParams {
   cols4: u32,       // output blocks of 4 (padded hidden / 4): W's row stride in blocks
   y_stride: u32,    // Y row stride in floats
   token0: u32,      // first token of the pass's tiles (0: grid z walks them all)
-  walk0: u32,       // the neurons this dispatch adds, [walk0, walk1), within the part
-  walk1: u32,
 }
 @group(0) @binding(0) var<uniform> p: DownParams;
 @group(0) @binding(1) var<storage, read> state: State;
@@ -37,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     a_base[t] = min(t0 + t, state.ntok - 1u) * p.inter + p.row_offset;
   }
   var acc: array<array<vec4<f32>, V>, TM>;
-  for (var n = p.walk0 - p.row_offset; n < p.walk1 - p.row_offset; n++) {
+  for (var n = 0u; n < p.rows; n++) {
     var a: array<f32, TM>;
     var nonzero = false;
     for (var t = 0u; t < TM; t++) {

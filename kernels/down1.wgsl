@@ -5,9 +5,9 @@
 // they read a contiguous stretch of a row) and walks the neurons in order, four at a time; a neuron
 // whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
 // skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
-// no atomics in the sums. A dispatch adds the neurons [walk0, walk1): a variant may split them into
-// NS ranges (ONE, below) so that consecutive workgroups read neighbouring slices of the same rows.
-// Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
+// no atomics in the sums. A variant may split a part's neurons into NS ranges (ONE, below) so that
+// consecutive workgroups read neighbouring slices of the same rows. Consts: WG lanes, V blocks per
+// lane, TM tokens, XN (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
@@ -18,8 +18,6 @@ struct DownParams {
   cols4: u32,       // padded hidden / 4: W's row stride in vec4s
   y_stride: u32,
   token0: u32,      // the tile's first token
-  walk0: u32,       // the neurons this dispatch adds, [walk0, walk1), within the part (whole
-  walk1: u32,       // quantization groups of it)
 }
 @group(0) @binding(0) var<uniform> p: DownParams;
 @group(0) @binding(1) var<storage, read> state: State;
@@ -28,9 +26,10 @@ struct DownParams {
 //#if ONE
 // The split walk (ONE, one token): grid z is the neuron range. Each workgroup leaves its range's
 // sums in `partials`; the last of a column block's NS workgroups to finish (counted in `arrived`,
-// reset by it for the next dispatch) adds them to Y in range order, deterministically. That the last one sees the others' partial sums
-// rests on the CPU drivers' atomics being sequentially consistent (LLVM seq_cst, as Mesa's llvmpipe
-// emits them), which WGSL does not promise across workgroups: CPU-tuned variants only.
+// reset by it for the next dispatch) adds them to Y in range order, deterministically. That the
+// last one sees the others' sums rests on the CPU drivers' atomics being sequentially consistent
+// (LLVM seq_cst, as Mesa's llvmpipe emits them), which WGSL does not promise across workgroups:
+// CPU-tuned variants only.
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> arrived: array<atomic<u32>>;
 var<workgroup> wg_last: u32;
@@ -44,13 +43,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var v = 0u; v < V; v++) {
     blocks[v] = min(first + v * WG, cols8 - 1u);
   }
-  var start = p.walk0;
-  var end = p.walk1;
+  var start = p.row_offset;
+  var end = p.row_offset + p.rows;
 //#if ONE
   // NS ranges of whole 4-neuron groups, in order.
-  let per = max(4u, (p.walk1 - p.walk0 + NS * 4u - 1u) / (NS * 4u) * 4u);
-  start = min(p.walk1, p.walk0 + wid.z * per);
-  end = min(p.walk1, start + per);
+  let per = max(4u, (p.rows + NS * 4u - 1u) / (NS * 4u) * 4u);
+  start = min(end, p.row_offset + wid.z * per);
+  end = min(end, start + per);
 //#endif
   let inter4 = p.inter / 4u;
   var acc: array<array<mat2x4<f32>, TM>, V>;
@@ -166,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (p.token0 >= state.ntok) {
     return;
   }
-  let ranges = (p.walk1 - p.walk0 + per - 1u) / per;
+  let ranges = (p.rows + per - 1u) / per;
   let row = p.token0 * p.y_stride / 4u;
   for (var v = 0u; v < V; v++) {
     let b = first + v * WG;

@@ -635,8 +635,6 @@ export class Ops {
               cols4: downT.cols4,
               y_stride: s.hiddenStride,
               token0,
-              walk0: part.row0,
-              walk1: part.row0 + part.rows,
             },
             state: this.buf.state,
             act: A,
