@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildReport, markdownTable, type ReportContext } from "../src/sparsity-bench/report.js";
-import type { LevelSamples } from "../src/sparsity-bench/run.js";
+import { runBench, type LevelSamples } from "../src/sparsity-bench/run.js";
+import type { LlamaEngine } from "../src/engine/llama.js";
 
 /** One level's samples from its runs' step latencies (run r of every level ran in round r). */
 function samples(level: number, runs: number[][]): LevelSamples {
@@ -61,5 +62,12 @@ describe("cats bench report", () => {
     expect(s.speedup_quartiles.p25).toBeLessThan(s.speedup_vs_dense);
     expect(s.speedup_quartiles.p75).toBeGreaterThan(s.speedup_vs_dense);
     expect(s.ideal_saving_kept).toBeCloseTo((1 - 1 / 1.15) / 0.5, 9);
+  });
+
+  it("refuses a run with no decode step to time, in one line, before touching the engine", async () => {
+    const plan = { promptIds: [1, 2], tokens: 1, runs: 1, levels: [], meter: null };
+    await expect(runBench({} as LlamaEngine, plan)).rejects.toThrow(
+      /^--tokens 1: expected at least 2 \(the first token comes from the prefill; decode steps are timed from the second\)$/,
+    );
   });
 });

@@ -55,13 +55,9 @@ export interface BenchReport {
 const sortedCopy = (v: number[]) => [...v].sort((a, b) => a - b);
 const median = (v: number[]) => quantileOfSorted(sortedCopy(v), 0.5);
 
-/** Per-round ratios of the dense run's median step to the level's (see LevelReport.speedup_vs_dense). */
+/** Per-round ratios of the dense run's median step to the level's (see LevelReport.speedup_vs_dense); runBench times every round at every level. */
 function pairedSpeedup(dense: LevelSamples, level: LevelSamples): { median: number; p25: number; p75: number } {
   const n = Math.min(dense.runStepMs.length, level.runStepMs.length);
-  if (n === 0) {
-    const ratio = median(dense.stepMs) / median(level.stepMs);
-    return { median: ratio, p25: ratio, p75: ratio };
-  }
   const ratios = sortedCopy(Array.from({ length: n }, (_, r) => dense.runStepMs[r] / level.runStepMs[r]));
   return { median: quantileOfSorted(ratios, 0.5), p25: quantileOfSorted(ratios, 0.25), p75: quantileOfSorted(ratios, 0.75) };
 }
