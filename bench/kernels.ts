@@ -2,10 +2,11 @@
  * `npm run bench:kernels`: the decode kernels against the adapter's read ceiling. First the
  * ceiling (a pure streaming read), then every kernel's effective GB/s as a share of it, each timed
  * right after the ceiling in every round (medians of the per-round ratios): matrix-vector products
- * (f32, f16, and quantized q8 per-row / q4 g128) at real shapes, and the MLP block dense and
- * CATS-sparse at 0/50/70/90%, f16 or quantized. Each matrix-vector case runs the variant that
+ * (f32, f16, the same in row blocks f32b / f16b, and quantized q8 per-row / q4 g128) at real
+ * shapes, and the MLP block dense and CATS-sparse at 0/50/70/90%, f16 or quantized (W_gate in row
+ * blocks where the engine would load it so on this adapter). Each matrix-vector case runs the variant that
  * measures fastest for it (as `cats` tunes a model's shapes) unless --variant forces one.
- *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--formats f32,f16,q8,q4] [--mlp ...] [--mlp-format f16|q8|q4]
+ *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--formats f32,f16,f32b,f16b,q8,q4] [--mlp ...] [--mlp-format f16|q8|q4]
  *                              [--variant op=name,...] [--json]
  */
 import { Command } from "commander";
@@ -21,11 +22,16 @@ import { encodeSteps, matrixShape, Ops, setStepParams, type Step } from "../src/
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 import { DECODE_ROUNDS } from "../src/engine/tuning.js";
+import { rowBlocksFrom } from "../src/engine/llama.js";
 
 const opts = new Command("bench-kernels")
   .option("--rounds <r>", "paired rounds per table", positiveInt, 9)
   .option("--shapes <list>", "matrix-vector shapes, rows x cols", "768x768,768x2048,4096x4096,4096x11008,32000x768")
-  .option("--formats <list>", "matrix-vector weight formats: f32, f16, q8 (per row), q4 (groups of 128)", "f32,f16")
+  .option(
+    "--formats <list>",
+    "matrix-vector weight formats: f32, f16, in row blocks f32b, f16b, q8 (per row), q4 (groups of 128)",
+    "f32,f16,f32b,f16b",
+  )
   .option("--mlp <list>", "MLP shapes, hidden x inter", "768x2048,4096x11008")
   .option("--mlp-format <format>", "MLP weight format: f16, q8 or q4", "f16")
   .option("--variant <list>", "force kernel variants, op=name,...")
@@ -36,8 +42,8 @@ const opts = new Command("bench-kernels")
 /** The quantizations `--formats` and `--mlp-format` name: what `cats quantize` writes by default. */
 const QUANT: Record<string, QuantKind> = { q8: { bits: 8, group: null, sym: true }, q4: { bits: 4, group: 128, sym: true } };
 for (const f of [...opts.formats.split(","), opts.mlpFormat]) {
-  if (!["f32", "f16", ...Object.keys(QUANT)].includes(f)) {
-    console.error(`cats: bench:kernels: format "${f}": expected f32, f16, q8 or q4`);
+  if (!["f32", "f16", "f32b", "f16b", ...Object.keys(QUANT)].includes(f)) {
+    console.error(`cats: bench:kernels: format "${f}": expected f32, f16, f32b, f16b, q8 or q4`);
     process.exit(2);
   }
 }
@@ -76,7 +82,8 @@ const rows: Row[] = [];
 
 for (const [R, C] of mvShapes) {
   for (const format of opts.formats.split(",")) {
-    const f16 = format === "f16";
+    const f16 = format.startsWith("f16");
+    const blocked = format.endsWith("b");
     const h = new OpHarness(
       gpu,
       nodeKernelSource,
@@ -87,7 +94,7 @@ for (const [R, C] of mvShapes) {
     );
     const q = QUANT[format];
     const w = q ? randomQuantMatrix(R, C, q, R + C) : randomMatrix(R, C, f16, R + C, 1 / Math.sqrt(C));
-    const upload = async () => (w.quant ? h.quantRows(w.quant) : await h.matrix(w));
+    const upload = async () => (w.quant ? h.quantRows(w.quant) : await h.matrix(w, "weights", undefined, blocked));
     const first = await upload();
     // Bytes as stored: codes with their scales and offsets for quantized formats.
     const bytes = first.bytes;
@@ -144,7 +151,11 @@ for (const [H, I] of mlpShapes) {
   const [g, u, d] =
     gate.quant && up.quant && down.quant
       ? [h.quantRows(gate.quant), h.quantRows(up.quant), h.quantTransposed(down.quant)]
-      : [await h.matrix(gate), await h.matrix(up), await h.matrix(transpose(down))];
+      : [
+          await h.matrix(gate, "gate", undefined, gate.stored.byteLength >= rowBlocksFrom(gpu)),
+          await h.matrix(up),
+          await h.matrix(transpose(down)),
+        ];
   const xv = randomVector(H, 4);
   const x = h.rows([xv], padCols(H));
   const act = h.buffer(2 * padCols(I));

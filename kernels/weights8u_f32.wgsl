@@ -4,6 +4,6 @@
 @group(0) @binding($BINDING) var<uniform> $W: array<vec4<f32>, $W_VEC4S>;
 
 fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
-  let i = 2u * (row * cols8 + k);
+  let i = 2u * at8_$W(row, k, cols8);
   return mat2x4<f32>($W[i], $W[i + 1u]);
 }

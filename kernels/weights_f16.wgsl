@@ -3,6 +3,6 @@
 @group(0) @binding($BINDING) var<storage, read> $W: array<vec2<u32>>;
 
 fn load_$W(row: u32, k: u32, cols4: u32) -> vec4<f32> {
-  let q = $W[row * cols4 + k];
+  let q = $W[at4_$W(row, k, cols4)];
   return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
 }

@@ -3,5 +3,5 @@
 @group(0) @binding($BINDING) var<storage, read> $W: array<vec4<f32>>;
 
 fn load_$W(row: u32, k: u32, cols4: u32) -> vec4<f32> {
-  return $W[row * cols4 + k];
+  return $W[at4_$W(row, k, cols4)];
 }

@@ -30,6 +30,8 @@ export interface LoadOptions {
   /** Variant overrides per op, "op=variant,..." (the --variant flags; CATS_VARIANTS otherwise). */
   variants?: string;
   maxBindingBytes?: number;
+  /** Matrices read whole every token in row blocks (EngineOptions.rowBlocks); default: per kernel flavour. */
+  rowBlocks?: boolean;
   /** Scan every tensor for NaN and infinity before uploading (--check-weights). */
   checkWeights?: boolean;
   /** Positions the KV cache holds (--context); default: max_position_embeddings, at most DEFAULT_CONTEXT_CAP. */
@@ -203,6 +205,7 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       capture: options.capture,
       variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
       maxBindingBytes: options.maxBindingBytes,
+      rowBlocks: options.rowBlocks,
       tune: tuning ? { ...tuning, batchedOnly: options.tuneBatchedOnly } : null,
     };
     const { gpu, engine } = options.gpu

@@ -9,9 +9,9 @@ import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { KernelCache } from "../src/gpu/kernel.js";
 import { VariantTable, type OpName } from "../src/gpu/variants.js";
-import { padCols } from "../src/engine/weights.js";
+import { floatFormat, padCols } from "../src/engine/weights.js";
 import { setStepParams } from "../src/engine/ops.js";
-import { composeKernel } from "../src/gpu/wgsl.js";
+import { composeKernel, ROW_BLOCK } from "../src/gpu/wgsl.js";
 import { attend, DecodeAttention, maxRelErr, project, rope, silu, thresholdCases } from "./ops-reference.js";
 
 let gpu: GpuContext;
@@ -53,10 +53,10 @@ const PROJECTION_SHAPES: [number, number][] = [
 describe("projections (qkv, o_proj, lm_head)", () => {
   for (const op of ["matvec", "matmul"] as const) {
     for (const [dtype, f16] of DTYPES) {
-      it(`${op}, ${dtype}, every variant: norm fused, residual added, last token, split across bindings`, async () => {
+      it(`${op}, ${dtype}, every variant, rows and row blocks: norm fused, residual added, last token, split across bindings`, async () => {
         await forEachVariant(op, async (variant) => {
           const h = harness({ [op]: variant });
-          for (const [rows, cols] of PROJECTION_SHAPES) {
+          for (const [[rows, cols], blocked] of PROJECTION_SHAPES.flatMap((sh) => [false, true].map((b) => [sh, b] as const))) {
             const w = randomMatrix(rows, cols, f16, rows * 7 + cols);
             const stride = padCols(cols);
             const tokenCounts = op === "matvec" ? [1] : [1, 3, 9];
@@ -64,9 +64,12 @@ describe("projections (qkv, o_proj, lm_head)", () => {
               const xs = Array.from({ length: ntok }, (_, t) => randomVector(cols, 100 * t + cols));
               const gain = randomVector(cols, 5, 0.5, 1.5);
               const y0 = Array.from({ length: ntok }, (_, t) => randomVector(rows, 7 + t));
-              // A matrix split into parts of at most 2 rows must give the same result as a whole one.
-              for (const maxBinding of [undefined, 2 * padCols(cols) * (f16 ? 2 : 4)]) {
-                const gw = await h.matrix(w, "W", maxBinding);
+              // A matrix split into parts of at most 2 rows (one row block in that layout) must give
+              // the same result as a whole one.
+              const rowsPerPart = blocked ? ROW_BLOCK : 2;
+              for (const maxBinding of [undefined, rowsPerPart * padCols(cols) * (f16 ? 2 : 4)]) {
+                const gw = await h.matrix(w, "W", maxBinding, blocked);
+                expect(gw.format).toBe(floatFormat(f16, blocked));
                 const x = h.rows(xs, stride);
                 const g = h.buffer(gain);
                 // The norm with its gain folded into W (as loaded), with the gain applied (a tied lm_head), and a residual add.
@@ -97,7 +100,7 @@ describe("projections (qkv, o_proj, lm_head)", () => {
                     );
                     expect(
                       maxRelErr(got[t], want),
-                      `${variant} ${rows}x${cols} ntok ${ntok} t ${t} ${JSON.stringify(cfg)} parts ${gw.parts.length}`,
+                      `${variant} ${gw.format} ${rows}x${cols} ntok ${ntok} t ${t} ${JSON.stringify(cfg)} parts ${gw.parts.length}`,
                     ).toBeLessThan(TOL);
                   });
                 }
@@ -186,9 +189,11 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
   ];
   for (const op of ["gate_up_vec", "gate_up_mat"] as const) {
     for (const [dtype, f16] of DTYPES) {
-      it(`${op}, ${dtype}, every variant: dense, all, none, one and half of the neurons active, capture, counts`, async () => {
+      // One token's gate in row blocks too, as the cpu flavour loads it (up stays in rows: CATS skips them).
+      const layouts = op === "gate_up_vec" ? [false, true] : [false];
+      it(`${op}, ${dtype}, every variant, gate in ${layouts.length > 1 ? "rows and row blocks" : "rows"}: dense, all, none, one and half of the neurons active, capture, counts`, async () => {
         await forEachVariant(op, async (variant) => {
-          for (const [inter, hidden] of MLP_SHAPES) {
+          for (const [[inter, hidden], blocked] of MLP_SHAPES.flatMap((sh) => layouts.map((b) => [sh, b] as const))) {
             const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
             const gate = randomMatrix(inter, hidden, f16, inter + hidden);
             const up = randomMatrix(inter, hidden, f16, inter * 3 + hidden);
@@ -200,8 +205,11 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                 .absA.flatMap((a) => Array.from(a))
                 .sort((a, b) => a - b);
               const cases = thresholdCases(sorted);
-              const gw = await h.matrix(gate, "gate", 3 * stride * (f16 ? 2 : 4));
-              const uw = await h.matrix(up, "up", 3 * stride * (f16 ? 2 : 4));
+              // Split across bindings: parts of 3 rows, or of one row block where gate is in blocks.
+              const partBytes = (blocked ? ROW_BLOCK : 3) * stride * (f16 ? 2 : 4);
+              const gw = await h.matrix(gate, "gate", partBytes, blocked);
+              const uw = await h.matrix(up, "up", partBytes);
+              expect(gw.format).toBe(floatFormat(f16, blocked));
               const x = h.rows(xs, stride);
               for (const [what, threshold] of cases) {
                 const act = h.buffer((ntok + 8) * istride);
@@ -220,7 +228,9 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                 const ref = gateUpRef(gate, up, xs, threshold);
                 const got = await h.readRows(act, ntok, istride, inter);
                 ref.acts.forEach((want, t) =>
-                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(TOL),
+                  expect(maxRelErr(got[t], want), `${variant} ${gw.format} ${inter}x${hidden} ntok ${ntok} ${what} t ${t}`).toBeLessThan(
+                    TOL,
+                  ),
                 );
                 const counted = (await h.readU32(totals, 2))[1];
                 expect(counted, `${variant} ${what}: active count`).toBe(threshold < 0 ? 0 : ref.active);
@@ -290,9 +300,10 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
   for (const [dtype, f16] of DTYPES) {
     // f16 weights cannot hold the norm's gain, so the kernel applies it (as f16 models load).
     const gained = f16;
-    it(`${dtype}, every variant: x += o W_o, then the CATS MLP with its norm (gain ${gained ? "applied" : "folded"}), dense, all, none and half active`, async () => {
+    it(`${dtype}, every variant: x += o W_o, then the CATS MLP with its norm (gain ${gained ? "applied" : "folded"}), dense, all, none and half active; o and gate in row blocks at stories260K's shape`, async () => {
       await forEachVariant("o_mlp_vec", async (variant) => {
         for (const [hidden, heads, headDim, inter] of SHAPES) {
+          const blocked = hidden === 64;
           const qdim = heads * headDim;
           const h = harness({ o_mlp_vec: variant }, { hidden, inter, heads, kvHeads: heads, headDim, vocab: 8 });
           const gain = gained ? randomVector(hidden, hidden + 7, 0.5, 1.5) : new Float32Array(hidden).fill(1);
@@ -304,8 +315,8 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
             randomMatrix(hidden, inter, f16, seed + 3),
           ];
           const weights = {
-            o: await h.matrix(wo, "o"),
-            gate: await h.matrix(gate, "gate"),
+            o: await h.matrix(wo, "o", undefined, blocked),
+            gate: await h.matrix(gate, "gate", undefined, blocked),
             up: await h.matrix(up, "up"),
             downT: await h.matrix(transpose(down), "downT"),
             mlpGain: gained ? h.buffer(gain) : null,
@@ -426,15 +437,16 @@ describe("one decode token's qkv projection and attention, fused or split", () =
   // Each case compiles its variants anew (head_dim and group are constants): every variant runs on one
   // case per dtype, the other cases run the split pair and one fused variant of each attention kind.
   const SOME = ["split", "fused4w8", "fused4w8s", "fused4w8p", "fused_sg4", "fused_wg"];
-  for (const [dtype, f16, heads, kvHeads, headDim, hidden, gained, every] of [
-    ["f32", false, 4, 2, 8, 20, false, true],
-    ["f32", false, 3, 3, 16, 37, true, false],
-    ["f16", true, 8, 1, 8, 64, true, true],
-    ["f16", true, 4, 2, 8, 20, false, false],
+  // The last column: W_qkv in row blocks (f32b/f16b), as the cpu flavour loads it.
+  for (const [dtype, f16, heads, kvHeads, headDim, hidden, gained, every, blocked] of [
+    ["f32", false, 4, 2, 8, 20, false, true, false],
+    ["f32", false, 3, 3, 16, 37, true, false, true],
+    ["f16", true, 8, 1, 8, 64, true, true, false],
+    ["f16", true, 4, 2, 8, 20, false, false, true],
     // A 7B head: the GPU variants' 64 lanes must still fit the workgroup storage limit.
-    ["f16", true, 2, 1, 128, 24, false, false],
+    ["f16", true, 2, 1, 128, 24, false, false, false],
   ] as const) {
-    it(`${dtype}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, ${every ? "every variant" : "a variant of each kind"}`, async () => {
+    it(`${dtype}${blocked ? " in row blocks" : ""}, ${heads} heads over ${kvHeads} kv heads, head_dim ${headDim}, hidden ${hidden}, gain ${gained ? "applied" : "folded"}: decode steps at cache lengths 1 to 8, ${every ? "every variant" : "a variant of each kind"}`, async () => {
       const shape = { hidden, inter: 8, heads, kvHeads, headDim, vocab: 8 };
       const s = opShape(shape);
       const qkvRows = (heads + 2 * kvHeads) * headDim;
@@ -443,7 +455,7 @@ describe("one decode token's qkv projection and attention, fused or split", () =
       const xs = Array.from({ length: 8 }, (_, p) => randomVector(hidden, 500 + p));
       for (const variant of variantsOf("qkv_attention_vec").filter((v) => every || SOME.includes(v))) {
         const h = harness({ qkv_attention_vec: variant }, shape);
-        const gw = await h.matrix(w);
+        const gw = await h.matrix(w, "qkv", undefined, blocked);
         const k = h.buffer(40 * kvHeads * headDim);
         const v = h.buffer(40 * kvHeads * headDim);
         const qkv = h.buffer(s.qkvStride);
@@ -476,12 +488,13 @@ describe("one decode token's qkv projection and attention, fused or split", () =
 describe("one decode token's whole layer, fused or split", () => {
   // [dtype, heads, kv heads, head_dim, hidden, inter]: sizes off multiples of 8, stories260K's, and a
   // head_dim of 16, whose RoPE pairs lie in different blocks of 8.
-  for (const [dtype, f16, heads, kvHeads, headDim, hidden, inter] of [
-    ["f32", false, 4, 2, 8, 20, 37],
-    ["f16", true, 8, 4, 8, 64, 172],
-    ["f32", false, 2, 1, 16, 24, 30],
+  // The last column: qkv, o and gate in row blocks, as the cpu flavour loads them.
+  for (const [dtype, f16, heads, kvHeads, headDim, hidden, inter, blocked] of [
+    ["f32", false, 4, 2, 8, 20, 37, true],
+    ["f16", true, 8, 4, 8, 64, 172, true],
+    ["f32", false, 2, 1, 16, 24, 30, false],
   ] as const) {
-    it(`${dtype}, ${heads} heads over ${kvHeads}, head_dim ${headDim}, hidden ${hidden}, inter ${inter}, every variant: decode steps at cache lengths 1 to 6, dense and half active`, async () => {
+    it(`${dtype}${blocked ? " (qkv, o, gate in row blocks)" : ""}, ${heads} heads over ${kvHeads}, head_dim ${headDim}, hidden ${hidden}, inter ${inter}, every variant: decode steps at cache lengths 1 to 6, dense and half active`, async () => {
       const qdim = heads * headDim;
       const qkvRows = (heads + 2 * kvHeads) * headDim;
       const seed = hidden + inter + headDim;
@@ -502,10 +515,10 @@ describe("one decode token's whole layer, fused or split", () => {
         const s = opShape(shape);
         const h = harness({ layer_vec: variant }, shape);
         const w = {
-          qkv: await h.matrix(wqkv, "qkv"),
+          qkv: await h.matrix(wqkv, "qkv", undefined, blocked),
           qkvGain: f16 ? h.buffer(qkvGain) : null,
-          o: await h.matrix(wo, "o"),
-          gate: await h.matrix(gate, "gate"),
+          o: await h.matrix(wo, "o", undefined, blocked),
+          gate: await h.matrix(gate, "gate", undefined, blocked),
           up: await h.matrix(up, "up"),
           downT: await h.matrix(transpose(down), "downT"),
           mlpGain: f16 ? h.buffer(mlpGain) : null,
@@ -555,13 +568,15 @@ describe("one decode token's whole layer, fused or split", () => {
 });
 
 describe("embedding, argmax, NLL", () => {
-  for (const [dtype, f16] of DTYPES) {
-    it(`embeds token rows from a table split across bindings (${dtype})`, async () => {
+  for (const [[dtype, f16], blocked] of DTYPES.flatMap((d) => [false, true].map((b) => [d, b] as const))) {
+    it(`embeds token rows from a table split across bindings (${dtype}${blocked ? ", row blocks" : ""})`, async () => {
       const h = harness({}, { hidden: 20, inter: 8, heads: 1, kvHeads: 1, headDim: 8, vocab: 37 });
       const table = randomMatrix(37, 20, f16, 77);
       const tokens = [0, 36, 5, 17, 36];
-      const gw = await h.matrix(table, "embed", 5 * padCols(20) * (f16 ? 2 : 4));
-      expect(gw.parts.length).toBe(8);
+      // Parts of 5 rows, or of one row block (a tied lm_head's table is in blocks).
+      const gw = await h.matrix(table, "embed", (blocked ? ROW_BLOCK : 5) * padCols(20) * (f16 ? 2 : 4), blocked);
+      expect(gw.format).toBe(floatFormat(f16, blocked));
+      expect(gw.parts.length).toBe(blocked ? 2 : 8);
       const x = h.buffer(8 * padCols(20));
       h.setState(0, tokens.length);
       await h.run(h.ops.embed(gw, h.buffer(new Uint32Array(tokens)), x), tokens.length);

@@ -3,6 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
 import { maxAbsDiff, MODELS, reference, topK } from "./helpers.js";
+import { openCheckpoint } from "../src/model/checkpoint.js";
+import { directoryFiles } from "../src/model/nodefiles.js";
+import { loadWeights } from "../src/engine/load.js";
+import { destroyMatrix } from "../src/engine/weights.js";
 
 const MODELS_UNDER_TEST: [string, number][] = [
   ["stories260K", 1e-3],
@@ -114,5 +118,46 @@ describe("matrices larger than the binding limit", () => {
     expect([first.token, ...(await split.engine.decodeGreedy(31))]).toEqual(ref.greedy_new_ids);
     await whole.close();
     await split.close();
+  });
+});
+
+describe("the row-block layout (f32b/f16b)", () => {
+  for (const model of ["stories260K", "stories260K-fp16"]) {
+    it(`${model}: q/k/v, o, gate and lm_head in row blocks give the same logits as row after row, bit for bit`, async () => {
+      const ref = reference(model);
+      const rows = await loadModel(join(MODELS, model), { gpu, rowBlocks: false });
+      const blocks = await loadModel(join(MODELS, model), { gpu, rowBlocks: true });
+      const w = blocks.engine.weights;
+      const formats = [w.layers[0].qkv, w.layers[0].o, w.layers[0].gate, w.lmHead].map((m) => m.format);
+      const f = model.endsWith("fp16") ? "f16" : "f32";
+      expect(formats).toEqual([`${f}b`, `${f}b`, `${f}b`, `${f}b`]);
+      // CATS skips W_up's and W_down^T's rows one by one: those stay row after row.
+      expect([w.layers[0].up.format, w.layers[0].downT.format]).toEqual([f, f]);
+      expect(rows.engine.weights.layers[0].qkv.format).toBe(f);
+      const [a, b] = [await rows.engine.allLogits(ref.prompt_ids), await blocks.engine.allLogits(ref.prompt_ids)];
+      a.forEach((row, t) => expect(maxAbsDiff(row, b[t])).toBe(0));
+      blocks.engine.reset();
+      const first = await blocks.engine.prefill(ref.prompt_ids);
+      expect([first.token, ...(await blocks.engine.decodeGreedy(31))]).toEqual(ref.greedy_new_ids);
+      await rows.close();
+      await blocks.close();
+    });
+  }
+
+  it("stores only the matrices of at least the given size in row blocks, and never W_up or W_down^T", async () => {
+    // stories260K (f32): the embedding, also the (tied) lm_head, 512 x 64 (128 KiB); q/k/v 128 x 64 (32 KiB), gate and up 172 x 64.
+    const ckpt = await openCheckpoint(directoryFiles(join(MODELS, "stories260K")));
+    const w = await loadWeights(gpu.device, ckpt, undefined, 64 << 10);
+    const l = w.layers[0];
+    expect([w.lmHead.format, l.qkv.format, l.o.format, l.gate.format, l.up.format, l.downT.format]).toEqual([
+      "f32b",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+    ]);
+    for (const m of [w.embed, ...w.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
+    for (const x of w.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
   });
 });

@@ -12,13 +12,21 @@ import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector 
  * stacked, each RMSNorm's gain folded into the matrices it feeds, W_down transposed (a neuron's
  * weights contiguous), matrices over the binding limit split into row parts, and an empty KV cache
  * per layer. A tied lm_head shares the embedding, so its norm gain stays a vector the kernel applies.
+ * The float matrices every token reads whole (q/k/v, o, gate, lm_head) of at least `rowBlocksFrom`
+ * bytes are stored in row blocks (f32b/f16b), which CPU drivers' rows kernels stream faster; W_up
+ * and W_down^T stay row after row, since CATS skips their rows one by one.
  */
-export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindingBytes?: number): Promise<ModelWeights> {
+export async function loadWeights(
+  device: GPUDevice,
+  ckpt: Checkpoint,
+  maxBindingBytes?: number,
+  rowBlocksFrom = Infinity,
+): Promise<ModelWeights> {
   const c = ckpt.config;
   const H = c.hiddenSize;
   const I = c.intermediateSize;
   const limit = bindingLimit(device, maxBindingBytes);
-  const matrix = (names: [string, number][], cols: number, label: string, gain?: Float32Array) =>
+  const matrix = (names: [string, number][], cols: number, label: string, gain: Float32Array | undefined, blocked: boolean) =>
     uploadMatrix(
       device,
       ckpt,
@@ -27,6 +35,7 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
       label,
       limit,
       gain,
+      blocked,
     );
   const prefixOf = (name: string) => name.replace(/\.weight$/, "");
   /**
@@ -37,11 +46,23 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
    */
   const gainAsRead = (names: string[]): boolean =>
     names.some((n) => isQuantized(ckpt, prefixOf(n)) || ckpt.tensors.get(n)?.dtype === "F16");
-  /** A projection, float or GPTQ (q/k/v stacked must share one), with `foldGain` folded into float columns. */
-  const projection = async (names: [string, number][], cols: number, label: string, foldGain?: Float32Array): Promise<GpuMatrix> => {
+  /**
+   * A projection, float or GPTQ (q/k/v stacked must share one), with `foldGain` folded into float
+   * columns; `skipped` for one whose rows CATS skips (kept row after row).
+   */
+  const projection = async (
+    names: [string, number][],
+    cols: number,
+    label: string,
+    foldGain?: Float32Array,
+    skipped = false,
+  ): Promise<GpuMatrix> => {
     const prefixes = names.map(([name]) => prefixOf(name));
     const quantized = prefixes.filter((p) => isQuantized(ckpt, p));
-    if (quantized.length === 0) return matrix(names, cols, label, foldGain);
+    if (quantized.length === 0) {
+      const bytes = names.reduce((sum, [name, rows]) => sum + rows * cols * (ckpt.tensors.get(name)?.dtype === "F16" ? 2 : 4), 0);
+      return matrix(names, cols, label, foldGain, !skipped && bytes >= rowBlocksFrom);
+    }
     if (quantized.length !== names.length) {
       throw new CatsError(
         `${ckpt.files.location}: ${label}: ${quantized.join(", ")} quantized but not ${prefixes.filter((p) => !quantized.includes(p)).join(", ")}; stacked projections must share one format`,
@@ -52,10 +73,10 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
     return uploadRowGroups(device, linears, label, limit);
   };
   /** A projection fed by an RMSNorm with gain `gain`: the matrix, and the gain buffer when the kernel applies it. */
-  const normed = async (groups: [string, number][][], cols: number, labels: string[], gain: Float32Array) => {
+  const normed = async (groups: [string, number][][], cols: number, labels: string[], gain: Float32Array, skipped: boolean[] = []) => {
     const asRead = gainAsRead(groups.flat().map(([n]) => n));
     const ws: GpuMatrix[] = [];
-    for (const [i, names] of groups.entries()) ws.push(await projection(names, cols, labels[i], asRead ? undefined : gain));
+    for (const [i, names] of groups.entries()) ws.push(await projection(names, cols, labels[i], asRead ? undefined : gain, skipped[i]));
     return { ws, gain: asRead ? uploadVector(device, gain, `${labels.join(", ")} gain`) : null };
   };
   const downProjection = async (name: string, label: string): Promise<GpuMatrix> => {
@@ -96,6 +117,7 @@ export async function loadWeights(device: GPUDevice, ckpt: Checkpoint, maxBindin
       H,
       [label("gate_proj"), label("up_proj")],
       postGain,
+      [false, true],
     );
     layers.push({
       qkv: qkv.ws[0],

@@ -2,7 +2,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
-import type { WeightFormat } from "../gpu/wgsl.js";
+import { isFloatFormat, type WeightFormat } from "../gpu/wgsl.js";
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
 
@@ -115,7 +115,7 @@ export const layerShape = (w: DecodeLayerWeights): string => `${matrixShape(w.qk
  */
 export function layerFits(w: DecodeLayerWeights, s: ModelSizes): boolean {
   const rows = (s.heads + 2 * s.kvHeads) * s.headDim;
-  return oMlpFits(w, s) && w.qkv.parts.length === 1 && (w.qkv.format === "f32" || w.qkv.format === "f16") && rows <= 1024;
+  return oMlpFits(w, s) && w.qkv.parts.length === 1 && isFloatFormat(w.qkv.format) && rows <= 1024;
 }
 
 /** The shape the o_proj + MLP choice is keyed by. */
@@ -128,7 +128,7 @@ export const oMlpShape = (w: OMlpWeights): string => `${matrixShape(w.o)} + ${ma
 export function oMlpFits(w: OMlpWeights, s: ModelSizes): boolean {
   const matrices = [w.o, w.gate, w.up, w.downT];
   return (
-    matrices.every((m) => m.parts.length === 1 && (m.format === "f32" || m.format === "f16")) &&
+    matrices.every((m) => m.parts.length === 1 && isFloatFormat(m.format)) &&
     s.hidden <= 512 &&
     s.heads * s.headDim <= 512 &&
     s.inter <= 2048
@@ -451,6 +451,9 @@ export class Ops {
     const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
     const s = this.shape;
     if (isRowQuantized(gate.format) !== isRowQuantized(up.format)) throw new CatsError("gate and up must be both quantized or both float");
+    if (gate.parts.length !== up.parts.length || gate.parts.some((g, i) => g.row0 !== up.parts[i].row0 || g.rows !== up.parts[i].rows)) {
+      throw new CatsError(`${name}: gate and up are split across bindings at different rows`);
+    }
     const consts = { ...this.consts(op, gate, s.hiddenStride / 4, o.batch), GAIN: Boolean(o.gain), QUANT: isRowQuantized(gate.format) };
     const kernel = this.kernels.get({ file: "gate_up", weights: { W: gate.format, U: up.format }, consts });
     return gate.parts.map((part, i) => ({
@@ -605,8 +608,7 @@ export class Ops {
    */
   private uniformWeights(matrices: Record<string, GpuMatrix>): Record<string, number | boolean> {
     const maxUniform = this.gpu.device.limits.maxUniformBufferBindingSize;
-    const fits = (m: GpuMatrix) =>
-      m.parts.length === 1 && (m.format === "f32" || m.format === "f16") && m.parts[0].buffer.size <= maxUniform;
+    const fits = (m: GpuMatrix) => m.parts.length === 1 && isFloatFormat(m.format) && m.parts[0].buffer.size <= maxUniform;
     const UW = Object.values(matrices).every(fits);
     if (!UW) return { UW };
     return { UW, ...Object.fromEntries(Object.entries(matrices).map(([k, m]) => [`${k}_VEC4S`, Math.floor(m.parts[0].buffer.size / 16)])) };

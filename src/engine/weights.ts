@@ -2,7 +2,7 @@ import { Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { Checkpoint, CheckpointTensor } from "../model/checkpoint.js";
 import { floatToHalf, halfToFloat, toFloat32 } from "../model/dtype.js";
-import type { WeightFormat } from "../gpu/wgsl.js";
+import { floatBytes, isRowBlocked, ROW_BLOCK, type FloatFormat, type WeightFormat } from "../gpu/wgsl.js";
 
 /** Row padding: rows are whole blocks of 8 columns (two vec4s, one f16 quad pair), so no kernel tests a tail. */
 export const ROW_ALIGN = 8;
@@ -44,42 +44,86 @@ export function bindingLimit(device: GPUDevice, forced?: number): number {
   return Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize, forced ?? Infinity);
 }
 
+/** The float format of f16 or f32 data, row after row or in row blocks. */
+export const floatFormat = (f16: boolean, blocked: boolean): FloatFormat => (f16 ? (blocked ? "f16b" : "f16") : blocked ? "f32b" : "f32");
+
 /**
- * Writes rows into GPU buffers of at most `limit` bytes each, rows padded to whole blocks, one
- * part at a time. `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage
- * format, into `dst` at the padded row stride `rowBytes`.
+ * Rearranges `rows` row-major rows (stride `rowBytes`) into the row-block layout of
+ * kernels/rowblock.wgsl: per block of ROW_BLOCK rows, each 8-column block of all its rows side by
+ * side, row 4l + r at slot 8r + l. `dst` holds whole blocks; the slots of rows past the end stay zero.
+ */
+function blockRows(src: Uint8Array, dst: Uint8Array, rows: number, rowBytes: number, elem: number): void {
+  const words = (8 * elem) / 4;
+  const rowWords = rowBytes / 4;
+  const blocks8 = rowWords / words;
+  const s = new Uint32Array(src.buffer, src.byteOffset, (rows * rowBytes) / 4);
+  const d = new Uint32Array(dst.buffer, dst.byteOffset, dst.byteLength / 4);
+  for (let row = 0; row < rows; row++) {
+    const j = row % ROW_BLOCK;
+    const slot = (j % 4) * (ROW_BLOCK / 4) + Math.floor(j / 4);
+    const blockBase = (row - j) * rowWords;
+    for (let k = 0; k < blocks8; k++) {
+      const from = row * rowWords + k * words;
+      const to = blockBase + (k * ROW_BLOCK + slot) * words;
+      for (let w = 0; w < words; w++) d[to + w] = s[from + w];
+    }
+  }
+}
+
+/**
+ * Writes rows into GPU buffers of at most `limit` bytes each, rows padded to whole blocks of 8
+ * columns, one part at a time. Parts hold whole row blocks (ROW_BLOCK rows) where one fits, in
+ * either layout, so that gate (in blocks) and up (row after row) split at the same rows, as the
+ * gate/up kernel reads them; where one block would not fit a binding, f32b/f16b fall back to rows.
+ * `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage format, into `dst`
+ * at the padded row stride `rowBytes`.
  */
 async function uploadRows(
   device: GPUDevice,
   label: string,
-  format: WeightFormat,
+  format: FloatFormat,
   rows: number,
   cols: number,
   limit: number,
   fill: (dst: Uint8Array, row0: number, rows: number, rowBytes: number) => Promise<void>,
 ): Promise<GpuMatrix> {
   const cols4 = padCols(cols) / 4;
-  const rowBytes = cols4 * 4 * (format === "f16" ? 2 : 4);
-  const perPart = Math.floor(limit / rowBytes);
-  if (perPart < 1) throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  const elem = floatBytes(format);
+  const rowBytes = cols4 * 4 * elem;
+  const block = isRowBlocked(format) ? ROW_BLOCK : 1;
+  const fitting = Math.floor(limit / rowBytes);
+  if (fitting < block) {
+    if (block > 1) return uploadRows(device, label, floatFormat(elem === 2, false), rows, cols, limit, fill);
+    throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  }
+  const perPart = fitting >= ROW_BLOCK ? fitting - (fitting % ROW_BLOCK) : fitting;
   const parts: MatrixPart[] = [];
   for (let row0 = 0; row0 < rows; row0 += perPart) {
     const n = Math.min(perPart, rows - row0);
+    const size = Math.ceil(n / block) * block * rowBytes;
     const buffer = device.createBuffer({
       label: row0 > 0 ? `${label} [${row0}..]` : label,
-      size: n * rowBytes,
+      size,
       // Uniform too: kernels of small models read a matrix that fits a uniform binding as a uniform array.
       usage: Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST,
     });
-    const data = new Uint8Array(n * rowBytes);
+    let data = new Uint8Array(n * rowBytes);
     await fill(data, row0, n, rowBytes);
+    if (block > 1) {
+      const blocked = new Uint8Array(size);
+      blockRows(data, blocked, n, rowBytes, elem);
+      data = blocked;
+    }
     device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     parts.push({ buffer, row0, rows: n });
   }
   return { format, rows, cols, cols4, parts, bytes: rows * rowBytes };
 }
 
-/** Uploads a row-major [rows, cols] array already in its storage format (f32 or f16 bits): kernel tests and benchmarks. */
+/**
+ * Uploads a row-major [rows, cols] array already in its storage format (f32 or f16 bits), row
+ * after row or in row blocks: kernel tests and benchmarks.
+ */
 export function uploadArray(
   device: GPUDevice,
   data: Float32Array | Uint16Array,
@@ -87,8 +131,9 @@ export function uploadArray(
   cols: number,
   label: string,
   limit = bindingLimit(device),
+  blocked = false,
 ): Promise<GpuMatrix> {
-  const format: WeightFormat = data instanceof Uint16Array ? "f16" : "f32";
+  const format = floatFormat(data instanceof Uint16Array, blocked);
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const rowIn = cols * data.BYTES_PER_ELEMENT;
   return uploadRows(device, label, format, rows, cols, limit, async (dst, row0, n, rowBytes) => {
@@ -97,13 +142,16 @@ export function uploadArray(
 }
 
 /** Storage format of a tensor group: f16 stays f16; f32, bf16 and mixed groups become f32. */
-function formatOf(tensors: CheckpointTensor[]): WeightFormat {
-  return tensors.every((t) => t.dtype === "F16") ? "f16" : "f32";
+function formatOf(tensors: CheckpointTensor[], blocked = false): FloatFormat {
+  return floatFormat(
+    tensors.every((t) => t.dtype === "F16"),
+    blocked,
+  );
 }
 
-async function storedBytes(ckpt: Checkpoint, t: CheckpointTensor, format: WeightFormat): Promise<Uint8Array> {
+async function storedBytes(ckpt: Checkpoint, t: CheckpointTensor, format: FloatFormat): Promise<Uint8Array> {
   const raw = await ckpt.read(t.name);
-  if (format === "f32" && t.dtype !== "F32") return new Uint8Array(toFloat32(raw, t.dtype as "F16" | "BF16").buffer);
+  if (floatBytes(format) === 4 && t.dtype !== "F32") return new Uint8Array(toFloat32(raw, t.dtype as "F16" | "BF16").buffer);
   return raw;
 }
 
@@ -112,8 +160,8 @@ async function storedBytes(ckpt: Checkpoint, t: CheckpointTensor, format: Weight
  * norm feeds, so the kernel reads one input stream instead of two. f16 values are scaled in f32
  * and rounded once, as an f16 forward pass rounds the normalised activations.
  */
-function scaleColumns(data: Uint8Array, format: WeightFormat, rows: number, rowElems: number, scale: Float32Array): void {
-  if (format === "f32") {
+function scaleColumns(data: Uint8Array, format: FloatFormat, rows: number, rowElems: number, scale: Float32Array): void {
+  if (floatBytes(format) === 4) {
     const v = new Float32Array(data.buffer, data.byteOffset, rows * rowElems);
     for (let r = 0; r < rows; r++) for (let c = 0; c < scale.length; c++) v[r * rowElems + c] *= scale[c];
   } else {
@@ -125,8 +173,9 @@ function scaleColumns(data: Uint8Array, format: WeightFormat, rows: number, rowE
 
 /**
  * Uploads one or more [rows, cols] tensors stacked into one GPU matrix (q/k/v), one tensor at a
- * time, so the host holds at most one tensor (plus a part's padded copy) at once. With
- * `columnScale`, the gain of the RMSNorm feeding the matrix is folded in (scaleColumns).
+ * time, so the host holds at most one tensor (plus a part's padded copies) at once. With
+ * `columnScale`, the gain of the RMSNorm feeding the matrix is folded in (scaleColumns); `blocked`
+ * stores it in row blocks (f32b/f16b).
  */
 export async function uploadMatrix(
   device: GPUDevice,
@@ -136,10 +185,11 @@ export async function uploadMatrix(
   label: string,
   limit = bindingLimit(device),
   columnScale?: Float32Array,
+  blocked = false,
 ): Promise<GpuMatrix> {
   const infos = tensors.map((p) => tensorOf(ckpt, p.name, [p.rows, cols]));
-  const format = formatOf(infos);
-  const elem = format === "f16" ? 2 : 4;
+  const format = formatOf(infos, blocked);
+  const elem = floatBytes(format);
   const rows = tensors.reduce((a, p) => a + p.rows, 0);
   // Tensors are read in order and cached one at a time: parts are filled in row order too.
   let current: { index: number; data: Uint8Array } | null = null;

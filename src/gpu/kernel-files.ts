@@ -28,6 +28,7 @@ export const KERNEL_FILES = [
   "qkv_attention",
   "qrows",
   "rope_kv",
+  "rowblock",
   "stream_read",
   "weights8_f16",
   "weights8_f32",

@@ -7,14 +7,32 @@ import type { KernelSource } from "./kernelsource.js";
  * rows (W_down^T), and share the templates `weights_q.wgsl` / `weights_qt.wgsl`.
  */
 export type QuantFormat = `q${4 | 8}g${number}` | `q${4 | 8}tg${number}`;
-export type WeightFormat = "f32" | "f16" | QuantFormat;
+/**
+ * Float matrices row after row (f32, f16), or in blocks of ROW_BLOCK rows stored side by side per
+ * 8-column block (f32b, f16b; kernels/rowblock.wgsl), the layout CPU drivers' rows kernels stream.
+ */
+export type FloatFormat = "f32" | "f16" | "f32b" | "f16b";
+export type WeightFormat = FloatFormat | QuantFormat;
+
+/** Rows per block of the f32b/f16b layouts: 8 lanes of 4 rows, the CPU rows kernels' fibre. */
+export const ROW_BLOCK = 32;
+
+export const isFloatFormat = (f: WeightFormat): f is FloatFormat => f === "f32" || f === "f16" || f === "f32b" || f === "f16b";
+/** Bytes of one element of a float format. */
+export const floatBytes = (f: FloatFormat): number => (f === "f16" || f === "f16b" ? 2 : 4);
+/** Whether a float format stores its rows in blocks (ROW_BLOCK). */
+export const isRowBlocked = (f: WeightFormat): boolean => f === "f32b" || f === "f16b";
 
 const QUANT_FORMAT = /^q([48])(t?)g(\d+)$/;
 
 /** The template files and their substitutions for a weight format. */
 function weightTemplate(template: string, format: WeightFormat, where: string): { files: string[]; args: Record<string, string> } {
+  if (isFloatFormat(format)) {
+    const element = floatBytes(format) === 2 ? "f16" : "f32";
+    return { files: ["rowblock", `${template}_${element}`], args: { RB: String(isRowBlocked(format) ? ROW_BLOCK : 1) } };
+  }
   const q = QUANT_FORMAT.exec(format);
-  if (!q) return { files: [`${template}_${format}`], args: {} };
+  if (!q) throw new CatsError(`${where}: unknown weight format ${String(format)}`);
   if (template === "weights8u") throw new CatsError(`${where}: weight format ${format}: uniform-array weights are f32 or f16`);
   // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
   const g = Number(q[3]);
