@@ -133,6 +133,13 @@ describe("bad settings and impossible requests are one line, exit 1", () => {
     expect(r.status).toBe(1);
     expect(r.errors).toEqual(['cats: CATS_KERNELS: expected "cpu" or "gpu", got "tpu"']);
   });
+  it("CATS_ROW_BLOCKS=yes", async () => {
+    for (const args of [["generate", "hi"], ["info"]]) {
+      const r = await cats(args, { CATS_ROW_BLOCKS: "yes" });
+      expect(r.status).toBe(1);
+      expect(r.errors).toEqual(['cats: CATS_ROW_BLOCKS: expected 0 or 1, got "yes"']);
+    }
+  });
   it("CATS_VARIANTS naming an unknown variant", async () => {
     const r = await cats(["generate", "hi"], { CATS_VARIANTS: "argmax=bogus" });
     expect(r.status).toBe(1);

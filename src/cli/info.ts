@@ -5,6 +5,7 @@ import { nodeKernelSource } from "../gpu/nodekernels.js";
 import { readCeiling } from "../gpu/roofline.js";
 import { TuneFileStore } from "../gpu/tune-file.js";
 import { parseOverrides, VariantTable } from "../gpu/variants.js";
+import { rowBlocksFrom } from "../engine/llama.js";
 import { tunedKernelsHash } from "../engine/llama.js";
 import { checkWeightsFinite } from "../model/check-weights.js";
 import { openCheckpoint } from "../model/checkpoint.js";
@@ -78,10 +79,13 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
     await store.save(key, { ...record, readCeilingGBs: ceiling });
   }
   const variants = new VariantTable(gpu, parseOverrides(flags.variant ?? process.env.CATS_VARIANTS), record.choices).describe();
+  const blocksFrom = rowBlocksFrom(gpu);
   const info = {
     ...(model ? { model } : {}),
     adapter: gpu.adapter,
     kernels: gpu.flavour,
+    // Smallest float matrix read whole every token (q/k/v, o, gate, lm_head) stored in row blocks; null: none.
+    row_blocks_from_bytes: Number.isFinite(blocksFrom) ? blocksFrom : null,
     driver_threads: gpu.driverThreads,
     read_ceiling_gb_per_s: ceiling,
     cache: store.path,
@@ -105,6 +109,11 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
         : []),
       `adapter       ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(" / ") || "(no description)"}${a.isFallback ? " (fallback)" : ""}`,
       `kernels       ${gpu.flavour} variants`,
+      `layout        ${
+        Number.isFinite(blocksFrom)
+          ? `q/k/v, o, gate and lm_head of ${blocksFrom >= 1 << 20 ? `${blocksFrom / (1 << 20)} MiB` : `${blocksFrom} bytes`} or more in row blocks (f32b/f16b), the rest row after row`
+          : "every matrix row after row"
+      } (CATS_ROW_BLOCKS=1 all, 0 none)`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,
       "variants      op, matrix shape: variant (default, autotune = measured on first use, override)",
       ...variants.map((v) => `  ${(v.op + (v.shape ? ` ${v.shape}` : "")).padEnd(36)} ${v.variant.padEnd(nameWidth)} ${v.source}`),
