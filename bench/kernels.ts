@@ -29,7 +29,7 @@ const opts = new Command("bench-kernels")
   .option("--shapes <list>", "matrix-vector shapes, rows x cols", "768x768,768x2048,4096x4096,4096x11008,32000x768")
   .option(
     "--formats <list>",
-    "matrix-vector weight formats: f32, f16, in row blocks f32b, f16b, q8 (per row), q4 (groups of 128)",
+    "matrix-vector weight formats: f32, f16, q8 (per row), q4 (groups of 128), each in row blocks with a b (f16b, q4b)",
     "f32,f16,f32b,f16b",
   )
   .option("--mlp <list>", "MLP shapes, hidden x inter", "768x2048,4096x11008")
@@ -42,8 +42,10 @@ const opts = new Command("bench-kernels")
 /** The quantizations `--formats` and `--mlp-format` name: what `cats quantize` writes by default. */
 const QUANT: Record<string, QuantKind> = { q8: { bits: 8, group: null, sym: true }, q4: { bits: 4, group: 128, sym: true } };
 for (const f of [...opts.formats.split(","), opts.mlpFormat]) {
-  if (!["f32", "f16", "f32b", "f16b", ...Object.keys(QUANT)].includes(f)) {
-    console.error(`cats: bench:kernels: format "${f}": expected f32, f16, f32b, f16b, q8 or q4`);
+  if (!["f32", "f16", ...Object.keys(QUANT)].includes(f.replace(/b$/, "")) || (f.endsWith("b") && f === opts.mlpFormat)) {
+    console.error(
+      `cats: bench:kernels: format "${f}": expected f32, f16, q8 or q4${f === opts.mlpFormat ? "" : ", or one of them in row blocks (f16b, q4b)"}`,
+    );
     process.exit(2);
   }
 }
@@ -92,9 +94,10 @@ for (const [R, C] of mvShapes) {
       8,
       kernels,
     );
-    const q = QUANT[format];
+    const q = QUANT[format.replace(/b$/, "")];
     const w = q ? randomQuantMatrix(R, C, q, R + C) : randomMatrix(R, C, f16, R + C, 1 / Math.sqrt(C));
-    const upload = async () => (w.quant ? h.quantRows(w.quant) : await h.matrix(w, "weights", undefined, blocked));
+    const upload = async () =>
+      w.quant ? h.quantRows(w.quant, "weights", undefined, blocked) : await h.matrix(w, "weights", undefined, blocked);
     const first = await upload();
     // Bytes as stored: codes with their scales and offsets for quantized formats.
     const bytes = first.bytes;
@@ -150,7 +153,11 @@ for (const [H, I] of mlpShapes) {
   const down = matrix(H, I, 3, Math.sqrt(3 / I));
   const [g, u, d] =
     gate.quant && up.quant && down.quant
-      ? [h.quantRows(gate.quant), h.quantRows(up.quant), h.quantTransposed(down.quant)]
+      ? [
+          h.quantRows(gate.quant, "gate", undefined, (I * H * gate.quant.bits) / 8 >= rowBlocksFrom(gpu)),
+          h.quantRows(up.quant),
+          h.quantTransposed(down.quant),
+        ]
       : [
           await h.matrix(gate, "gate", undefined, gate.stored.byteLength >= rowBlocksFrom(gpu)),
           await h.matrix(up),

@@ -129,8 +129,8 @@ export class OpHarness {
   }
 
   /** A quantized matrix in the row-grouped layout (projections, gate, up), split into parts under `maxBindingBytes`. */
-  quantRows(m: QuantLinear, label = "weights", maxBindingBytes?: number): GpuMatrix {
-    const g = uploadRowGroups(this.gpu.device, [m], label, bindingLimit(this.gpu.device, maxBindingBytes));
+  quantRows(m: QuantLinear, label = "weights", maxBindingBytes?: number, blocked = false): GpuMatrix {
+    const g = uploadRowGroups(this.gpu.device, [m], label, bindingLimit(this.gpu.device, maxBindingBytes), blocked);
     for (const p of g.parts) this.made.push(p.buffer);
     return g;
   }

@@ -52,7 +52,7 @@ fn qchunk_$M(c: u32, xs: ptr<function, array<array<vec4<f32>, 8>, TM>>, x0: u32,
       continue;
     }
     let base = (*q).base[r];
-    let codes = $M[base + codes0 + c];
+    let codes = $M[base + (codes0 + c) * QRS_$M];
     let gc = min(c * QC_$M / QG_$M, groups - 1u);
     if (gc != (*q).g[r]) {
       (*q).g[r] = gc;

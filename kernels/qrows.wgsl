@@ -4,11 +4,14 @@
 // in f32: an f16 scale times a 9-bit integer), then its codes in chunks of one vec4<u32> (32 codes
 // at 4 bits, 16 at 8; lowest column in the lowest bits), padding codes at the zero point. A chunk
 // is one load: on CPU drivers every lane's load is a gather, so codes come 16 bytes at a time.
+// In row blocks (format q{bits}bg{G}, RS 32) each 32 rows' i-th vec4s lie side by side, in the
+// order of kernels/rowblock.wgsl (row 4l + r at slot 8r + l): a row's vec4s are QRS_$W apart.
 @group(0) @binding($BINDING) var<storage, read> $W: array<vec4<u32>>;
 
 const QB_$W: u32 = $BITSu;
 const QC_$W: u32 = 128u / $BITSu;
 const QG_$W: u32 = $Gu;
+const QRS_$W: u32 = $RSu;
 
 fn qchunks_$W(cols8: u32) -> u32 {
   return (cols8 * 8u + QC_$W - 1u) / QC_$W;
@@ -18,9 +21,14 @@ fn qstride_$W(cols8: u32) -> u32 {
   return ((cols8 * 8u + QG_$W - 1u) / QG_$W + 1u) / 2u + qchunks_$W(cols8);
 }
 
-// Where a row starts (its scale pairs), in vec4s; its codes start qcodes0_$W(cols8) later.
+// Where a row starts (its scale pairs), in vec4s; its codes start qcodes0_$W(cols8) vec4s later
+// (times QRS_$W).
 fn qrow_$W(row: u32, cols8: u32) -> u32 {
-  return row * qstride_$W(cols8);
+  if (QRS_$W == 1u) {
+    return row * qstride_$W(cols8);
+  }
+  let j = row % QRS_$W;
+  return (row - j) * qstride_$W(cols8) + (j % 4u) * (QRS_$W / 4u) + j / 4u;
 }
 
 fn qcodes0_$W(cols8: u32) -> u32 {
@@ -29,7 +37,7 @@ fn qcodes0_$W(cols8: u32) -> u32 {
 
 // (scale, offset) of group g of the row starting at `base`.
 fn qscale_at_$W(base: u32, g: u32) -> vec2<f32> {
-  let v = $W[base + g / 2u];
+  let v = $W[base + (g / 2u) * QRS_$W];
   return bitcast<vec2<f32>>(select(v.xy, v.zw, (g & 1u) == 1u));
 }
 
@@ -48,6 +56,5 @@ fn qunpack_$W(w: u32) -> mat2x4<f32> {
 
 // The u32 holding column `col` of a row (for the block readers below).
 fn qword_$W(row: u32, col: u32, cols8: u32) -> u32 {
-  let s = qstride_$W(cols8);
-  return $W[row * s + s - qchunks_$W(cols8) + col / QC_$W][(col % QC_$W) / (32u / QB_$W)];
+  return $W[qrow_$W(row, cols8) + (qcodes0_$W(cols8) + col / QC_$W) * QRS_$W][(col % QC_$W) / (32u / QB_$W)];
 }

@@ -49,6 +49,25 @@ describe("a GPTQ checkpoint made by an independent tool (tiny-llama-gptq4)", () 
       logits.forEach((row, p) => expect(maxAbsDiff(row, ref.logits_all_prompt_positions[p]), `position ${p}`).toBeLessThan(2e-3));
     });
   }
+
+  it("gives the same logits, bit for bit, with q/k/v, o and gate in row blocks (q4bg64) as row after row", async () => {
+    const rows = await loadModel(GPTQ, { gpu, rowBlocks: false });
+    const blocks = await loadModel(GPTQ, { gpu, rowBlocks: true });
+    const l = blocks.engine.weights.layers[0];
+    expect([l.qkv.format, l.o.format, l.gate.format, l.up.format, l.downT.format]).toEqual([
+      "q4bg64",
+      "q4bg64",
+      "q4bg64",
+      "q4g64",
+      "q4tg64",
+    ]);
+    expect(rows.engine.weights.layers[0].qkv.format).toBe("q4g64");
+    const [a, b] = [await rows.engine.allLogits(ref.prompt_ids), await blocks.engine.allLogits(ref.prompt_ids)];
+    a.forEach((row, p) => expect(maxAbsDiff(row, b[p]), `position ${p}`).toBe(0));
+    b.forEach((row, p) => expect(maxAbsDiff(row, ref.logits_all_prompt_positions[p]), `position ${p}`).toBeLessThan(2e-3));
+    await rows.close();
+    await blocks.close();
+  });
 });
 
 describe("cats quantize follows AutoGPTQ's arithmetic", () => {

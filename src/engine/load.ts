@@ -12,9 +12,9 @@ import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector 
  * stacked, each RMSNorm's gain folded into the matrices it feeds, W_down transposed (a neuron's
  * weights contiguous), matrices over the binding limit split into row parts, and an empty KV cache
  * per layer. A tied lm_head shares the embedding, so its norm gain stays a vector the kernel applies.
- * The float matrices every token reads whole (q/k/v, o, gate, lm_head) of at least `rowBlocksFrom`
- * bytes are stored in row blocks (f32b/f16b), which CPU drivers' rows kernels stream faster; W_up
- * and W_down^T stay row after row, since CATS skips their rows one by one.
+ * The matrices every token reads whole (q/k/v, o, gate, lm_head) of at least `rowBlocksFrom` bytes
+ * are stored in row blocks (f32b/f16b, q{bits}bg{G}), which CPU drivers' rows kernels stream
+ * faster; W_up and W_down^T stay row after row, since CATS skips their rows one by one.
  */
 export async function loadWeights(
   device: GPUDevice,
@@ -70,7 +70,8 @@ export async function loadWeights(
     }
     const linears = [];
     for (let i = 0; i < names.length; i++) linears.push(await readQuantLinear(ckpt, prefixes[i], names[i][1], cols));
-    return uploadRowGroups(device, linears, label, limit);
+    const codeBytes = linears.reduce((sum, m) => sum + (m.rows * m.cols * m.bits) / 8, 0);
+    return uploadRowGroups(device, linears, label, limit, !skipped && codeBytes >= rowBlocksFrom);
   };
   /** A projection fed by an RMSNorm with gain `gain`: the matrix, and the gain buffer when the kernel applies it. */
   const normed = async (groups: [string, number][][], cols: number, labels: string[], gain: Float32Array, skipped: boolean[] = []) => {

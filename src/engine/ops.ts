@@ -2,7 +2,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
-import { isFloatFormat, type WeightFormat } from "../gpu/wgsl.js";
+import { isFloatFormat, isRowQuantized } from "../gpu/wgsl.js";
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
 
@@ -87,7 +87,6 @@ const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 type VariantConsts = Record<string, number | boolean> & { TM: number; XU?: boolean };
 
 /** Quantized row-grouped matrices (kernels/qrows.wgsl): projections read them a chunk of codes at a time. */
-const isRowQuantized = (format: WeightFormat): boolean => /^q\dg/.test(format);
 
 /** A layer's matrices from the attention output on (forward.ts's LayerWeights). */
 export interface OMlpWeights {

@@ -1,8 +1,8 @@
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
-import type { QuantFormat } from "../gpu/wgsl.js";
+import { ROW_BLOCK, type QuantFormat } from "../gpu/wgsl.js";
 import type { QuantLinear } from "../model/gptq.js";
-import { padCols, type GpuMatrix, type MatrixPart } from "./weights.js";
+import { padCols, partRows, type GpuMatrix, type MatrixPart } from "./weights.js";
 
 /*
  * Quantized matrices in the layouts kernels/weights8_q.wgsl and weights8_qt.wgsl read: codes stay
@@ -111,20 +111,40 @@ function gpuBuffer(device: GPUDevice, label: string, data: Uint32Array): GPUBuff
   return buffer;
 }
 
-/** Uploads stacked quantized Linears; rows are self-contained, so a matrix over the binding limit splits by rows. */
-export function uploadRowGroups(device: GPUDevice, linears: QuantLinear[], label: string, limit: number): GpuMatrix {
+/**
+ * `rows` rows of `rowWords` words rearranged into row blocks (qrows.wgsl): per block of ROW_BLOCK
+ * rows, each row's i-th vec4 side by side, row 4l + r at slot 8r + l; slots past the last row stay 0.
+ */
+function blockRowWords(data: Uint32Array, rows: number, rowWords: number): Uint32Array {
+  const out = new Uint32Array(Math.ceil(rows / ROW_BLOCK) * ROW_BLOCK * rowWords);
+  for (let row = 0; row < rows; row++) {
+    const j = row % ROW_BLOCK;
+    const at = (row - j) * rowWords + 4 * ((j % 4) * (ROW_BLOCK / 4) + Math.floor(j / 4));
+    for (let i = 0; i < rowWords / 4; i++)
+      out.set(data.subarray(row * rowWords + 4 * i, row * rowWords + 4 * i + 4), at + i * 4 * ROW_BLOCK);
+  }
+  return out;
+}
+
+/**
+ * Uploads stacked quantized Linears; rows are self-contained, so a matrix over the binding limit
+ * splits by rows (at whole row blocks where one fits, as weights.ts splits float matrices).
+ * `blocked`: in row blocks (format q{bits}bg{G}), unless one block would not fit a binding.
+ */
+export function uploadRowGroups(device: GPUDevice, linears: QuantLinear[], label: string, limit: number, blocked = false): GpuMatrix {
   const packed = packRowGroups(linears);
   const rowBytes = packed.rowWords * 4;
-  const perPart = Math.floor(limit / rowBytes);
-  if (perPart < 1) throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  const perPart = partRows(label, rowBytes, limit);
+  const inBlocks = blocked && perPart % ROW_BLOCK === 0;
   const parts: MatrixPart[] = [];
   for (let row0 = 0; row0 < packed.rows; row0 += perPart) {
     const n = Math.min(perPart, packed.rows - row0);
     const slice = packed.data.subarray(row0 * packed.rowWords, (row0 + n) * packed.rowWords);
-    parts.push({ buffer: gpuBuffer(device, row0 > 0 ? `${label} [${row0}..]` : label, slice), row0, rows: n });
+    const data = inBlocks ? blockRowWords(slice, n, packed.rowWords) : slice;
+    parts.push({ buffer: gpuBuffer(device, row0 > 0 ? `${label} [${row0}..]` : label, data), row0, rows: n });
   }
   return {
-    format: packed.format,
+    format: inBlocks ? (packed.format.replace("g", "bg") as QuantFormat) : packed.format,
     rows: packed.rows,
     cols: packed.cols,
     cols4: padCols(packed.cols) / 4,

@@ -71,11 +71,21 @@ function blockRows(src: Uint8Array, dst: Uint8Array, rows: number, rowBytes: num
 }
 
 /**
- * Writes rows into GPU buffers of at most `limit` bytes each, rows padded to whole blocks of 8
- * columns, one part at a time. Parts hold whole row blocks (ROW_BLOCK rows) where one fits, in
- * either layout, so that gate (in blocks) and up (row after row) split at the same rows, as the
- * gate/up kernel reads them; where one block would not fit a binding, f32b/f16b fall back to rows.
- * `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage format, into `dst`
+ * Rows per part of a matrix split across bindings of at most `limit` bytes: whole row blocks
+ * (ROW_BLOCK rows) where one fits, in either layout, so that gate (in blocks) and up (row after
+ * row) split at the same rows, as the gate/up kernel reads them. Where a block would not fit, fewer
+ * rows (a blocked matrix is then stored row after row: the result is not a multiple of ROW_BLOCK).
+ */
+export function partRows(label: string, rowBytes: number, limit: number): number {
+  const fitting = Math.floor(limit / rowBytes);
+  if (fitting < 1) throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
+  return fitting < ROW_BLOCK ? fitting : fitting - (fitting % ROW_BLOCK);
+}
+
+/**
+ * Writes rows into GPU buffers of at most `limit` bytes each (partRows), rows padded to whole
+ * blocks of 8 columns, one part at a time; where one row block would not fit a binding, f32b/f16b
+ * fall back to rows. `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage format, into `dst`
  * at the padded row stride `rowBytes`.
  */
 async function uploadRows(
@@ -90,13 +100,10 @@ async function uploadRows(
   const cols4 = padCols(cols) / 4;
   const elem = floatBytes(format);
   const rowBytes = cols4 * 4 * elem;
+  const perPart = partRows(label, rowBytes, limit);
+  if (isRowBlocked(format) && perPart % ROW_BLOCK !== 0)
+    return uploadRows(device, label, floatFormat(elem === 2, false), rows, cols, limit, fill);
   const block = isRowBlocked(format) ? ROW_BLOCK : 1;
-  const fitting = Math.floor(limit / rowBytes);
-  if (fitting < block) {
-    if (block > 1) return uploadRows(device, label, floatFormat(elem === 2, false), rows, cols, limit, fill);
-    throw new CatsError(`weight ${label}: one row needs ${rowBytes} bytes, over this adapter's ${limit}-byte binding limit`);
-  }
-  const perPart = fitting >= ROW_BLOCK ? fitting - (fitting % ROW_BLOCK) : fitting;
   const parts: MatrixPart[] = [];
   for (let row0 = 0; row0 < rows; row0 += perPart) {
     const n = Math.min(perPart, rows - row0);
