@@ -85,8 +85,8 @@ export function partRows(label: string, rowBytes: number, limit: number): number
 /**
  * Writes rows into GPU buffers of at most `limit` bytes each (partRows), rows padded to whole
  * blocks of 8 columns, one part at a time; where one row block would not fit a binding, f32b/f16b
- * fall back to rows. `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage format, into `dst`
- * at the padded row stride `rowBytes`.
+ * fall back to rows. `fill` copies rows [row0, row0 + rows) of the matrix, already in the storage
+ * format, into `dst` at the padded row stride `rowBytes`.
  */
 async function uploadRows(
   device: GPUDevice,

@@ -21,7 +21,7 @@ export const ROW_BLOCK = 32;
 export const isFloatFormat = (f: WeightFormat): f is FloatFormat => f === "f32" || f === "f16" || f === "f32b" || f === "f16b";
 /** Bytes of one element of a float format. */
 export const floatBytes = (f: FloatFormat): number => (f === "f16" || f === "f16b" ? 2 : 4);
-/** Whether a float format stores its rows in blocks (ROW_BLOCK). */
+/** Whether a format stores its rows in blocks of ROW_BLOCK: f32b, f16b, q{bits}bg{G}. */
 export const isRowBlocked = (f: WeightFormat): boolean => f === "f32b" || f === "f16b" || /^q\dbg/.test(f);
 /** Quantized in row groups (kernels/qrows.wgsl), in rows or row blocks. */
 export const isRowQuantized = (f: WeightFormat): boolean => /^q\db?g/.test(f);
