@@ -91,24 +91,29 @@ describe("cats calibrate, then sparse eval and generate", () => {
 
   it("benchmarks dense against sparse: every level has every field, energy labelled with its source", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cats-bench-"));
-    const r = await cats([
-      "bench",
-      "--model",
-      model,
-      "--thresholds",
-      out,
-      "--sparsity",
-      "0,0.5",
-      "--tokens",
-      "64",
-      "--runs",
-      "3",
-      "--json",
-      "--out",
-      dir,
-    ]);
+    const r = await cats(
+      [
+        "bench",
+        "--model",
+        model,
+        "--thresholds",
+        out,
+        "--sparsity",
+        "0,0.5",
+        "--tokens",
+        "64",
+        "--runs",
+        "3",
+        "--json",
+        "--out",
+        dir,
+        // Every matrix read whole in row blocks (stories260K's are small enough to stay in rows by default): the report says so.
+      ],
+      { CATS_ROW_BLOCKS: "1" },
+    );
     expect(r.errors).toEqual([]);
     const report = JSON.parse(r.stdout);
+    expect(report.model.weights).toBe("F32, q/k/v, o, gate, lm_head in row blocks");
     expect(report.levels.map((l: { sparsity_target: number }) => l.sparsity_target)).toEqual([0, 0.5]);
     for (const l of report.levels) {
       for (const k of [

@@ -102,7 +102,7 @@ export async function runBenchCommand(
     const report = buildReport(samples, {
       runtime: `node ${process.version} + Dawn (webgpu npm)`,
       modelName: basename(lm.dir),
-      weightFormat: describeWeightFormat(lm.checkpoint),
+      weightFormat: [describeWeightFormat(lm.checkpoint), lm.engine.rowBlocksSummary].filter((s) => s !== null).join(", "),
       synthetic: lm.checkpoint.config.synthetic,
       adapter: a.description || a.device || a.vendor,
       kernels: lm.gpu.flavour,

@@ -12,7 +12,8 @@ import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
 import { loadWeights } from "./load.js";
 import { encodeSteps, matrixShape, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
-import { padCols } from "./weights.js";
+import { padCols, type GpuMatrix } from "./weights.js";
+import { isRowBlocked } from "../gpu/wgsl.js";
 
 export interface EngineOptions {
   kernels: KernelSource;
@@ -345,6 +346,19 @@ export class LlamaEngine {
 
   get position(): number {
     return this.pos;
+  }
+
+  /** Which matrices are stored in row blocks (loadWeights), for reports: "q/k/v, o, gate, lm_head in row blocks", or null. */
+  get rowBlocksSummary(): string | null {
+    const w = this.weights;
+    const named: [string, GpuMatrix[]][] = [
+      ["q/k/v", w.layers.map((l) => l.qkv)],
+      ["o", w.layers.map((l) => l.o)],
+      ["gate", w.layers.map((l) => l.gate)],
+      ["lm_head", [w.lmHead]],
+    ];
+    const blocked = named.filter(([, ms]) => ms.some((m) => isRowBlocked(m.format))).map(([name]) => name);
+    return blocked.length > 0 ? `${blocked.join(", ")} in row blocks` : null;
   }
 
   private checkRoom(ntok: number): void {
