@@ -250,6 +250,19 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
     }
   }
 
+  it("refuses gate and up split across bindings at different rows, in one line", async () => {
+    const [inter, hidden] = [37, 20];
+    const h = harness({}, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+    const gate = await h.matrix(randomMatrix(inter, hidden, true, 1), "gate", 3 * padCols(hidden) * 2);
+    const up = await h.matrix(randomMatrix(inter, hidden, true, 2), "up");
+    const x = h.rows([randomVector(hidden, 3)], padCols(hidden));
+    const opts = { batch: false, layer: 0, totals: h.buffer(new Uint32Array(2)), capture: h.buffer(padCols(inter)), captureOffset: null };
+    expect(() => h.ops.gateUp("layer 0 gate_up", gate, up, x, h.buffer(padCols(inter)), opts)).toThrow(
+      /^layer 0 gate_up: gate and up are split across bindings at different rows$/,
+    );
+    h.destroy();
+  });
+
   for (const op of ["down_vec", "down_cats", "down_mat"] as const) {
     for (const [dtype, f16] of DTYPES) {
       it(`${op}, ${dtype}, every variant: x += act W_down over W_down^T, zero activations skipped`, async () => {

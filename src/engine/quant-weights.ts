@@ -2,7 +2,7 @@ import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
 import { ROW_BLOCK, type QuantFormat } from "../gpu/wgsl.js";
 import type { QuantLinear } from "../model/gptq.js";
-import { padCols, partRows, type GpuMatrix, type MatrixPart } from "./weights.js";
+import { blockRowUnits, padCols, partRows, type GpuMatrix, type MatrixPart } from "./weights.js";
 
 /*
  * Quantized matrices in the layouts kernels/weights8_q.wgsl and weights8_qt.wgsl read: codes stay
@@ -112,21 +112,6 @@ function gpuBuffer(device: GPUDevice, label: string, data: Uint32Array): GPUBuff
 }
 
 /**
- * `rows` rows of `rowWords` words rearranged into row blocks (qrows.wgsl): per block of ROW_BLOCK
- * rows, each row's i-th vec4 side by side, row 4l + r at slot 8r + l; slots past the last row stay 0.
- */
-function blockRowWords(data: Uint32Array, rows: number, rowWords: number): Uint32Array {
-  const out = new Uint32Array(Math.ceil(rows / ROW_BLOCK) * ROW_BLOCK * rowWords);
-  for (let row = 0; row < rows; row++) {
-    const j = row % ROW_BLOCK;
-    const at = (row - j) * rowWords + 4 * ((j % 4) * (ROW_BLOCK / 4) + Math.floor(j / 4));
-    for (let i = 0; i < rowWords / 4; i++)
-      out.set(data.subarray(row * rowWords + 4 * i, row * rowWords + 4 * i + 4), at + i * 4 * ROW_BLOCK);
-  }
-  return out;
-}
-
-/**
  * Uploads stacked quantized Linears; rows are self-contained, so a matrix over the binding limit
  * splits by rows (at whole row blocks where one fits, as weights.ts splits float matrices).
  * `blocked`: in row blocks (format q{bits}bg{G}), unless one block would not fit a binding.
@@ -140,7 +125,8 @@ export function uploadRowGroups(device: GPUDevice, linears: QuantLinear[], label
   for (let row0 = 0; row0 < packed.rows; row0 += perPart) {
     const n = Math.min(perPart, packed.rows - row0);
     const slice = packed.data.subarray(row0 * packed.rowWords, (row0 + n) * packed.rowWords);
-    const data = inBlocks ? blockRowWords(slice, n, packed.rowWords) : slice;
+    // Units of one vec4: qrows.wgsl steps a row's scales and chunks QRS_$W vec4s apart.
+    const data = inBlocks ? blockRowUnits(slice, n, packed.rowWords, 4) : slice;
     parts.push({ buffer: gpuBuffer(device, row0 > 0 ? `${label} [${row0}..]` : label, data), row0, rows: n });
   }
   return {

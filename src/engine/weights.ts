@@ -48,26 +48,24 @@ export function bindingLimit(device: GPUDevice, forced?: number): number {
 export const floatFormat = (f16: boolean, blocked: boolean): FloatFormat => (f16 ? (blocked ? "f16b" : "f16") : blocked ? "f32b" : "f32");
 
 /**
- * Rearranges `rows` row-major rows (stride `rowBytes`) into the row-block layout of
- * kernels/rowblock.wgsl: per block of ROW_BLOCK rows, each 8-column block of all its rows side by
- * side, row 4l + r at slot 8r + l. `dst` holds whole blocks; the slots of rows past the end stay zero.
+ * Rearranges `rows` row-major rows of `rowWords` words into row blocks (kernels/rowblock.wgsl,
+ * qrows.wgsl): each row is units of `unitWords` words (an 8-column block of floats, a vec4 of
+ * codes or scales), and per block of ROW_BLOCK rows the rows' k-th units lie side by side, row
+ * 4l + r at slot 8r + l (the order an 8-lane fibre of 4-row lanes reads them). Whole blocks come
+ * back; the slots of rows past the end stay zero.
  */
-function blockRows(src: Uint8Array, dst: Uint8Array, rows: number, rowBytes: number, elem: number): void {
-  const words = (8 * elem) / 4;
-  const rowWords = rowBytes / 4;
-  const blocks8 = rowWords / words;
-  const s = new Uint32Array(src.buffer, src.byteOffset, (rows * rowBytes) / 4);
-  const d = new Uint32Array(dst.buffer, dst.byteOffset, dst.byteLength / 4);
+export function blockRowUnits(src: Uint32Array, rows: number, rowWords: number, unitWords: number): Uint32Array {
+  const out = new Uint32Array(Math.ceil(rows / ROW_BLOCK) * ROW_BLOCK * rowWords);
   for (let row = 0; row < rows; row++) {
     const j = row % ROW_BLOCK;
     const slot = (j % 4) * (ROW_BLOCK / 4) + Math.floor(j / 4);
-    const blockBase = (row - j) * rowWords;
-    for (let k = 0; k < blocks8; k++) {
-      const from = row * rowWords + k * words;
-      const to = blockBase + (k * ROW_BLOCK + slot) * words;
-      for (let w = 0; w < words; w++) d[to + w] = s[from + w];
+    for (let k = 0; k < rowWords / unitWords; k++) {
+      const from = row * rowWords + k * unitWords;
+      const to = (row - j) * rowWords + (k * ROW_BLOCK + slot) * unitWords;
+      for (let w = 0; w < unitWords; w++) out[to + w] = src[from + w];
     }
   }
+  return out;
 }
 
 /**
@@ -114,12 +112,11 @@ async function uploadRows(
       // Uniform too: kernels of small models read a matrix that fits a uniform binding as a uniform array.
       usage: Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST,
     });
-    let data = new Uint8Array(n * rowBytes);
+    let data: Uint8Array = new Uint8Array(n * rowBytes);
     await fill(data, row0, n, rowBytes);
     if (block > 1) {
-      const blocked = new Uint8Array(size);
-      blockRows(data, blocked, n, rowBytes, elem);
-      data = blocked;
+      const units = blockRowUnits(new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4), n, rowBytes / 4, 2 * elem);
+      data = new Uint8Array(units.buffer);
     }
     device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     parts.push({ buffer, row0, rows: n });
