@@ -114,11 +114,14 @@ export class PairedTimer {
   }
 }
 
-/** Streaming-read shapes tried for the ceiling: lanes per workgroup and vec4s per lane. */
-const STREAM_SHAPES: [number, number][] = [
-  [8, 1024],
-  [64, 256],
-  [256, 64],
+/** Streaming-read shapes tried for the ceiling: lanes per workgroup, vec4s per lane, loads per step. */
+const STREAM_SHAPES: [number, number, number][] = [
+  [8, 1024, 1],
+  [64, 256, 1],
+  [256, 64, 1],
+  [8, 1024, 8],
+  [8, 4096, 8],
+  [8, 16384, 8],
 ];
 
 /**
@@ -137,13 +140,15 @@ export async function readCeiling(
   const buffer = device.createBuffer({ label: "read ceiling", size: bytes, usage: Usage.STORAGE });
   const sink = device.createBuffer({ label: "read ceiling sink", size: 16, usage: Usage.STORAGE });
   const timer = new PairedTimer(gpu);
-  const candidates = STREAM_SHAPES.map(([wg, per]) => {
-    const bound: BoundKernel = kernels.get({ file: "stream_read", consts: { WG: wg, PER: per } }).bind({ A: buffer, sink }, "read ceiling");
+  const candidates = STREAM_SHAPES.map(([wg, per, u]) => {
+    const bound: BoundKernel = kernels
+      .get({ file: "stream_read", consts: { WG: wg, PER: per, U: u } })
+      .bind({ A: buffer, sink }, "read ceiling");
     const groups = bytes / 16 / (wg * per);
     const max = device.limits.maxComputeWorkgroupsPerDimension;
     const grid: [number, number, number] = [Math.min(groups, max), Math.ceil(groups / max), 1];
     return {
-      name: `stream read, ${wg} lanes x ${per} vec4`,
+      name: `stream read, ${wg} lanes x ${per} vec4${u > 1 ? `, ${u} a step` : ""}`,
       bytes,
       encode: (pass: GPUComputePassEncoder) => bound.encode(pass, grid),
     } satisfies Timed;
