@@ -6,8 +6,10 @@
  * shapes, and the MLP block dense and CATS-sparse at 0/50/70/90%, f16 or quantized (W_gate in row
  * blocks where the engine would load it so on this adapter). Each matrix-vector case runs the variant that
  * measures fastest for it (as `cats` tunes a model's shapes) unless --variant forces one.
+ * With --mlp-parts each MLP case is also timed as its gate/up step alone and its down step alone
+ * (each down right after a gate/up at its own threshold, which left the activations it reads).
  *   node dist/bench/kernels.js [--rounds R] [--shapes ...] [--formats f32,f16,f32b,f16b,q8,q4] [--mlp ...] [--mlp-format f16|q8|q4]
- *                              [--variant op=name,...] [--json]
+ *                              [--mlp-parts] [--variant op=name,...] [--json]
  */
 import { Command } from "commander";
 import { OpHarness, opShape, randomMatrix, randomQuantMatrix, randomVector, transpose, type QuantKind } from "../harness/ops.js";
@@ -34,10 +36,20 @@ const opts = new Command("bench-kernels")
   )
   .option("--mlp <list>", "MLP shapes, hidden x inter", "768x2048,4096x11008")
   .option("--mlp-format <format>", "MLP weight format: f16, q8 or q4", "f16")
+  .option("--mlp-parts", "also time each MLP case's gate/up and down steps on their own")
   .option("--variant <list>", "force kernel variants, op=name,...")
   .option("--json", "print JSON")
   .parse()
-  .opts<{ rounds: number; shapes: string; formats: string; mlp: string; mlpFormat: string; variant?: string; json?: boolean }>();
+  .opts<{
+    rounds: number;
+    shapes: string;
+    formats: string;
+    mlp: string;
+    mlpFormat: string;
+    mlpParts?: boolean;
+    variant?: string;
+    json?: boolean;
+  }>();
 
 /** The quantizations `--formats` and `--mlp-format` name: what `cats quantize` writes by default. */
 const QUANT: Record<string, QuantKind> = { q8: { bits: 8, group: null, sym: true }, q4: { bits: 4, group: 128, sym: true } };
@@ -229,36 +241,63 @@ for (const [H, I] of mlpShapes) {
     cases.push({ label: `sparse ${level * 100}%`, threshold, active: absActs.filter((a) => a >= threshold).length / I });
   }
   // As the engine does, the dense row runs the dense steps and the CATS rows (threshold >= 0) the CATS ones.
-  const stepsOf = (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps);
-  const timed = cases.map((c): Timed => ({
-    name: `mlp ${H}x${I} ${opts.mlpFormat} ${c.label}`,
-    bytes: I * rowBytes(g) + Math.round(c.active * I) * (rowBytes(u) + rowBytes(d)),
-    encode: (pass) => encodeSteps(pass, stepsOf(c), 1),
-  }));
-  // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds.
+  const gateUpSteps = gateUp(table);
+  const parts = {
+    mlp: { steps: (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps), gate: true, up: true, down: true },
+    gate_up: { steps: () => gateUpSteps, gate: true, up: true, down: false },
+    down: {
+      steps: (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps).slice(gateUpSteps.length),
+      gate: false,
+      up: false,
+      down: true,
+    },
+  };
+  const partNames: (keyof typeof parts)[] = opts.mlpParts ? ["mlp", "gate_up", "down"] : ["mlp"];
+  // In case order, so that each down-only case follows a gate/up at its own threshold.
+  const timedCases = cases.flatMap((c) => partNames.map((part) => ({ ...c, part })));
+  const timed = timedCases.map((c): Timed => {
+    const p = parts[c.part];
+    const steps = p.steps(c);
+    return {
+      name: `${c.part} ${H}x${I} ${opts.mlpFormat} ${c.label}`,
+      bytes: (p.gate ? I * rowBytes(g) : 0) + Math.round(c.active * I) * ((p.up ? rowBytes(u) : 0) + (p.down ? rowBytes(d) : 0)),
+      encode: (pass) => encodeSteps(pass, steps, 1),
+    };
+  });
+  // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds
+  // (on the gate/up step, which a down-only case does not run but reads the activations of).
   const withThreshold = timed.map((t, i) => ({
     ...t,
     encode: (pass: GPUComputePassEncoder, call: number) => {
       if (call === 0)
-        for (const s of stepsOf(cases[i])) if (s.gateOfLayer !== undefined) setStepParams(s, { threshold: cases[i].threshold });
+        for (const st of [...gateUpSteps, ...catsSteps])
+          if (st.gateOfLayer !== undefined) setStepParams(st, { threshold: timedCases[i].threshold });
       t.encode(pass, call);
     },
   }));
   const result = await timer.paired(ceiling.timed, withThreshold, opts.rounds);
-  // Paired with the dense row of the same round (both timed within a few tens of milliseconds):
-  // the median of the per-round ratios, not a ratio of medians taken from different spells.
-  const dense = result.cases[0].roundMs;
-  result.cases.forEach((r, i) =>
+  // Paired with the dense row of the same part and round (both timed within a few tens of
+  // milliseconds): the median of the per-round ratios, not a ratio of medians from different spells.
+  result.cases.forEach((r, i) => {
+    const c = timedCases[i];
+    const dense = result.cases[partNames.indexOf(c.part)].roundMs;
+    const downOp = c.threshold < 0 ? "down_vec" : "down_cats";
+    const variant =
+      c.part === "gate_up"
+        ? chosen("gate_up_vec", g)
+        : c.part === "down"
+          ? chosen(downOp, d)
+          : `${chosen("gate_up_vec", g)} + ${chosen(downOp, d)}`;
     rows.push({
       ...r,
-      kernel: `mlp (${chosen("gate_up_vec", g)} + ${chosen(cases[i].threshold < 0 ? "down_vec" : "down_cats", d)})`,
-      active: cases[i].active,
+      kernel: `${c.part} (${variant})`,
+      active: c.active,
       speedup: quantileOfSorted(
         r.roundMs.map((ms, round) => dense[round] / ms).sort((a, b) => a - b),
         0.5,
       ),
-    }),
-  );
+    });
+  });
   halfActive.destroy();
   h.destroy();
 }
