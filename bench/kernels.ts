@@ -264,8 +264,9 @@ for (const [H, I] of mlpShapes) {
       encode: (pass) => encodeSteps(pass, steps, 1),
     };
   });
-  // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds
-  // (on the gate/up step, which a down-only case does not run but reads the activations of).
+  // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds,
+  // on the CATS steps and the lone gate/up step (whose activations a down-only case reads); the
+  // dense steps keep the -1 they were built with.
   const withThreshold = timed.map((t, i) => ({
     ...t,
     encode: (pass: GPUComputePassEncoder, call: number) => {
