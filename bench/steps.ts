@@ -56,7 +56,10 @@ const levels = await orExit(async () => {
 await engine.prefill(lm.tokenizer.encode("Once upon a time, there was a little girl named Lily. She loved to play outside"));
 
 // argmax advances the decode state, so it is left out of the repeated calls (it is one small dispatch).
-const steps = engine.decodeSteps.filter((s) => s.name !== "argmax");
+// A CATS step may run its own list (its own down projection variant), so each level takes the list
+// the engine runs once its thresholds are set.
+const stepsNow = () => engine.decodeSteps.filter((s) => s.name !== "argmax");
+const steps = stepsNow();
 const opOf = (name: string) => name.replace(/^layer \d+ /, "");
 const ops = [...new Set(steps.map((s) => opOf(s.name)))];
 const layers = engine.config.numLayers;
@@ -67,16 +70,17 @@ const add = (key: string, v: number) => samples.set(key, [...(samples.get(key) ?
 for (let r = 0; r < opts.rounds; r++) {
   for (const level of levels) {
     engine.setThresholds(level.thresholds);
+    const levelSteps = stepsNow();
     // Untimed: the first submission after a change pays for it.
-    await timer.time({ name: "warm-up", bytes: 0, encode: (pass) => encodeSteps(pass, steps, 1) }, 1);
+    await timer.time({ name: "warm-up", bytes: 0, encode: (pass) => encodeSteps(pass, levelSteps, 1) }, 1);
     const perOp = new Map<string, number>();
-    for (const s of steps) {
+    for (const s of levelSteps) {
       const ms = await timer.time({ name: s.name, bytes: 0, encode: (pass) => encodeSteps(pass, [s], 1) }, opts.calls);
       perOp.set(opOf(s.name), (perOp.get(opOf(s.name)) ?? 0) + ms * 1000);
     }
     for (const [op, us] of perOp) add(`${level.label} ${op}`, us);
     const whole = await timer.time(
-      { name: "token", bytes: 0, encode: (pass) => encodeSteps(pass, steps, 1) },
+      { name: "token", bytes: 0, encode: (pass) => encodeSteps(pass, levelSteps, 1) },
       Math.max(2, Math.ceil(opts.calls / 4)),
     );
     add(`${level.label} token`, whole * 1000);
