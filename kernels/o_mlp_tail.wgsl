@@ -23,9 +23,10 @@ diagnostic(off, subgroup_uniformity);
 
 alias Block = mat2x4<f32>;
 
-// The kept neurons, listed, and their W_up . h.
-var<workgroup> up_list: array<u32, IB * 8u>;
+// The kept neurons, listed, their W_up . h, and their activations in list order.
+var<workgroup> up_list: array<u32, IB * 8u + 1u>;
 var<workgroup> up_out: array<f32, IB * 8u>;
+var<workgroup> kept_act: array<f32, IB * 8u + 1u>;
 
 fn zero_block() -> Block {
   return Block(vec4<f32>(0.0), vec4<f32>(0.0));
@@ -107,7 +108,8 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
 
   // g = silu(h W_gate), masked; lane l's neurons are those of its blocks of act. A dense step
   // (every row kept) takes W_up's rows in the same pass, sharing the shuffled blocks of h.
-  let masked = p.threshold >= 0.0;
+  // CATS: the kernel of a CATS step list; a dense list's kernel has no masked path at all.
+  let masked = CATS && p.threshold >= 0.0;
   var a: array<Block, IM>;
   var act: array<Block, IM>;
   var kept: array<u32, IM>;
@@ -143,30 +145,38 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
     for (var i = 0u; i < 8u; i++) {
       let gi = g[i / 4u][i % 4u];
       let ai = gi / (1.0 + exp(-gi));
-      if (r0 + i < p.inter && (!masked || abs(ai) >= p.threshold)) {
-        a[m][i / 4u][i % 4u] = ai;
-        kept[m] |= 1u << i;
-        n_active += 1u;
+      if (!CATS) {
+        if (r0 + i < p.inter) {
+          a[m][i / 4u][i % 4u] = ai;
+        }
+        continue;
       }
+      // Selects, not branches: at a random half kept, llvmpipe's per-lane branches mispredict.
+      let keep = r0 + i < p.inter && (!masked || abs(ai) >= p.threshold);
+      a[m][i / 4u][i % 4u] = select(0.0, ai, keep);
+      kept[m] |= select(0u, 1u << i, keep);
+      n_active += select(0u, 1u, keep);
     }
     let u = block_of(usums, r0, p.inter);
     act[m] = Block(a[m][0] * u[0], a[m][1] * u[1]);
   }
+  var listed = 0u;
   if (masked) {
     // W_up . h for the kept neurons only. A lane's own rows would leave it idle where its
     // neighbours' are kept (a SIMD vector runs every lane's branch), so the kept neurons are listed,
     // each lane's after the lanes before it, and shared out: lane l takes entries l, l + 8, ...
-    let listed = subgroupAdd(n_active);
+    listed = subgroupAdd(n_active);
     if (lane == 0u && listed > 0u) {
       atomicAdd(&totals[p.layer], listed);
     }
-    var at = subgroupExclusiveAdd(n_active);
+    let first = subgroupExclusiveAdd(n_active);
+    var at = first;
+    // A neuron not kept goes to the spare last entry.
     for (var m = 0u; m < IM; m++) {
       for (var i = 0u; i < 8u; i++) {
-        if ((kept[m] & (1u << i)) != 0u) {
-          up_list[at] = 8u * (lane + 8u * m) + i;
-          at += 1u;
-        }
+        let k = (kept[m] & (1u << i)) != 0u;
+        up_list[select(IB * 8u, at, k)] = 8u * (lane + 8u * m) + i;
+        at += select(0u, 1u, k);
       }
     }
     workgroupBarrier();
@@ -188,17 +198,44 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
       }
     }
     workgroupBarrier();
+    at = first;
     for (var m = 0u; m < IM; m++) {
-      act[m] = zero_block();
       for (var i = 0u; i < 8u; i++) {
-        if ((kept[m] & (1u << i)) != 0u) {
-          act[m][i / 4u][i % 4u] = a[m][i / 4u][i % 4u] * up_out[8u * (lane + 8u * m) + i];
+        let k = (kept[m] & (1u << i)) != 0u;
+        kept_act[select(IB * 8u, at, k)] = a[m][i / 4u][i % 4u] * up_out[8u * (lane + 8u * m) + i];
+        at += select(0u, 1u, k);
+      }
+    }
+    workgroupBarrier();
+    // x += act W_down over the kept neurons, in list order: a loop without a branch on each
+    // neuron's activation, which a random half of kept neurons would mispredict every other time
+    // (at stories260K's size that costs as much as the skipped rows save).
+    for (var e = 0u; e < listed; e++) {
+      let n = up_list[e];
+      let an = kept_act[e];
+      for (var m = 0u; m < HM; m++) {
+        let b = lane + 8u * m;
+        if (b < HB) {
+          x[m] += load8_WDOWN(n, b, p.h_cols8) * an;
         }
       }
     }
+  } else {
+    o_mlp_down_dense(lane, act, &x);
   }
 
-  // x += act W_down, reading W_down^T: every lane walks every neuron in order for its own blocks of x.
+  for (var m = 0u; m < HM; m++) {
+    let b = lane + 8u * m;
+    if (b < HB) {
+      X[2u * b] = x[m][0];
+      X[2u * b + 1u] = x[m][1];
+    }
+  }
+}
+
+// x += act W_down, reading W_down^T, for a dense step: every lane walks every neuron in order for its
+// own blocks of x.
+fn o_mlp_down_dense(lane: u32, act: array<Block, IM>, x: ptr<function, array<Block, HM>>) {
   for (var k0 = 0u; k0 < IM; k0++) {
     for (var s = 0u; s < 8u; s++) {
       let nb = 8u * k0 + s;
@@ -214,18 +251,10 @@ fn o_mlp_tail(lane: u32, o: array<Block, OM>, x_in: array<Block, HM>) {
         for (var m = 0u; m < HM; m++) {
           let b = lane + 8u * m;
           if (b < HB) {
-            x[m] += load8_WDOWN(8u * nb + j, b, p.h_cols8) * an;
+            (*x)[m] += load8_WDOWN(8u * nb + j, b, p.h_cols8) * an;
           }
         }
       }
-    }
-  }
-
-  for (var m = 0u; m < HM; m++) {
-    let b = lane + 8u * m;
-    if (b < HB) {
-      X[2u * b] = x[m][0];
-      X[2u * b + 1u] = x[m][1];
     }
   }
 }

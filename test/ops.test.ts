@@ -342,12 +342,14 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
           const u = project(up.values, inter, hidden, x1, gain, EPS);
           const sorted = Array.from(g, (v) => Math.abs(silu(v))).sort((a, b) => a - b);
           const half = (sorted[(inter >> 1) - 1] + sorted[inter >> 1]) / 2;
-          for (const [what, threshold] of [
-            ["dense", -1],
-            ["all", 0],
-            ["none", sorted[inter - 1] * 2 + 1],
-            ["half", half],
-          ] as [string, number][]) {
+          // A CATS step list's fused kernel (cats) has the masked path; a dense list's has none.
+          for (const [what, threshold, cats] of [
+            ["dense", -1, false],
+            ["dense, the CATS step's kernel", -1, true],
+            ["all", 0, true],
+            ["none", sorted[inter - 1] * 2 + 1, true],
+            ["half", half, true],
+          ] as [string, number, boolean][]) {
             const act = Array.from(g, (gi, n) => (threshold >= 0 && Math.abs(silu(gi)) < threshold ? 0 : silu(gi) * u[n]));
             const want = project(down.values, hidden, inter, act, null, EPS).map((v, i) => v + x1[i]);
             const x = h.rows([x0], padCols(hidden));
@@ -358,6 +360,7 @@ describe("one decode token's o_proj and MLP, fused or split", () => {
               { o: h.rows([o], padCols(qdim)), x, act: h.buffer(padCols(inter) * 2) },
               {
                 batch: false,
+                cats,
                 layer: 1,
                 totals,
                 capture: h.buffer(4),
@@ -553,7 +556,8 @@ describe("one decode token's whole layer, fused or split", () => {
           const x = h.rows([xs[pos]], s.hiddenStride);
           const totals = h.buffer(new Uint32Array(2));
           const o = h.buffer(s.qStride);
-          const fused = h.ops.fusedLayer("layer", w, { o, x }, { layer: 1, totals });
+          const cats = threshold >= 0;
+          const fused = h.ops.fusedLayer("layer", w, { o, x }, { layer: 1, totals, cats });
           expect(fused === null, `${variant}: fused`).toBe(variant === "split");
           const steps = fused
             ? [fused]
@@ -563,7 +567,7 @@ describe("one decode token's whole layer, fused or split", () => {
                   (op) => op,
                   w,
                   { o, x, act: h.buffer(s.interStride) },
-                  { batch: false, layer: 1, totals, capture: h.buffer(4), captureOffset: null },
+                  { batch: false, cats, layer: 1, totals, capture: h.buffer(4), captureOffset: null },
                 ),
               ];
           for (const step of steps) if (step.gateOfLayer !== undefined) setStepParams(step, { threshold });

@@ -102,7 +102,7 @@ export function forwardSteps(
   m.layers.forEach((l, i) => {
     const at = (op: string) => `layer ${i} ${op}`;
     // A decode token of the smallest models may run the whole layer below as one dispatch (layer.wgsl).
-    const fused = batch ? null : ops.fusedLayer(at("layer"), l, b, { layer: i, totals: b.totals });
+    const fused = batch ? null : ops.fusedLayer(at("layer"), l, b, { layer: i, totals: b.totals, cats });
     if (fused) {
       steps.push(fused);
       return;

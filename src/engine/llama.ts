@@ -273,13 +273,16 @@ export class LlamaEngine {
       ops.argmax(this.buf.logits, this.buf.tokens, this.buf.outIds),
     ];
     this.denseDecode = decodeSteps(false);
-    // Only a split MLP has a down projection step of its own (the fused kernels choose no down variant).
+    // A CATS step list of its own: where the fused kernels run (each has a masked path that a dense
+    // step's kernel goes without), or where a split MLP's down projection has a CATS choice of its own.
+    const fusedTail = this.denseDecode.some((step) => step.name.endsWith(" layer") || step.name.endsWith(" o_proj+mlp"));
     const splitMlp = this.denseDecode.some((step) => step.name.endsWith(" down"));
     const catsDiffers =
-      splitMlp &&
-      weights.layers.some(
-        (l) => this.variants.pick("down_vec", matrixShape(l.downT)).name !== this.variants.pick("down_cats", matrixShape(l.downT)).name,
-      );
+      fusedTail ||
+      (splitMlp &&
+        weights.layers.some(
+          (l) => this.variants.pick("down_vec", matrixShape(l.downT)).name !== this.variants.pick("down_cats", matrixShape(l.downT)).name,
+        ));
     this.catsDecode = catsDiffers ? decodeSteps(true) : this.denseDecode;
     this.batch = {
       none: forwardSteps(ops, weights, this.buf, s, { batch: true, output: "none", captureRows: capture }),

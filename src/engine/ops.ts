@@ -512,7 +512,15 @@ export class Ops {
         ...this.down(at("down"), w.downT, b.act, b.x, { batch: o.batch, cats: o.cats }),
       ];
     }
-    return [this.tailStep(at("o_proj+mlp"), "o_mlp", w, { buffers: { O: b.o, X: b.x, totals: o.totals } }, o.layer)];
+    return [
+      this.tailStep(
+        at("o_proj+mlp"),
+        "o_mlp",
+        w,
+        { consts: { CATS: o.cats === true }, buffers: { O: b.o, X: b.x, totals: o.totals } },
+        o.layer,
+      ),
+    ];
   }
 
   /**
@@ -520,7 +528,12 @@ export class Ops {
    * variant table fuses it and the layer fits (layerFits); otherwise null, and the layer runs as
    * qkvAttention + oMlp.
    */
-  fusedLayer(name: string, w: DecodeLayerWeights, b: { o: GPUBuffer; x: GPUBuffer }, o: { layer: number; totals: GPUBuffer }): Step | null {
+  fusedLayer(
+    name: string,
+    w: DecodeLayerWeights,
+    b: { o: GPUBuffer; x: GPUBuffer },
+    o: { layer: number; totals: GPUBuffer; cats?: boolean },
+  ): Step | null {
     const s = this.shape;
     if (!this.variants.pick("layer_vec", layerShape(w)).consts.FUSED || !layerFits(w, s)) return null;
     const QKV = (s.heads + 2 * s.kvHeads) * s.headDim;
@@ -540,6 +553,7 @@ export class Ops {
           HD: s.headDim,
           QG: s.heads / s.kvHeads,
           GAIN_QKV: w.qkvGain !== null,
+          CATS: o.cats === true,
         },
         params: { scale: 1 / Math.sqrt(s.headDim) },
         buffers: {
