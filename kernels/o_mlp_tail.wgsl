@@ -6,10 +6,12 @@
 // reads it, and subgroup shuffles pass each block round where every lane needs it. The norm's gain
 // is folded into W_gate and W_up, or applied from GM (GAIN_MLP). CATS: a neuron whose |silu(gate)| is below the threshold is zero,
 // its W_up row is not read (the kept neurons' rows are shared out among the lanes through a list in
-// workgroup memory) and its W_down^T row is skipped (by all lanes: the activation is the same on every
-// lane after the shuffle). Natural neuron order in the sums, no atomics but the active count. Needs p (o_cols8, h_cols8, hidden, inter, layer, threshold, eps), X and totals, and
-// consts OB, HB, IB (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)), UW
-// (the weights as uniform arrays, where each fits one binding: cheaper per-lane reads on CPU drivers).
+// workgroup memory) and its W_down^T row is skipped (every lane walks the same list). The masked path
+// is compiled only into a CATS step list's kernel (CATS); its down sums run in list order (lane by
+// lane), a dense step's in natural neuron order, both fixed; no atomics but the active count. Needs p
+// (o_cols8, h_cols8, hidden, inter, layer, threshold, eps), X and totals, and consts OB, HB, IB
+// (blocks of 8 in o, x and act), OM, HM, IM (blocks per lane: ceil(_B / 8)), CATS, UW (the weights as
+// uniform arrays, where each fits one binding: cheaper per-lane reads on CPU drivers).
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
 //#if UW
