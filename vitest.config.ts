@@ -1,6 +1,5 @@
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { defineConfig } from "vitest/config";
+import { TEST_CACHE_DIR } from "./test/global-setup.js";
 
 export default defineConfig({
   test: {
@@ -14,7 +13,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Tests run the default kernel variants (every variant has its own op tests); the autotuning
     // tests turn measuring on themselves, with a cache of their own.
-    env: { CATS_MODELS: "../shared/models", CATS_AUTOTUNE: "off", CATS_CACHE_DIR: join(tmpdir(), `cats-test-cache-${process.pid}`) },
+    env: { CATS_MODELS: "../shared/models", CATS_AUTOTUNE: "off", CATS_CACHE_DIR: TEST_CACHE_DIR },
+    globalSetup: ["test/global-setup.ts"],
     // The JSON report lets .ci/run print a plain "N passed, N failed" line.
     reporters: ["default", ["json", { outputFile: "test-results.json" }]],
   },

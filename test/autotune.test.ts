@@ -1,19 +1,18 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { finalWinner, screenLeaders, type TuneProgress } from "../src/gpu/autotune.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel as loadCatsModel } from "../src/index.js";
 import { loadModel } from "../src/node.js";
-import { maxAbsDiff, MODELS, reference } from "./helpers.js";
+import { maxAbsDiff, MODELS, reference, tempDir } from "./helpers.js";
 
 let gpu: GpuContext;
 let dir: string;
 const saved = process.env.CATS_CACHE_DIR;
 beforeAll(async () => {
   gpu = await createGpu();
-  dir = await mkdtemp(join(tmpdir(), "cats-tune-"));
+  dir = tempDir("cats-tune-");
   process.env.CATS_CACHE_DIR = dir;
 });
 afterAll(async () => {

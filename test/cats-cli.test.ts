@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cats, DATA, MODELS, reference } from "./helpers.js";
+import { cats, DATA, MODELS, reference, tempDir } from "./helpers.js";
 
 describe("cats calibrate, then sparse eval and generate", () => {
-  const out = join(mkdtempSync(join(tmpdir(), "cats-cal-")), "T.json");
+  const out = join(tempDir("cats-cal-"), "T.json");
   const model = join(MODELS, "stories260K");
   beforeAll(async () => {
     const r = await cats([
@@ -90,7 +89,7 @@ describe("cats calibrate, then sparse eval and generate", () => {
   });
 
   it("benchmarks dense against sparse: every level has every field, energy labelled with its source", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-bench-"));
+    const dir = tempDir("cats-bench-");
     const r = await cats(
       [
         "bench",

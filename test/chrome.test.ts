@@ -1,9 +1,7 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { MODELS, reference, ROOT } from "./helpers.js";
+import { MODELS, reference, ROOT, tempDir } from "./helpers.js";
 
 function benchChrome(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -19,7 +17,7 @@ function benchChrome(args: string[]): Promise<{ code: number; stdout: string; st
 describe("headless Chromium", () => {
   it("runs the engine in a real browser and decodes reference.json's greedy ids", async () => {
     const ref = reference("stories260K");
-    const out = mkdtempSync(join(tmpdir(), "cats-chrome-"));
+    const out = tempDir("cats-chrome-");
     const r = await benchChrome([
       "--model",
       join(MODELS, "stories260K"),

@@ -1,6 +1,5 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { estimateEnergy, openEstimate, parseMeminfoUsedGb, parseProcStat, DEFAULT_ESTIMATE } from "../src/energy/estimate.js";
@@ -8,14 +7,14 @@ import type { EnergyMeter, MeterUnavailable } from "../src/energy/meter.js";
 import { openNvml, parseEnergyQuery } from "../src/energy/nvml.js";
 import { counterDelta, openRapl, type PowercapFs } from "../src/energy/rapl.js";
 import { chooseMeter } from "../src/energy/select.js";
-import { ROOT } from "./helpers.js";
+import { ROOT, tempDir } from "./helpers.js";
 
 const FIXTURES = join(ROOT, "test/fixtures");
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8");
 const isMeter = (m: EnergyMeter | MeterUnavailable): m is EnergyMeter => "start" in m;
 
 function powercapCopy(): string {
-  const dir = mkdtempSync(join(tmpdir(), "cats-powercap-"));
+  const dir = tempDir("cats-powercap-");
   cpSync(join(FIXTURES, "powercap-xeon"), dir, { recursive: true });
   return dir;
 }

@@ -1,10 +1,9 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fc, it } from "@fast-check/vitest";
 import { afterAll, beforeAll, describe, expect } from "vitest";
-import { copyModel, MODELS, ROOT, smallCalibrationArgs } from "./helpers.js";
+import { copyModel, MODELS, ROOT, smallCalibrationArgs, tempDir } from "./helpers.js";
 
 /**
  * Property-based mutation of real inputs: the stories260K safetensors file, its config.json, and
@@ -132,7 +131,7 @@ describe("fuzz: mutated real inputs get exit 0, or 1/2 with one cats: line", () 
   const config = JSON.parse(readFileSync(join(MODELS, "stories260K", "config.json"), "utf8"));
   let thresholds: unknown;
   beforeAll(async () => {
-    const out = join(mkdtempSync(join(tmpdir(), "cats-fuzz-")), "T.json");
+    const out = join(tempDir("cats-fuzz-"), "T.json");
     const r = await runCats(smallCalibrationArgs(out));
     expect(r.status, r.stderr.join("\n")).toBe(0);
     thresholds = JSON.parse(readFileSync(out, "utf8"));
@@ -174,7 +173,7 @@ describe("fuzz: mutated real inputs get exit 0, or 1/2 with one cats: line", () 
     async (mutations) => {
       await Promise.all(
         mutations.map(async (m) => {
-          const path = join(mkdtempSync(join(tmpdir(), "cats-fuzz-")), "T.json");
+          const path = join(tempDir("cats-fuzz-"), "T.json");
           writeFileSync(path, JSON.stringify(mutateAt(thresholds, m.picks, m.value, m.remove)));
           const args = ["generate", "--thresholds", path, "--sparsity", "0.5", "--max-tokens", "2", "Once"];
           expectCleanOutcome(await runCats(args), `thresholds ${JSON.stringify(m).slice(0, 200)}`);

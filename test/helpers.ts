@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterAll } from "vitest";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const SHARED = resolve(ROOT, "../shared");
@@ -67,9 +68,23 @@ export function cats(
   });
 }
 
+const tempDirs: string[] = [];
+// Registered when a test file imports this module, so each file removes the directories it made:
+// a suite run makes about two hundred (model copies, outputs), which would otherwise pile up in /tmp.
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed after the test file that asked for it has run. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 /** A copy of stories260K in a fresh temporary directory, changed by `patch`. */
 export function copyModel(patch: (dir: string) => void = () => {}): string {
-  const dir = mkdtempSync(join(tmpdir(), "cats-model-"));
+  const dir = tempDir("cats-model-");
   for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
     copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
   patch(dir);

@@ -1,6 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { memorySource } from "../src/model/bytesource.js";
@@ -12,7 +11,7 @@ import { generate } from "../src/engine/generate.js";
 import { CatsError } from "../src/errors.js";
 import { safetensorsHeader } from "../src/model/safetensors-writer.js";
 import { loadModel } from "../src/node.js";
-import { cats, copyModel, DATA, MODELS, ROOT, safetensorsBytes, smallCalibrationArgs, splitSafetensors } from "./helpers.js";
+import { cats, copyModel, DATA, MODELS, ROOT, safetensorsBytes, smallCalibrationArgs, splitSafetensors, tempDir } from "./helpers.js";
 
 type Run = Awaited<ReturnType<typeof cats>>;
 
@@ -167,7 +166,7 @@ describe("silent wrong answers become errors", () => {
     let file: string;
     let good: Record<string, unknown> & { thresholds: Record<string, number[]>; sketch: { per_layer: number[][] } };
     beforeAll(async () => {
-      file = join(mkdtempSync(join(tmpdir(), "cats-t-")), "T.json");
+      file = join(tempDir("cats-t-"), "T.json");
       const r = await cats(smallCalibrationArgs(file));
       expect(r.status, r.errors.join("\n")).toBe(0);
       good = readJson(file);
@@ -175,7 +174,7 @@ describe("silent wrong answers become errors", () => {
     const tampered = (patch: (t: typeof good) => void) => {
       const t = structuredClone(good);
       patch(t);
-      const path = join(mkdtempSync(join(tmpdir(), "cats-t-")), "T.json");
+      const path = join(tempDir("cats-t-"), "T.json");
       writeFileSync(path, JSON.stringify(t));
       return path;
     };
@@ -221,7 +220,7 @@ describe("silent wrong answers become errors", () => {
     const raw = readFileSync(join(DATA, "wikitext2_raw_test.txt"), "utf8");
     const head = raw.slice(0, raw.indexOf("\r\n", 60_000) + 2);
     expect(head).toContain("\r\n");
-    const dir = mkdtempSync(join(tmpdir(), "cats-lf-"));
+    const dir = tempDir("cats-lf-");
     const [crlf, lf] = [join(dir, "crlf.txt"), join(dir, "lf.txt")];
     writeFileSync(crlf, head);
     writeFileSync(lf, head.replace(/\r\n?/g, "\n"));
@@ -249,7 +248,7 @@ describe("nothing hangs", () => {
     });
   }
   it("a FIFO as --thresholds or --data", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-fifo-"));
+    const dir = tempDir("cats-fifo-");
     fifo(join(dir, "f"));
     expectOneLine(
       await cats(["generate", "--thresholds", join(dir, "f"), "--sparsity", "0.5", "hi"]),
@@ -352,13 +351,13 @@ describe("no stack traces: one line each", () => {
   });
   it("bench --prompt-tokens 600 names --prompt-tokens", async () => {
     expectOneLine(
-      await cats(["bench", "--prompt-tokens", "600", "--out", mkdtempSync(join(tmpdir(), "cats-b-"))]),
+      await cats(["bench", "--prompt-tokens", "600", "--out", tempDir("cats-b-")]),
       1,
       /--prompt-tokens 600: expected at most 511/,
     );
   });
   it("--out at an existing file, under a file, in a missing directory, or naming an input", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-out-"));
+    const dir = tempDir("cats-out-");
     writeFileSync(join(dir, "file"), "x");
     mkdirSync(join(dir, "sub"));
     const data = join(DATA, "tinystories_calib.txt");
@@ -407,7 +406,7 @@ describe("no stack traces: one line each", () => {
     }
   });
   it("a calibration whose output cannot be written fails before the model is even loaded", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-out-"));
+    const dir = tempDir("cats-out-");
     mkdirSync(join(dir, "T.json"));
     // This model fails at load (NaN logits in the warm-up): the --out error must come first.
     const broken = copyModel((d) => patchWeights(d, "model.embed_tokens.weight", (w) => w.fill(NaN)));
@@ -415,7 +414,7 @@ describe("no stack traces: one line each", () => {
     expectOneLine(r, 1, /--out .*T\.json: exists and is a directory/);
   });
   it("bench results reach stdout even when the report files cannot be written", async () => {
-    const out = mkdtempSync(join(tmpdir(), "cats-b-"));
+    const out = tempDir("cats-b-");
     mkdirSync(join(out, "bench.json"));
     const r = await cats(["bench", "--tokens", "4", "--runs", "1", "--out", out]);
     expectOneLine(r, 1, /bench\.json: cannot write \(EISDIR\)/);
@@ -513,7 +512,7 @@ describe("device loss and out of memory", () => {
   it("a model too big for the adapter is refused before upload, naming both sizes", async () => {
     // A 70B-shaped checkpoint as a sparse file: the header is real, the 140 GB of zeros take no disk.
     const shape = { hidden: 8192, intermediate: 28672, layers: 80, heads: 64, kvHeads: 8, vocab: 32000 };
-    const dir = mkdtempSync(join(tmpdir(), "cats-huge-"));
+    const dir = tempDir("cats-huge-");
     const hd = shape.hidden / shape.heads;
     const tensors = [{ name: "model.embed_tokens.weight", dtype: "F16" as const, shape: [shape.vocab, shape.hidden] }];
     for (let i = 0; i < shape.layers; i++) {

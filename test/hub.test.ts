@@ -1,15 +1,14 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cachedSnapshot, hubCacheDir, parseRepoId } from "../src/hub/cache.js";
 import { pullModel, type PullProgress } from "../src/hub/pull.js";
 import { resolveModelDir } from "../src/model/resolve.js";
 import { CatsError } from "../src/errors.js";
-import { cats, MODELS, reference } from "./helpers.js";
+import { cats, MODELS, reference, tempDir } from "./helpers.js";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const V1_COMMIT = "89abcdef0123456789abcdef0123456789abcdef";
@@ -141,7 +140,7 @@ beforeAll(async () => {
 });
 afterAll(() => hub.stop());
 
-const tempCache = () => mkdtempSync(join(tmpdir(), "cats-hf-"));
+const tempCache = () => tempDir("cats-hf-");
 const envFor = (cache: string, more: Record<string, string> = {}): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH,
   HOME: process.env.HOME,
@@ -316,7 +315,7 @@ describe("models where Hugging Face keeps them", () => {
     expect(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")).vocab_size).toBe(512);
     expect(readFileSync(join(dir, "model.safetensors")).equals(weights)).toBe(true);
     // HF_HOME/hub is the cache when HF_HUB_CACHE is unset.
-    const home = mkdtempSync(join(tmpdir(), "cats-hf-home-"));
+    const home = tempDir("cats-hf-home-");
     symlinkSync(cache, join(home, "hub"));
     expect(resolveModelDir("someone/tiny", { ...env, HF_HUB_CACHE: undefined, HF_HOME: home })).toBe(
       join(home, "hub", "models--someone--tiny", "snapshots", COMMIT),

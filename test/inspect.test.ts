@@ -1,10 +1,9 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel } from "../src/node.js";
-import { cats, MODELS, reference } from "./helpers.js";
+import { cats, MODELS, reference, tempDir } from "./helpers.js";
 import { referenceIntermediates } from "./llama-reference.js";
 import { maxRelErr } from "./ops-reference.js";
 
@@ -38,7 +37,7 @@ describe("the debug path reads intermediates by step name", () => {
   }
 
   it("cats inspect --out writes the chosen steps as float32 rows with an index", async () => {
-    const out = await mkdtemp(join(tmpdir(), "cats-inspect-"));
+    const out = tempDir("cats-inspect-");
     try {
       const r = await cats(["inspect", "--out", out, "--step", "layer 1 attention", "--step", "lm_head", reference("stories260K").prompt]);
       expect(r.errors).toEqual([]);

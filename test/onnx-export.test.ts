@@ -1,16 +1,15 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkThresholdsFile, thresholdsForLevel } from "../src/cats/thresholds.js";
 import { loadModel } from "../src/node.js";
-import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, topK } from "./helpers.js";
+import { cats, DATA, maxAbsDiff, MODELS, reference, smallCalibrationArgs, tempDir, topK } from "./helpers.js";
 import { ortGreedy, ortSession } from "../harness/ort-greedy.js";
 import { WebPeers } from "../bench/web-peers.js";
 
 const MODEL = join(MODELS, "stories260K");
 const ref = reference("stories260K");
-const tmp = mkdtempSync(join(tmpdir(), "cats-onnx-"));
+const tmp = tempDir("cats-onnx-");
 const f32Dir = join(tmp, "f32");
 const f16Dir = join(tmp, "f16");
 const sparseDir = join(tmp, "sparse");

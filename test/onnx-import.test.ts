@@ -1,5 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import onnxProto from "onnx-proto";
@@ -7,7 +6,7 @@ import { modelFingerprint } from "../src/cats/thresholds.js";
 import { openCheckpoint } from "../src/model/checkpoint.js";
 import { directoryFiles } from "../src/model/nodefiles.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
-import { cats, DATA, maxAbsDiff, MODELS, reference, topK } from "./helpers.js";
+import { cats, DATA, maxAbsDiff, MODELS, reference, tempDir, topK } from "./helpers.js";
 
 const { onnx } = onnxProto;
 type Model = ReturnType<typeof onnx.ModelProto.decode>;
@@ -20,13 +19,9 @@ const TOL = 1e-3;
 
 const decode = (): Model => onnx.ModelProto.decode(readFileSync(MODEL_FILE));
 
-const made: string[] = [];
-afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
 /** A copy of stories260K-onnx whose onnx/ folder holds what `write` puts there. */
 function onnxCopy(write: (onnxDir: string) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "cats-onnx-import-"));
-  made.push(dir);
+  const dir = tempDir("cats-onnx-import-");
   for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"])
     copyFileSync(join(ONNX_DIR, f), join(dir, f));
   mkdirSync(join(dir, "onnx"));

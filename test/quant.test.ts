@@ -4,8 +4,7 @@
  * trip), perplexities of quantized stories260K against a float64 evaluation of the same
  * dequantized weights, and broken quantized files refused with one line each.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
@@ -17,7 +16,7 @@ import { packGptq } from "../src/quant/gptq-pack.js";
 import { quantizeRtn } from "../src/quant/rtn.js";
 import { dequantize } from "../src/model/gptq.js";
 import { encodeSafetensors, type TensorData } from "../src/model/safetensors-writer.js";
-import { cats, copyModel, DATA, maxAbsDiff, MODELS, safetensorsBytes, splitSafetensors } from "./helpers.js";
+import { cats, copyModel, DATA, maxAbsDiff, MODELS, safetensorsBytes, splitSafetensors, tempDir } from "./helpers.js";
 import { referenceIntermediates } from "./llama-reference.js";
 
 const GPTQ = join(MODELS, "tiny-llama-gptq4");
@@ -84,7 +83,7 @@ describe("cats quantize follows AutoGPTQ's arithmetic", () => {
   });
 
   it("tiny-llama-f16 at --bits 4 --group 64 --sym gives tiny-llama-gptq4's tensors bit for bit", async () => {
-    const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));
+    const out = tempDir("cats-quantize-");
     const r = await cats(["quantize", "--model", join(MODELS, "tiny-llama-f16"), "--bits", "4", "--group", "64", "--sym", "--out", out]);
     expect(r.status, r.errors.join("\n")).toBe(0);
     const mine = splitSafetensors(readFileSync(join(out, "model.safetensors")));
@@ -167,7 +166,7 @@ describe("quantized stories260K: perplexity against float64 on the same dequanti
     ["q4 g32 asym", ["--bits", "4", "--group", "32", "--asym"]],
   ] as const) {
     it(`${what}: cats eval within 0.5% of float64${what.startsWith("q8") ? ", and within 1% of fp32" : ""}`, async () => {
-      const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));
+      const out = tempDir("cats-quantize-");
       const q = await cats(["quantize", "--model", join(MODELS, "stories260K"), ...flags, "--out", out]);
       expect(q.status, q.errors.join("\n")).toBe(0);
       const got = await evalPerplexity(out);
@@ -180,7 +179,7 @@ describe("quantized stories260K: perplexity against float64 on the same dequanti
   }
 
   it("q8 per-row with --lm-head on a tied model: the embedding is quantized (cats' format), within 0.5% of float64 and 1% of fp32", async () => {
-    const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));
+    const out = tempDir("cats-quantize-");
     const q = await cats(["quantize", "--model", join(MODELS, "stories260K"), "--bits", "8", "--group", "row", "--lm-head", "--out", out]);
     expect(q.status, q.errors.join("\n")).toBe(0);
     const ckpt = await openCheckpoint(directoryFiles(out));
@@ -200,7 +199,7 @@ describe("quantized stories260K: perplexity against float64 on the same dequanti
 describe("broken quantized checkpoints get one clear line", () => {
   /** A copy of tiny-llama-gptq4 with its config and tensors changed. */
   function gptqCopy(patch: { config?: (c: Record<string, unknown>) => void; tensors?: (p: ReturnType<typeof splitSafetensors>) => void }) {
-    const dir = mkdtempSync(join(tmpdir(), "cats-gptq-"));
+    const dir = tempDir("cats-gptq-");
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(GPTQ, f), join(dir, f));
     const config = JSON.parse(readFileSync(join(GPTQ, "config.json"), "utf8"));
     patch.config?.(config);
@@ -324,7 +323,7 @@ describe("broken quantized checkpoints get one clear line", () => {
   });
 
   it("quantizing a quantized checkpoint is refused before anything is written", async () => {
-    const out = mkdtempSync(join(tmpdir(), "cats-quantize-"));
+    const out = tempDir("cats-quantize-");
     const r = await cats(["quantize", "--model", GPTQ, "--bits", "8", "--out", out]);
     expect(r.status).toBe(1);
     expect(r.errors).toEqual([expect.stringMatching(/already quantized \(q4g64 sym \(gptq\)\); quantize the float checkpoint/)]);
@@ -336,7 +335,7 @@ describe("broken quantized checkpoints get one clear line", () => {
       ["--bits", "4", "--group", "20"],
       ["--bits", "4", "--sym", "--asym"],
     ]) {
-      const r = await cats(["quantize", ...flags, "--out", mkdtempSync(join(tmpdir(), "cats-quantize-"))]);
+      const r = await cats(["quantize", ...flags, "--out", tempDir("cats-quantize-")]);
       expect(r.status, flags.join(" ")).toBe(2);
       expect(r.errors).toHaveLength(1);
     }

@@ -1,5 +1,4 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { memorySource } from "../src/model/bytesource.js";
@@ -7,7 +6,7 @@ import { openCheckpoint } from "../src/model/checkpoint.js";
 import { directoryFiles } from "../src/model/nodefiles.js";
 import { fileSource } from "../src/model/nodesource.js";
 import { readSafetensorsHeader } from "../src/model/safetensors.js";
-import { MODELS, safetensorsBytes } from "./helpers.js";
+import { MODELS, safetensorsBytes, tempDir } from "./helpers.js";
 
 const F = "hostile.safetensors";
 const parse = (bytes: Uint8Array) => readSafetensorsHeader(memorySource(F, bytes));
@@ -89,7 +88,7 @@ describe("safetensors header validation", () => {
   }
 
   it("rejects a real checkpoint cut short, naming the tensor", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-trunc-"));
+    const dir = tempDir("cats-trunc-");
     const full = readFileSync(join(MODELS, "stories260K", "model.safetensors"));
     writeFileSync(join(dir, "model.safetensors"), full.subarray(0, full.length - 1000));
     const src = await fileSource(join(dir, "model.safetensors"));
@@ -100,7 +99,7 @@ describe("safetensors header validation", () => {
   });
 
   it("rejects a checkpoint whose tensor shape disagrees with config.json when the engine asks for it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-shape-"));
+    const dir = tempDir("cats-shape-");
     for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
       copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
     const cfg = JSON.parse(readFileSync(join(MODELS, "stories260K", "config.json"), "utf8"));
@@ -115,7 +114,7 @@ describe("safetensors header validation", () => {
   });
 
   it("reads sharded checkpoints through model.safetensors.index.json", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-shard-"));
+    const dir = tempDir("cats-shard-");
     const [a, b] = ["model.norm.weight", "model.layers.0.input_layernorm.weight"];
     const one = safetensorsBytes({ [a]: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([1.5]).buffer));
     const two = safetensorsBytes({ [b]: tensor("F32", [1], [0, 4]) }, new Uint8Array(new Float32Array([2.5]).buffer));
@@ -133,7 +132,7 @@ describe("safetensors header validation", () => {
   });
 
   it("rejects a shard path that leaves the model directory", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cats-shard-"));
+    const dir = tempDir("cats-shard-");
     writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: { a: "../evil.safetensors" } }));
     writeFileSync(join(dir, "config.json"), readFileSync(join(MODELS, "stories260K", "config.json")));
     await expect(openCheckpoint(directoryFiles(dir))).rejects.toThrow(

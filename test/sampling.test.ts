@@ -1,11 +1,10 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generate } from "../src/engine/generate.js";
 import { argmax, sampleToken, seededRandom } from "../src/engine/sampling.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
-import { MODELS, reference } from "./helpers.js";
+import { MODELS, reference, tempDir } from "./helpers.js";
 
 describe("sampling on stories260K", () => {
   const ref = reference("stories260K");
@@ -33,7 +32,7 @@ describe("sampling on stories260K", () => {
   it("stops at an EOS id from config.json", async () => {
     // stories260K never emits its EOS (llama2.c separates stories with BOS), so this copy names the
     // 10th greedy token as an extra EOS id: generation must end right there.
-    const dir = mkdtempSync(join(tmpdir(), "cats-eos-"));
+    const dir = tempDir("cats-eos-");
     for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
       copyFileSync(join(MODELS, "stories260K", f), join(dir, f));
     const cfg = JSON.parse(readFileSync(join(MODELS, "stories260K", "config.json"), "utf8"));

@@ -1,16 +1,15 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SYNTH_SHAPES } from "../src/synth/shapes.js";
 import { tensorPlan } from "../src/synth/synth.js";
-import { cats, DATA } from "./helpers.js";
+import { cats, DATA, tempDir } from "./helpers.js";
 
 const sha = (f: string) => createHash("sha256").update(readFileSync(f)).digest("hex");
 
 describe("cats synth", () => {
-  const base = mkdtempSync(join(tmpdir(), "cats-synth-"));
+  const base = tempDir("cats-synth-");
   const dir = join(base, "a");
 
   it("writes the same checkpoint for the same seed, marked synthetic, with the Llama 2 tokenizer", async () => {
