@@ -80,7 +80,7 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
 /**
  * Warm-up, then `runs` rounds of prefill + greedy decode at every level, levels interleaved run by
  * run so that drift of a shared machine hits them alike. Decode is one submission per token, as
- * `cats generate` streams.
+ * `cats generate` runs when it samples (greedy generation chains steps; bench:decode times that).
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
   if (plan.tokens < 2) {
