@@ -64,6 +64,20 @@ describe("cats bench report", () => {
     expect(s.ideal_saving_kept).toBeCloseTo((1 - 1 / 1.15) / 0.5, 9);
   });
 
+  it("gives the median run's tokens/s, so one stalled run does not contradict the level's ms/token and speed-up", () => {
+    // Five runs of 4 steps of 10 ms; one run stalled on a step of 400 ms.
+    const runs = [
+      [10, 10, 10, 10],
+      [10, 10, 10, 10],
+      [10, 10, 10, 400],
+      [10, 10, 10, 10],
+      [10, 10, 10, 10],
+    ];
+    const [d] = buildReport([samples(0, runs)], context([100])).levels;
+    expect(d.decode_ms_per_token.median).toBe(10);
+    expect(d.decode_tokens_per_s).toBeCloseTo(100, 9);
+  });
+
   it("refuses a run with no decode step to time, in one line, before touching the engine", async () => {
     const plan = { promptIds: [1, 2], tokens: 1, runs: 1, levels: [], meter: null };
     await expect(runBench({} as LlamaEngine, plan)).rejects.toThrow(

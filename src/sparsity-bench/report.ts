@@ -121,7 +121,9 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
       thresholds_from: s.level.source,
       prefill_tokens_per_s: ctx.promptTokens / (median(s.prefillMs) / 1000),
       decode_ms_per_token: { median: med, p10: quantileOfSorted(steps, 0.1), p90: quantileOfSorted(steps, 0.9) },
-      decode_tokens_per_s: s.decodedTokens / (decodeMs / 1000),
+      // The median run, as every other speed here: over the runs' summed time, one stalled run of a
+      // shared machine made a level's tokens/s contradict its ms/token and its speed-up.
+      decode_tokens_per_s: s.decodedTokens / s.decodeMs.length / (median(s.decodeMs) / 1000),
       weight_bytes_per_token: bytes,
       effective_gb_per_s: bytes / med / 1e6,
       energy,
