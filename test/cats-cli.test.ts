@@ -148,6 +148,61 @@ describe("cats calibrate, then sparse eval and generate", () => {
     expect(readFileSync(join(dir, "bench.svg"), "utf8")).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   });
 
+  it("bench --chain decodes the same greedy ids as one submission per token, and says how it decoded", async () => {
+    const bench = (chain: string) =>
+      cats([
+        "bench",
+        "--model",
+        model,
+        "--thresholds",
+        out,
+        "--sparsity",
+        "0,0.5",
+        "--tokens",
+        "19",
+        "--runs",
+        "1",
+        "--chain",
+        chain,
+        "--json",
+        "--out",
+        tempDir("cats-bench-"),
+      ]);
+    const [one, chained] = await Promise.all([bench("1"), bench("8")]);
+    for (const r of [one, chained]) expect(r.errors).toEqual([]);
+    const [a, b] = [JSON.parse(one.stdout), JSON.parse(chained.stdout)];
+    expect([a.steps_per_submission, b.steps_per_submission]).toEqual([1, 8]);
+    // 18 decode steps in chunks of 8, 8 and 2: every step still timed and every id the same.
+    for (const l of [0, 1]) {
+      expect(b.levels[l].greedy_ids).toHaveLength(19);
+      expect(b.levels[l].greedy_ids).toEqual(a.levels[l].greedy_ids);
+      expect(b.levels[l].decode_tokens_per_s).toBeGreaterThan(0);
+    }
+    const table = await cats(["bench", "--model", model, "--tokens", "5", "--runs", "1", "--chain", "4", "--out", tempDir("cats-bench-")]);
+    expect(table.stdout).toContain("5 greedy tokens (4 steps chained per submission)");
+  });
+
+  it("bench --chain outside 1 .. the engine's chain limit is refused with one line", async () => {
+    const tooMany = await cats([
+      "bench",
+      "--model",
+      model,
+      "--tokens",
+      "4",
+      "--runs",
+      "1",
+      "--chain",
+      "257",
+      "--out",
+      tempDir("cats-bench-"),
+    ]);
+    expect(tooMany.status).toBe(1);
+    expect(tooMany.errors).toEqual(["cats: --chain 257: expected a whole number of steps per submission from 1 to 256"]);
+    const zero = await cats(["bench", "--model", model, "--chain", "0"]);
+    expect(zero.status).toBe(2);
+    expect(zero.errors).toHaveLength(1);
+  });
+
   it("refuses the file for another model with one line", async () => {
     const r = await cats([
       "eval",

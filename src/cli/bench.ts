@@ -5,13 +5,14 @@ import { Presets, SingleBar } from "cli-progress";
 import { describeWeightFormat } from "../model/weight-format.js";
 import { buildReport, levelWeightBytes, markdownTable } from "../sparsity-bench/report.js";
 import { writeReport } from "../sparsity-bench/write.js";
-import { benchPrompt, runBench } from "../sparsity-bench/run.js";
+import { benchPrompt, checkChain, runBench } from "../sparsity-bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds, type ThresholdsFile } from "../cats/thresholds.js";
 import type { EnergySource } from "../energy/meter.js";
 import { chooseMeter } from "../energy/select.js";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
+import { DEFAULT_MAX_CHAIN } from "../engine/llama.js";
 import { readDataText } from "./eval.js";
 import { prepareOutputDir } from "../files.js";
 import { readThresholdsFile } from "./sparsity.js";
@@ -26,6 +27,7 @@ export interface BenchFlags {
   promptTokens: number;
   tokens: number;
   runs: number;
+  chain: number;
   evalData?: string;
   evalTokens: number;
   json?: boolean;
@@ -45,6 +47,8 @@ export async function runBenchCommand(
   if (denseOnly) flags = { ...flags, sparsity: [0] };
   const wantsSparse = flags.sparsity.some((l) => l > 0);
   if (wantsSparse && !flags.thresholds) throw new CatsError("--sparsity levels above 0 need --thresholds FILE (from cats calibrate)");
+  // Checked before the model loads (minutes for a large one); runBench checks it against the engine too.
+  checkChain(flags.chain, DEFAULT_MAX_CHAIN);
   const evalText = flags.evalData ? (await readDataText(flags.evalData, flags.keepCr)).trim() : null;
   await prepareOutputDir("--out", flags.out);
   const lm = await withTuningBar((onTuneProgress) =>
@@ -83,6 +87,7 @@ export async function runBenchCommand(
       promptIds: ids,
       tokens: flags.tokens,
       runs: flags.runs,
+      chain: flags.chain,
       levels,
       meter,
       onRun: (level) => bar.update(++done, { level }),
@@ -109,6 +114,7 @@ export async function runBenchCommand(
       promptTokens: ids.length,
       tokens: flags.tokens,
       runs: flags.runs,
+      chain: flags.chain,
       meter,
       unavailable,
       weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),

@@ -116,6 +116,12 @@ function buildProgram(): Command {
     .option("--prompt-tokens <n>", "prompt length (BOS included)", positiveInt, 32)
     .option("--tokens <n>", "greedy tokens per run (at least 2)", benchTokens, 64)
     .option("--runs <r>", "measured runs per level", positiveInt, 5)
+    .option(
+      "--chain <n>",
+      "greedy steps per submission (1: each token read back, as sampling runs; generate chains up to 32)",
+      positiveInt,
+      1,
+    )
     .option("--eval-data <file>", "text for held-out perplexity at each level (also the prompt's source)")
     .option("--eval-tokens <n>", "tokens of --eval-data to score", positiveInt, 2044)
     .addOption(new Option("--energy <source>", "force an energy meter").choices(["nvml", "rapl", "estimate"]))

@@ -15,6 +15,9 @@ import { encodeSteps, matrixShape, Ops, setStepParams, type OpShape, type Step }
 import { padCols, type GpuMatrix } from "./weights.js";
 import { isRowBlocked } from "../gpu/wgsl.js";
 
+/** Greedy steps one submission may chain unless EngineOptions.maxChain says otherwise. */
+export const DEFAULT_MAX_CHAIN = 256;
+
 export interface EngineOptions {
   kernels: KernelSource;
   /** Most tokens one pass processes; longer prompts are prefilled in several passes. */
@@ -224,7 +227,7 @@ export class LlamaEngine {
     this.device = gpu.device;
     this.contextLength = c.maxPositions;
     this.chunk = Math.min(options.chunk ?? 512, c.maxPositions);
-    this.maxChain = options.maxChain ?? 256;
+    this.maxChain = options.maxChain ?? DEFAULT_MAX_CHAIN;
     this.submitter = new Submitter(gpu);
     const rows = cdiv(this.chunk, TILE) * TILE;
     const qkvWidth = (c.numHeads + 2 * c.numKvHeads) * c.headDim;

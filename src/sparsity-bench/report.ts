@@ -43,6 +43,8 @@ export interface BenchReport {
   prompt_tokens: number;
   tokens: number;
   runs: number;
+  /** Greedy decode steps per submission (1: every token submitted and read back on its own). */
+  steps_per_submission: number;
   energy_meter: {
     source: string;
     description: string;
@@ -73,6 +75,8 @@ export interface ReportContext {
   promptTokens: number;
   tokens: number;
   runs: number;
+  /** Greedy decode steps per submission (BenchPlan.chain); 1 where omitted. */
+  chain?: number;
   meter: EnergyMeter | null;
   unavailable: MeterUnavailable[];
   /** The read ceiling measured on this adapter, where one is cached. */
@@ -152,6 +156,7 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
     prompt_tokens: ctx.promptTokens,
     tokens: ctx.tokens,
     runs: ctx.runs,
+    steps_per_submission: ctx.chain ?? 1,
     energy_meter: ctx.meter
       ? {
           source: ctx.meter.source,
@@ -176,7 +181,7 @@ const fmt = (v: number | null | undefined, d: number) => (v === null || v === un
 export function markdownTable(r: BenchReport): string {
   const head = [
     `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
-      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens, ${r.runs} runs per level, levels interleaved; medians; speed-up paired by round (median of per-round ratios, quartiles in brackets).`,
+      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens (${r.steps_per_submission === 1 ? "one submission per token" : `${r.steps_per_submission} steps chained per submission`}), ${r.runs} runs per level, levels interleaved; medians; speed-up paired by round (median of per-round ratios, quartiles in brackets).`,
     r.energy_meter
       ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
       : "Energy: not measured",

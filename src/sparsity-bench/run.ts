@@ -39,6 +39,12 @@ export interface BenchPlan {
   promptIds: number[];
   tokens: number;
   runs: number;
+  /**
+   * Greedy decode steps per submission: 1 (the default) submits and reads back every token, as
+   * `cats generate` runs when it samples; more chains them, as greedy `generate` does. A chained
+   * step's latency is its chunk's time over its steps.
+   */
+  chain?: number;
   /** Levels to compare; the dense level (0) is always first. */
   levels: LayerThresholds[];
   meter: EnergyMeter | null;
@@ -57,10 +63,15 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
   const ids = [first.token];
   const d0 = performance.now();
   const steps: number[] = [];
-  for (let i = 1; i < plan.tokens; i++) {
+  const chain = plan.chain ?? 1;
+  for (let i = 1; i < plan.tokens;) {
+    const n = Math.min(chain, plan.tokens - i);
     const a = performance.now();
-    ids.push((await engine.decode()).token);
-    steps.push(performance.now() - a);
+    if (chain === 1) ids.push((await engine.decode()).token);
+    else ids.push(...(await engine.decodeGreedy(n)));
+    const perStep = (performance.now() - a) / n;
+    for (let j = 0; j < n; j++) steps.push(perStep);
+    i += n;
   }
   s.stepMs.push(...steps);
   const sortedSteps = [...steps].sort((x, y) => x - y);
@@ -77,10 +88,18 @@ async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Pr
   s.sparsityOverall = ((s.sparsityOverall ?? 0) * (n - 1) + stats.overall) / n;
 }
 
+/** Refuses a `--chain` the engine cannot run in one submission. */
+export function checkChain(chain: number, maxChain: number): void {
+  if (!Number.isInteger(chain) || chain < 1 || chain > maxChain) {
+    throw new CatsError(`--chain ${chain}: expected a whole number of steps per submission from 1 to ${maxChain}`);
+  }
+}
+
 /**
  * Warm-up, then `runs` rounds of prefill + greedy decode at every level, levels interleaved run by
  * run so that drift of a shared machine hits them alike. Decode is one submission per token, as
- * `cats generate` runs when it samples (greedy generation chains steps; bench:decode times that).
+ * `cats generate` runs when it samples, or `plan.chain` greedy steps per submission, as it runs at
+ * temperature 0.
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
   if (plan.tokens < 2) {
@@ -88,6 +107,7 @@ export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<Le
       `--tokens ${plan.tokens}: expected at least 2 (the first token comes from the prefill; decode steps are timed from the second)`,
     );
   }
+  checkChain(plan.chain ?? 1, engine.maxChain);
   const room = engine.contextLength - plan.promptIds.length;
   if (room < 1) {
     throw new CatsError(
