@@ -88,17 +88,13 @@ describe("cats calibrate, then sparse eval and generate", () => {
     expect(sparse.sparsity.overall).toBeGreaterThan(0.4);
   });
 
+  const benchBothLevels = ["bench", "--model", model, "--thresholds", out, "--sparsity", "0,0.5"];
+
   it("benchmarks dense against sparse: every level has every field, energy labelled with its source", async () => {
     const dir = tempDir("cats-bench-");
     const r = await cats(
       [
-        "bench",
-        "--model",
-        model,
-        "--thresholds",
-        out,
-        "--sparsity",
-        "0,0.5",
+        ...benchBothLevels,
         "--tokens",
         "64",
         "--runs",
@@ -150,24 +146,7 @@ describe("cats calibrate, then sparse eval and generate", () => {
 
   it("bench --chain decodes the same greedy ids as one submission per token, and says how it decoded", async () => {
     const bench = (chain: string) =>
-      cats([
-        "bench",
-        "--model",
-        model,
-        "--thresholds",
-        out,
-        "--sparsity",
-        "0,0.5",
-        "--tokens",
-        "19",
-        "--runs",
-        "1",
-        "--chain",
-        chain,
-        "--json",
-        "--out",
-        tempDir("cats-bench-"),
-      ]);
+      cats([...benchBothLevels, "--tokens", "19", "--runs", "1", "--chain", chain, "--json", "--out", tempDir("cats-bench-")]);
     const [one, chained] = await Promise.all([bench("1"), bench("8")]);
     for (const r of [one, chained]) expect(r.errors).toEqual([]);
     const [a, b] = [JSON.parse(one.stdout), JSON.parse(chained.stdout)];
