@@ -1,8 +1,9 @@
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fc, it as prop } from "@fast-check/vitest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generate } from "../src/engine/generate.js";
-import { argmax, sampleToken, seededRandom } from "../src/engine/sampling.js";
+import { argmax, sampleToken, seededRandom, type SamplingOptions } from "../src/engine/sampling.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
 import { MODELS, reference, tempDir } from "./helpers.js";
 
@@ -74,5 +75,73 @@ describe("sampleToken", () => {
     const z = [...logits].map(Math.exp);
     const total = z.reduce((a, b) => a + b);
     z.forEach((p, i) => expect(Math.abs(counts[i] / n - p / total)).toBeLessThan(0.015));
+  });
+});
+
+/**
+ * sampleToken's rule written out plainly: the whole vocabulary sorted with a comparator, float64
+ * weights, the total summed in id order, the nucleus and the draw walked in sorted order.
+ */
+function referenceSample(logits: Float32Array, o: SamplingOptions, u: number): number {
+  if (o.temperature === 0) return argmax(logits);
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+  const weight = (id: number) => Math.exp((logits[id] - logits[order[0]]) / o.temperature);
+  const candidates = o.topK > 0 ? order.slice(0, o.topK) : order;
+  const total = [...candidates].sort((a, b) => a - b).reduce((sum, id) => sum + weight(id), 0);
+  let nucleus = candidates;
+  if (o.topP < 1) {
+    let cum = 0;
+    const end = candidates.findIndex((id) => (cum += weight(id) / total) >= o.topP);
+    if (end >= 0) nucleus = candidates.slice(0, end + 1);
+  }
+  const mass = o.topP < 1 ? nucleus.reduce((sum, id) => sum + weight(id), 0) : total;
+  let r = u * mass;
+  for (const id of nucleus) if ((r -= weight(id)) < 0) return id;
+  return nucleus[nucleus.length - 1];
+}
+
+describe("sampleToken against a full sort", () => {
+  // Few distinct values, so that ties (and -0 beside +0) are common; some far below the rest.
+  const logit = fc.oneof(fc.constantFrom(0, -0, 1, -1, 2.5, 30, -80, -1e4), fc.float({ min: -40, max: 40, noNaN: true }));
+  prop.prop(
+    [
+      fc.array(logit, { minLength: 1, maxLength: 300 }),
+      fc.double({ min: 0.05, max: 4, noNaN: true }),
+      fc.nat({ max: 320 }),
+      fc.oneof(fc.constant(1), fc.double({ min: 0.01, max: 1, noNaN: true })),
+      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+    ],
+    { numRuns: 400, seed: 20261207 },
+  )("picks the token the full sort picks, for any logits, options and draw", (values, temperature, topK, topP, u) => {
+    const logits = Float32Array.from(values);
+    const o = { temperature, topK, topP };
+    expect(sampleToken(logits, o, () => u)).toBe(referenceSample(logits, o, u));
+  });
+
+  it("ties -0 with +0: the lower id comes first", () => {
+    const logits = new Float32Array([-5, -0, 0, -0]);
+    for (const u of [0, 0.3, 0.5, 0.7, 0.99]) {
+      const o = { temperature: 1, topK: 0, topP: 1 };
+      expect(sampleToken(logits, o, () => u)).toBe(referenceSample(logits, o, u));
+    }
+    expect(sampleToken(logits, { temperature: 1, topK: 1, topP: 1 }, () => 0.5)).toBe(1);
+  });
+
+  it("and at Llama's 32,000-id vocabulary, where the bands and the sort keys are used in earnest", () => {
+    const random = seededRandom(11);
+    const gauss = () => Array.from({ length: 12 }, random).reduce((a, b) => a + b) - 6;
+    const logits = Float32Array.from({ length: 32000 }, () => Math.round(gauss() * 250) / 100);
+    for (let i = 0; i < 20; i++) logits[Math.floor(random() * 32000)] = 8 + 8 * random();
+    for (const o of [
+      { temperature: 0.7, topK: 0, topP: 1 },
+      { temperature: 1, topK: 40, topP: 0.9 },
+      { temperature: 1.5, topK: 0, topP: 0.95 },
+      { temperature: 3, topK: 0, topP: 1 },
+    ]) {
+      for (let i = 0; i < 8; i++) {
+        const u = random();
+        expect(sampleToken(logits, o, () => u)).toBe(referenceSample(logits, o, u));
+      }
+    }
   });
 });
