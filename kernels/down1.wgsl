@@ -6,8 +6,9 @@
 // whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
 // skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
 // no atomics in the sums. A variant may split a part's neurons into NS ranges (ONE, below) so that
-// consecutive workgroups read neighbouring slices of the same rows. Consts: WG lanes, V blocks per
-// lane, TM tokens, XN (vec4s of the uniform array).
+// consecutive workgroups read neighbouring slices of the same rows, and may walk every row of its
+// range when many are active (WALK, below). Consts: WG lanes, V blocks per lane, TM tokens, XN
+// (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
@@ -52,6 +53,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   end = min(end, start + per);
 //#endif
   let inter4 = p.inter / 4u;
+//#if WALK
+  // Skipped rows leave the walk scattered, and on CPU drivers a scattered row costs about twice a
+  // row of the dense walk, which the prefetchers follow; so where a CATS mask keeps at least WALK_PERMILLE
+  // of this range's neurons (estimated from every fourth block of four; one token), every row is
+  // read and a masked neuron adds its weights times zero: the same sums, at the dense walk's speed.
+  var seen = 0u;
+  var kept = 0u;
+  for (var q = start / 4u; q * 4u < end; q += 4u) {
+    kept += dot(select(vec4<u32>(0u), vec4<u32>(1u), act[q] != vec4<f32>(0.0)), vec4<u32>(1u));
+    seen += 4u;
+  }
+  let walk_all = kept * 1000u >= seen * WALK_PERMILLE;
+//#else
+  let walk_all = false;
+//#endif
   var acc: array<array<mat2x4<f32>, TM>, V>;
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
@@ -79,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         a4[t] = act[t * inter4 + q];
         any_active = any_active || any(a4[t] != vec4<f32>(0.0));
       }
-      if (!any_active) {
+      if (!walk_all && !any_active) {
         continue;
       }
       for (var j = 0u; j < 4u; j++) {
@@ -88,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var t = 0u; t < TM; t++) {
           nonzero = nonzero || a4[t][j] != 0.0;
         }
-        if (!nonzero || n < n0 || n >= n1) {
+        if ((!walk_all && !nonzero) || n < n0 || n >= n1) {
           continue;
         }
         any_in_group = true;
@@ -121,7 +137,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       a4[t] = act[t * inter4 + q];
       any_active = any_active || any(a4[t] != vec4<f32>(0.0));
     }
-    if (!any_active) {
+    if (!walk_all && !any_active) {
       continue;
     }
     for (var j = 0u; j < 4u; j++) {
@@ -130,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var t = 0u; t < TM; t++) {
         nonzero = nonzero || a4[t][j] != 0.0;
       }
-      if (!nonzero || n < start || n >= end) {
+      if ((!walk_all && !nonzero) || n < start || n >= end) {
         continue;
       }
       for (var v = 0u; v < V; v++) {

@@ -303,6 +303,29 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
   }
 });
 
+describe("down_cats walk variants", () => {
+  it("read every row of a mostly active range and give the very sums of skipping the zero rows", async () => {
+    const walking = variantsOf("down_cats").filter((v) => v.endsWith("walk"));
+    if (walking.length === 0) return; // walk variants are CPU-driver variants
+    const [inter, hidden] = [1000, 40];
+    const down = randomMatrix(hidden, inter, true, 5);
+    for (const keep of [0.6, 0.5, 0.3]) {
+      const act = randomVector(inter, 9).map((v, n) => (((n * 2654435761) >>> 0) % 1000 < keep * 1000 ? v : 0));
+      const x0 = randomVector(hidden, 10);
+      const out = new Map<string, Float32Array>();
+      for (const v of [...walking, ...walking.map((w) => w.slice(0, -"walk".length))]) {
+        const h = harness({ down_cats: v }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+        const x = h.rows([x0], padCols(hidden));
+        h.setState(0, 1);
+        await h.run(h.ops.down("d", await h.matrix(transpose(down)), h.rows([act], padCols(inter)), x, { batch: false, cats: true }), 1);
+        out.set(v, Float32Array.from((await h.readRows(x, 1, padCols(hidden), hidden))[0]));
+        h.destroy();
+      }
+      for (const w of walking) expect([...out.get(w)!], `${w} keep ${keep}`).toEqual([...out.get(w.slice(0, -"walk".length))!]);
+    }
+  });
+});
+
 describe("one decode token's o_proj and MLP, fused or split", () => {
   // [hidden, heads, head_dim, inter]: sizes off multiples of 8, stories260K's, and more blocks than lanes.
   const SHAPES: [number, number, number, number][] = [
