@@ -12,6 +12,15 @@ import type { GpuMatrix } from "./weights.js";
 /** Paired rounds of the one-token (decode) cases; batched cases take tune()'s default. */
 export const DECODE_ROUNDS = 5;
 
+/**
+ * Paired rounds of the `down_cats` case: its leaders (skipping, or reading every row at half active)
+ * differ by a few percent, and at 5 rounds three tunings in a row on one host picked three variants.
+ */
+const CATS_DOWN_ROUNDS = 15;
+
+/** Shares of neurons a CATS mask keeps in the `down_cats` tuning case: the 50% and 70% levels. */
+const CATS_TUNE_ACTIVE = [0.5, 0.3];
+
 /** Tokens of the batched pass the `_mat` variants are tuned on. */
 const BATCH_TOKENS = 64;
 
@@ -48,10 +57,13 @@ export function modelTuneCases(
   const widest = Math.max(shape.hiddenStride, shape.interStride, shape.qkvStride, shape.qStride);
   // A uniform-array input is bound at any tile's row with a whole window after it.
   const input = scratch(rows * widest + 16384, "tune input");
-  // A mask of its own for each layer, as a token's layers have: the same one in every call is a
-  // pattern the branch predictor may learn.
-  const halfActive = m.layers.map((_, i) => scratchBuffer(gpu, shape.interStride + 16384, "tune half-active input", 0.5, i));
-  made.push(...halfActive);
+  // CATS masks at the two levels runs use most (50% and 70% sparsity), a mask of its own for each
+  // layer, as a token's layers have: the same one in every call is a pattern the branch predictor
+  // may learn.
+  const masks = CATS_TUNE_ACTIVE.map((active) =>
+    m.layers.map((_, i) => scratchBuffer(gpu, shape.interStride + 16384, `tune ${active * 100}%-active input`, active, i)),
+  );
+  made.push(...masks.flat());
   const output = scratch(rows * Math.max(widest, m.lmHead.cols4 * 4, m.lmHead.rows + 8), "tune output");
   const totals = scratch(64, "tune totals");
   const capture = scratch(16, "tune capture");
@@ -119,13 +131,24 @@ export function modelTuneCases(
     add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) =>
       ops.down("tune", l.downT, input, output, { batch }),
     );
-    // A CATS step's down projection, on a half-active input, tuned apart from the dense one: which
-    // variant reads scattered rows fastest is not the dense choice on CPU drivers (see down_cats in
-    // variants.ts).
+    // A CATS step's down projection, tuned apart from the dense one: which variant reads scattered
+    // rows fastest is not the dense choice on CPU drivers, nor the same at every level (see down_cats
+    // in variants.ts). Calls alternate between the levels' masks, each call a different layer's
+    // matrix than the last, so that the choice is the fastest over both levels together.
     if (!batch) {
-      add("down_cats", layer.downT, layer.downT.bytes / 2, 1, (ops, l, i) =>
-        ops.down("tune", l.downT, halfActive[i], output, { batch, cats: true }),
-      );
+      const key = matrixShape(layer.downT);
+      const active = CATS_TUNE_ACTIVE.reduce((a, b) => a + b) / CATS_TUNE_ACTIVE.length;
+      cases.push({
+        op: "down_cats",
+        shape: key,
+        bytes: layer.downT.bytes * active,
+        build: (table: VariantTable) => {
+          const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
+          const built = masks.map((level) => m.layers.map((l, i) => ops.down("tune", l.downT, level[i], output, { batch, cats: true })));
+          const L = m.layers.length;
+          return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
+        },
+      });
     }
   }
   // Decode attention at a mid-length context, in layer 0's cache (a decode step rewrites each row before it reads it).
@@ -223,6 +246,7 @@ export function modelTuneCases(
   // Decode calls are short and set every token's speed: more rounds, so that one slow spell cannot
   // choose for them (at llama-110m's lm_head the tuner once kept rows4w8, 9.2 ms at best against
   // rows4w8s's 7.3 in a later 5-round comparison).
-  for (const c of cases) if (c.op === "matvec" || c.op === "down_cats" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
+  for (const c of cases) if (c.op === "matvec" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
+  for (const c of cases) if (c.op === "down_cats") c.rounds = CATS_DOWN_ROUNDS;
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }
