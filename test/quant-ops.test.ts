@@ -59,6 +59,11 @@ const blocksFor = (op: OpName, kind: string, variant: string): boolean[] =>
  * time on a cold shader cache.
  */
 const which = (kind: string): string => (kind === KINDS[1][0] ? "every variant" : "a CPU, a shared-input and a GPU variant");
+const walkVariants = (): string[] =>
+  new VariantTable(gpu)
+    .candidates("down_cats")
+    .map((v) => v.name)
+    .filter((name) => name.endsWith("walk"));
 const variantsOf = (op: OpName, kind: string, every = true): string[] => {
   const all = new VariantTable(gpu).candidates(op);
   const k = KINDS.findIndex(([name]) => name === kind);
@@ -174,11 +179,14 @@ describe("the CATS MLP over quantized rows", () => {
     }
   }
 
-  for (const op of ["down_vec", "down_mat"] as const) {
+  for (const op of ["down_vec", "down_cats", "down_mat"] as const) {
+    // down_cats adds variants that read every row where most neurons are active: each of them too.
+    const extra = (kind: string) =>
+      op === "down_mat" ? [] : ["v4w8p4", ...(op === "down_cats" ? (variantsOf(op, kind).length > 0 ? walkVariants() : []) : [])];
     for (const [kind, q] of kindsFor(op)) {
-      it(`${op}, ${kind}, ${which(kind)}${op === "down_vec" ? " and v4w8p4" : ""}: groups down the neurons, zero activations skipped`, async () => {
+      it(`${op}, ${kind}, ${which(kind)}${op === "down_mat" ? "" : op === "down_cats" ? ", v4w8p4 and the walk variants" : " and v4w8p4"}: groups down the neurons, zero activations skipped`, async () => {
         // A walk in neuron ranges too, whose ranges start and end inside groups (one group of all the neurons for per-row q8).
-        for (const variant of new Set([...variantsOf(op, kind), ...(op === "down_vec" ? ["v4w8p4"] : [])])) {
+        for (const variant of new Set([...variantsOf(op, kind), ...extra(kind)])) {
           for (const [inter, hidden] of [...SHAPES, [100, 13] as [number, number]]) {
             const h = harness({ [op]: variant }, hidden, inter);
             // W_down [hidden, inter]: its groups run along the neurons, down W_down^T's rows.
@@ -186,7 +194,7 @@ describe("the CATS MLP over quantized rows", () => {
             const downT = h.quantTransposed(down.quant);
             const stride = padCols(hidden);
             const istride = padCols(inter);
-            for (const ntok of op === "down_vec" ? [1] : [1, 3]) {
+            for (const ntok of op === "down_mat" ? [1, 3] : [1]) {
               for (const keep of [1, 0, 0.5, 1 / inter]) {
                 const acts = Array.from({ length: ntok }, (_, t) =>
                   randomVector(inter, 13 * t + inter).map((v, n) => ((n * 7919 + t) % inter < keep * inter ? v : 0)),
@@ -194,7 +202,7 @@ describe("the CATS MLP over quantized rows", () => {
                 const x0 = Array.from({ length: ntok }, (_, t) => randomVector(hidden, 17 + t));
                 const x = h.rows(x0, stride);
                 h.setState(0, ntok);
-                await h.run(h.ops.down("d", downT, h.rows(acts, istride), x, { batch: op === "down_mat" }), ntok);
+                await h.run(h.ops.down("d", downT, h.rows(acts, istride), x, { batch: op === "down_mat", cats: op === "down_cats" }), ntok);
                 const got = await h.readRows(x, ntok, stride, hidden);
                 acts.forEach((a, t) => {
                   const want = project(down.values, hidden, inter, a, null, EPS).map((v, o) => v + x0[t][o]);

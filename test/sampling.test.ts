@@ -118,6 +118,12 @@ describe("sampleToken against a full sort", () => {
     expect(sampleToken(logits, o, () => u)).toBe(referenceSample(logits, o, u));
   });
 
+  it("refuses a vocabulary too large for its sort keys, in one line", () => {
+    expect(() => sampleToken(new Float32Array(2 ** 21 + 1), { temperature: 1, topK: 0, topP: 1 }, () => 0.5)).toThrow(
+      /^sampling: a vocabulary of 2097153 ids, over the 2097152 this sampler can order$/,
+    );
+  });
+
   it("ties -0 with +0: the lower id comes first", () => {
     const logits = new Float32Array([-5, -0, 0, -0]);
     for (const u of [0, 0.3, 0.5, 0.7, 0.99]) {
