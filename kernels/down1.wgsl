@@ -72,7 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
   // shared by a group of neurons, so sum codes * act and act over the group's active neurons and
-  // scale once: a code costs a convert and a multiply-add, the scales a read per group. A range of
+  // scale once: a code costs an AND (read in place, qtplace_at_W), a convert and a multiply-add, the
+  // scales a read per group. A range of
   // neurons may start or end inside a group (per-row q8 has one group of all the neurons): each
   // group's part of the range is summed and scaled on its own.
   for (var gi = (start - p.row_offset) / QG_W; p.row_offset + gi * QG_W < end; gi++) {
@@ -113,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         let at0 = qtrow_W(n - p.row_offset, cols8);
         for (var v = 0u; v < V; v++) {
-          let c = qtcodes_at_W(at0, blocks[v]);
+          let c = qtplace_at_W(at0, blocks[v]);
           for (var t = 0u; t < TM; t++) {
             qacc[v][t] += c * a4[t][j];
           }
@@ -123,8 +124,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (any_in_group) {
       for (var v = 0u; v < V; v++) {
         let so = qtscale_W(gi, blocks[v], cols8);
+        let u = qtunplace_W();
         for (var t = 0u; t < TM; t++) {
-          acc[v][t] += mat2x4<f32>(qacc[v][t][0] * so[0] + so[2] * asum[t], qacc[v][t][1] * so[1] + so[3] * asum[t]);
+          acc[v][t] += mat2x4<f32>(qacc[v][t][0] * (so[0] * u[0]) + so[2] * asum[t], qacc[v][t][1] * (so[1] * u[1]) + so[3] * asum[t]);
         }
       }
     }

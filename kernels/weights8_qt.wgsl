@@ -32,6 +32,36 @@ fn qtcodes_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
   );
 }
 
+// Block k's codes in place: code q at bit 4p (8p at 8 bits) of its u32 read as the integer q << 4p (an
+// AND, no shift, except for the top code, kept below the sign bit), so q times 2^4p exactly; sums
+// of such products are exactly 2^4p times the sums of q times the activation, which
+// qtunplace_$W's factors undo. One operation a code fewer, where the unpacking bounds the
+// quantized down projection on CPU drivers.
+fn qtplace_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
+  let at = at0 + k * (QB_$W / 4u);
+  if (QB_$W == 4u) {
+    let w = vec4<u32>($W[at]);
+    let lo = w & vec4<u32>(0xfu, 0xf0u, 0xf00u, 0xf000u);
+    let hi = (w & vec4<u32>(0xf0000u, 0xf00000u, 0xf000000u, 0xf0000000u)) >> vec4<u32>(0u, 0u, 0u, 4u);
+    return mat2x4<f32>(vec4<f32>(bitcast<vec4<i32>>(lo)), vec4<f32>(bitcast<vec4<i32>>(hi)));
+  }
+  let masks = vec4<u32>(0xffu, 0xff00u, 0xff0000u, 0xff000000u);
+  let top = vec4<u32>(0u, 0u, 0u, 8u);
+  return mat2x4<f32>(
+    vec4<f32>(bitcast<vec4<i32>>((vec4<u32>($W[at]) & masks) >> top)),
+    vec4<f32>(bitcast<vec4<i32>>((vec4<u32>($W[at + 1u]) & masks) >> top)),
+  );
+}
+
+// The factors that turn sums of in-place codes (qtplace_at_$W) back into sums of codes, per column of a block.
+fn qtunplace_$W() -> mat2x4<f32> {
+  if (QB_$W == 4u) {
+    return mat2x4<f32>(vec4<f32>(1.0, 0x1p-4f, 0x1p-8f, 0x1p-12f), vec4<f32>(0x1p-16f, 0x1p-20f, 0x1p-24f, 0x1p-24f));
+  }
+  let f = vec4<f32>(1.0, 0x1p-8f, 0x1p-16f, 0x1p-16f);
+  return mat2x4<f32>(f, f);
+}
+
 // Scales (columns 0, 1) and offsets (columns 2, 3) of group gi for block k.
 fn qtscale_$W(gi: u32, k: u32, cols8: u32) -> mat4x4<f32> {
   let sa = qtbase_$W(gi, cols8) + 8u * k;
