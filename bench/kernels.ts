@@ -173,7 +173,8 @@ for (const [H, I] of mlpShapes) {
       : [
           await h.matrix(gate, "gate", undefined, gate.stored.byteLength >= rowBlocksFrom(gpu)),
           await h.matrix(up),
-          await h.matrix(transpose(down)),
+          // W_down^T as the engine stores it: in column slices where row blocks apply (loadWeights).
+          await h.matrix(transpose(down), "downT", undefined, false, down.stored.byteLength >= rowBlocksFrom(gpu)),
         ];
   const xv = randomVector(H, 4);
   const x = h.rows([xv], padCols(H));

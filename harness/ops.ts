@@ -122,8 +122,17 @@ export class OpHarness {
   }
 
   /** A float matrix, row after row or in row blocks (f32b/f16b), split into parts under `maxBindingBytes`. */
-  async matrix(m: HostMatrix, label = "weights", maxBindingBytes?: number, blocked = false): Promise<GpuMatrix> {
-    const g = await uploadArray(this.gpu.device, m.stored, m.rows, m.cols, label, bindingLimit(this.gpu.device, maxBindingBytes), blocked);
+  async matrix(m: HostMatrix, label = "weights", maxBindingBytes?: number, blocked = false, sliced = false): Promise<GpuMatrix> {
+    const g = await uploadArray(
+      this.gpu.device,
+      m.stored,
+      m.rows,
+      m.cols,
+      label,
+      bindingLimit(this.gpu.device, maxBindingBytes),
+      blocked,
+      sliced,
+    );
     for (const p of g.parts) this.made.push(p.buffer);
     return g;
   }

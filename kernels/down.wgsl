@@ -22,6 +22,11 @@ struct DownParams {
 @group(0) @binding(2) var<storage, read> act: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
 
+// The bound part's rows, which a matrix in column slices (sliceblock.wgsl) needs to find a row.
+fn slice_rows_W() -> u32 {
+  return p.rows;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t0 = p.token0 + wid.z * TM;

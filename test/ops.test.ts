@@ -265,18 +265,23 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
 
   for (const op of ["down_vec", "down_cats", "down_mat"] as const) {
     for (const [dtype, f16] of DTYPES) {
-      it(`${op}, ${dtype}, every variant: x += act W_down over W_down^T, zero activations skipped`, async () => {
+      it(`${op}, ${dtype}, every variant: x += act W_down over W_down^T in rows and in column slices, zero activations skipped`, async () => {
         await forEachVariant(op, async (variant) => {
           // Parts of 3 neurons each (a matrix split across bindings), and whole, so that a variant's
-          // neuron ranges (NS) fall within one part.
-          for (const [inter, hidden, split] of [
-            ...MLP_SHAPES.map(([i, h]) => [i, h, true] as const),
-            [100, 13, true] as const,
-            [100, 13, false] as const,
+          // neuron ranges (NS) fall within one part. Column slices (f16s/f32s) of 128 columns: 300
+          // columns make two whole slices and a narrower last one.
+          for (const [inter, hidden, split, sliced] of [
+            ...MLP_SHAPES.map(([i, h]) => [i, h, true, false] as const),
+            [100, 13, true, false] as const,
+            [100, 13, false, false] as const,
+            [37, 300, true, true] as const,
+            [50, 300, false, true] as const,
+            [172, 64, false, true] as const,
           ]) {
             const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
             const down = randomMatrix(hidden, inter, f16, hidden * 5 + inter);
-            const downT = await h.matrix(transpose(down), "downT", split ? 3 * padCols(hidden) * (f16 ? 2 : 4) : undefined);
+            const limit = split ? 3 * padCols(hidden) * (f16 ? 2 : 4) : undefined;
+            const downT = await h.matrix(transpose(down), "downT", limit, false, sliced);
             const stride = padCols(hidden);
             const istride = padCols(inter);
             for (const ntok of op === "down_mat" ? [1, 3, 9] : [1]) {
@@ -291,7 +296,10 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                 const got = await h.readRows(x, ntok, stride, hidden);
                 acts.forEach((a, t) => {
                   const want = project(down.values, hidden, inter, a, null, EPS).map((v, o) => v + x0[t][o]);
-                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`).toBeLessThan(TOL);
+                  expect(
+                    maxRelErr(got[t], want),
+                    `${variant} ${downT.format} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`,
+                  ).toBeLessThan(TOL);
                 });
               }
             }
@@ -303,25 +311,30 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
   }
 });
 
-describe("down_cats walk variants", () => {
-  it("read every row of a mostly active range and give the very sums of skipping the zero rows", async () => {
-    const walking = variantsOf("down_cats").filter((v) => v.endsWith("walk"));
-    if (walking.length === 0) return; // walk variants are CPU-driver variants
-    const [inter, hidden] = [1000, 40];
+describe("down_cats walk and touch variants", () => {
+  it("read every row of a mostly active range, or a word of each skipped row, and give the very sums of skipping the zero rows, in rows and in column slices", async () => {
+    const twins = variantsOf("down_cats").flatMap((v) =>
+      /^v\d+w8(p4)?$/.test(v) ? [`${v}walk`, `${v}t`].map((w) => [w, v] as const) : [],
+    );
+    if (twins.length === 0) return; // walk and touch variants are CPU-driver variants
+    const [inter, hidden] = [1000, 140];
     const down = randomMatrix(hidden, inter, true, 5);
-    for (const keep of [0.6, 0.5, 0.3]) {
-      const act = randomVector(inter, 9).map((v, n) => (((n * 2654435761) >>> 0) % 1000 < keep * 1000 ? v : 0));
-      const x0 = randomVector(hidden, 10);
-      const out = new Map<string, Float32Array>();
-      for (const v of [...walking, ...walking.map((w) => w.slice(0, -"walk".length))]) {
-        const h = harness({ down_cats: v }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
-        const x = h.rows([x0], padCols(hidden));
-        h.setState(0, 1);
-        await h.run(h.ops.down("d", await h.matrix(transpose(down)), h.rows([act], padCols(inter)), x, { batch: false, cats: true }), 1);
-        out.set(v, Float32Array.from((await h.readRows(x, 1, padCols(hidden), hidden))[0]));
-        h.destroy();
+    for (const sliced of [false, true]) {
+      for (const keep of [0.6, 0.5, 0.3]) {
+        const act = randomVector(inter, 9).map((v, n) => (((n * 2654435761) >>> 0) % 1000 < keep * 1000 ? v : 0));
+        const x0 = randomVector(hidden, 10);
+        const out = new Map<string, Float32Array>();
+        for (const v of new Set(twins.flat())) {
+          const h = harness({ down_cats: v }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+          const x = h.rows([x0], padCols(hidden));
+          h.setState(0, 1);
+          const downT = await h.matrix(transpose(down), "downT", undefined, false, sliced);
+          await h.run(h.ops.down("d", downT, h.rows([act], padCols(inter)), x, { batch: false, cats: true }), 1);
+          out.set(v, Float32Array.from((await h.readRows(x, 1, padCols(hidden), hidden))[0]));
+          h.destroy();
+        }
+        for (const [twin, v] of twins) expect([...out.get(twin)!], `${twin} sliced ${sliced} keep ${keep}`).toEqual([...out.get(v)!]);
       }
-      for (const w of walking) expect([...out.get(w)!], `${w} keep ${keep}`).toEqual([...out.get(w.slice(0, -"walk".length))!]);
     }
   });
 });

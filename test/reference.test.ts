@@ -121,9 +121,9 @@ describe("matrices larger than the binding limit", () => {
   });
 });
 
-describe("the row-block layout (f32b/f16b)", () => {
+describe("the row-block layout (f32b/f16b) and W_down^T's column slices (f32s/f16s)", () => {
   for (const model of ["stories260K", "stories260K-fp16"]) {
-    it(`${model}: q/k/v, o, gate and lm_head in row blocks give the same logits as row after row, bit for bit`, async () => {
+    it(`${model}: q/k/v, o, gate and lm_head in row blocks and W_down^T in column slices give the same logits as row after row, bit for bit`, async () => {
       const ref = reference(model);
       const rows = await loadModel(join(MODELS, model), { gpu, rowBlocks: false });
       const blocks = await loadModel(join(MODELS, model), { gpu, rowBlocks: true });
@@ -131,8 +131,9 @@ describe("the row-block layout (f32b/f16b)", () => {
       const formats = [w.layers[0].qkv, w.layers[0].o, w.layers[0].gate, w.lmHead].map((m) => m.format);
       const f = model.endsWith("fp16") ? "f16" : "f32";
       expect(formats).toEqual([`${f}b`, `${f}b`, `${f}b`, `${f}b`]);
-      // CATS skips W_up's and W_down^T's rows one by one: those stay row after row.
-      expect([w.layers[0].up.format, w.layers[0].downT.format]).toEqual([f, f]);
+      // CATS skips W_up's rows one by one: it stays row after row; W_down^T's rows are each stored
+      // as their parts of the column slices.
+      expect([w.layers[0].up.format, w.layers[0].downT.format]).toEqual([f, `${f}s`]);
       expect(rows.engine.weights.layers[0].qkv.format).toBe(f);
       const [a, b] = [await rows.engine.allLogits(ref.prompt_ids), await blocks.engine.allLogits(ref.prompt_ids)];
       a.forEach((row, t) => expect(maxAbsDiff(row, b[t])).toBe(0));
@@ -144,7 +145,7 @@ describe("the row-block layout (f32b/f16b)", () => {
     });
   }
 
-  it("stores only the matrices of at least the given size in row blocks, and never W_up or W_down^T", async () => {
+  it("stores only the matrices of at least the given size in row blocks (W_down^T in column slices), and never W_up", async () => {
     // stories260K (f32): the embedding, also the (tied) lm_head, 512 x 64 (128 KiB); q/k/v 128 x 64 (32 KiB), gate and up 172 x 64.
     const ckpt = await openCheckpoint(directoryFiles(join(MODELS, "stories260K")));
     const w = await loadWeights(gpu.device, ckpt, undefined, 64 << 10);
@@ -157,7 +158,20 @@ describe("the row-block layout (f32b/f16b)", () => {
       "f32",
       "f32",
     ]);
-    for (const m of [w.embed, ...w.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
-    for (const x of w.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
+    // At 40 KiB: gate and W_down^T (172 x 64 f32, 43 KiB) too, W_down^T in column slices.
+    const w40 = await loadWeights(gpu.device, ckpt, undefined, 40 << 10);
+    const l40 = w40.layers[0];
+    expect([w40.lmHead.format, l40.qkv.format, l40.o.format, l40.gate.format, l40.up.format, l40.downT.format]).toEqual([
+      "f32b",
+      "f32",
+      "f32",
+      "f32b",
+      "f32",
+      "f32s",
+    ]);
+    for (const ws of [w, w40]) {
+      for (const m of [ws.embed, ...ws.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
+      for (const x of ws.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
+    }
   });
 });

@@ -111,7 +111,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
       `kernels       ${gpu.flavour} variants`,
       `layout        ${
         Number.isFinite(blocksFrom)
-          ? `q/k/v, o, gate and lm_head of ${blocksFrom >= 1 << 20 ? `${blocksFrom / (1 << 20)} MiB` : `${blocksFrom} bytes`} or more in row blocks (f32b/f16b), the rest row after row`
+          ? `q/k/v, o, gate and lm_head of ${blocksFrom >= 1 << 20 ? `${blocksFrom / (1 << 20)} MiB` : `${blocksFrom} bytes`} or more in row blocks (f32b/f16b), float W_down^T as large in column slices (f32s/f16s), the rest row after row`
           : "every matrix row after row"
       } (CATS_ROW_BLOCKS=1 all, 0 none)`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,

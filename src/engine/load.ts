@@ -82,7 +82,10 @@ export async function loadWeights(
   };
   const downProjection = async (name: string, label: string): Promise<GpuMatrix> => {
     const prefix = prefixOf(name);
-    if (!isQuantized(ckpt, prefix)) return uploadTransposed(device, ckpt, name, H, I, label, limit);
+    if (!isQuantized(ckpt, prefix)) {
+      const bytes = H * I * (ckpt.tensors.get(name)?.dtype === "F16" ? 2 : 4);
+      return uploadTransposed(device, ckpt, name, H, I, label, limit, bytes >= rowBlocksFrom);
+    }
     return uploadTransposedGroups(device, await readQuantLinear(ckpt, prefix, H, I), label, limit);
   };
   // Quantized only where it is also the (tied) lm_head and `cats quantize --lm-head` made it so.

@@ -2,7 +2,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
-import { isFloatFormat, isRowQuantized } from "../gpu/wgsl.js";
+import { isFloatFormat, isRowQuantized, isSliced } from "../gpu/wgsl.js";
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
 
@@ -128,6 +128,7 @@ export function oMlpFits(w: OMlpWeights, s: ModelSizes): boolean {
   const matrices = [w.o, w.gate, w.up, w.downT];
   return (
     matrices.every((m) => m.parts.length === 1 && isFloatFormat(m.format)) &&
+    !isSliced(w.downT.format) &&
     s.hidden <= 512 &&
     s.heads * s.headDim <= 512 &&
     s.inter <= 2048

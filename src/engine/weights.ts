@@ -2,7 +2,7 @@ import { Usage } from "../gpu/flags.js";
 import { CatsError } from "../errors.js";
 import type { Checkpoint, CheckpointTensor } from "../model/checkpoint.js";
 import { floatToHalf, halfToFloat, toFloat32 } from "../model/dtype.js";
-import { floatBytes, isRowBlocked, ROW_BLOCK, type FloatFormat, type WeightFormat } from "../gpu/wgsl.js";
+import { floatBytes, isRowBlocked, isSliced, ROW_BLOCK, SLICE_BLOCKS, type FloatFormat, type WeightFormat } from "../gpu/wgsl.js";
 
 /** Row padding: rows are whole blocks of 8 columns (two vec4s, one f16 quad pair), so no kernel tests a tail. */
 export const ROW_ALIGN = 8;
@@ -45,7 +45,26 @@ export function bindingLimit(device: GPUDevice, forced?: number): number {
 }
 
 /** The float format of f16 or f32 data, row after row or in row blocks. */
-export const floatFormat = (f16: boolean, blocked: boolean): FloatFormat => (f16 ? (blocked ? "f16b" : "f16") : blocked ? "f32b" : "f32");
+export const floatFormat = (f16: boolean, blocked: boolean, sliced = false): FloatFormat =>
+  `f${f16 ? 16 : 32}${sliced ? "s" : blocked ? "b" : ""}` as FloatFormat;
+
+/**
+ * Rearranges `rows` rows of `units` blocks of 8 columns (`unitWords` words each) into column
+ * slices of SLICE_BLOCKS blocks, each slice every row's part in row order (kernels/sliceblock.wgsl).
+ */
+export function sliceRowUnits(src: Uint32Array, rows: number, units: number, unitWords: number): Uint32Array {
+  const out = new Uint32Array(rows * units * unitWords);
+  let at = 0;
+  for (let s0 = 0; s0 < units; s0 += SLICE_BLOCKS) {
+    const width = Math.min(SLICE_BLOCKS, units - s0) * unitWords;
+    for (let r = 0; r < rows; r++) {
+      const from = (r * units + s0) * unitWords;
+      out.set(src.subarray(from, from + width), at);
+      at += width;
+    }
+  }
+  return out;
+}
 
 /**
  * Rearranges `rows` row-major rows of `rowWords` words into row blocks (kernels/rowblock.wgsl,
@@ -117,6 +136,9 @@ async function uploadRows(
     if (block > 1) {
       const units = blockRowUnits(new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4), n, rowBytes / 4, 2 * elem);
       data = new Uint8Array(units.buffer);
+    } else if (isSliced(format)) {
+      const words = new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+      data = new Uint8Array(sliceRowUnits(words, n, cols4 / 2, 2 * elem).buffer);
     }
     device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     parts.push({ buffer, row0, rows: n });
@@ -136,8 +158,9 @@ export function uploadArray(
   label: string,
   limit = bindingLimit(device),
   blocked = false,
+  sliced = false,
 ): Promise<GpuMatrix> {
-  const format = floatFormat(data instanceof Uint16Array, blocked);
+  const format = floatFormat(data instanceof Uint16Array, blocked, sliced);
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const rowIn = cols * data.BYTES_PER_ELEMENT;
   return uploadRows(device, label, format, rows, cols, limit, async (dst, row0, n, rowBytes) => {
@@ -235,7 +258,8 @@ export function uploadVector(device: GPUDevice, values: Float32Array, label: str
 
 /**
  * Uploads a [rows, cols] tensor transposed, as a [cols, rows] matrix: for W_down this puts each
- * neuron's weights in one contiguous row, which the down projection reads (and skips) by neuron.
+ * neuron's weights in one contiguous row, which the down projection reads (and skips) by neuron;
+ * `sliced` stores it in column slices (f32s/f16s), which CPU drivers' down projection streams.
  */
 export async function uploadTransposed(
   device: GPUDevice,
@@ -245,19 +269,21 @@ export async function uploadTransposed(
   cols: number,
   label: string,
   limit = bindingLimit(device),
+  sliced = false,
 ): Promise<GpuMatrix> {
   const t = tensorOf(ckpt, name, [rows, cols]);
-  const format = formatOf([t]);
-  const raw = await storedBytes(ckpt, t, format);
+  const plain = formatOf([t]);
+  const format = floatFormat(floatBytes(plain) === 2, false, sliced);
+  const raw = await storedBytes(ckpt, t, plain);
   const aligned = raw.byteOffset % 4 === 0 ? raw : raw.slice();
   const src =
-    format === "f16"
+    plain === "f16"
       ? new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols)
       : new Float32Array(aligned.buffer, aligned.byteOffset, rows * cols);
   return uploadRows(device, label, format, cols, rows, limit, async (dst, row0, n, rowBytes) => {
-    const elem = format === "f16" ? 2 : 4;
+    const elem = plain === "f16" ? 2 : 4;
     const out =
-      format === "f16"
+      plain === "f16"
         ? new Uint16Array(dst.buffer, dst.byteOffset, dst.byteLength / 2)
         : new Float32Array(dst.buffer, dst.byteOffset, dst.byteLength / 4);
     const stride = rowBytes / elem;

@@ -29,6 +29,7 @@ export const KERNEL_FILES = [
   "qrows",
   "rope_kv",
   "rowblock",
+  "sliceblock",
   "stream_read",
   "weights8_f16",
   "weights8_f32",

@@ -10,17 +10,25 @@ import type { KernelSource } from "./kernelsource.js";
 export type QuantFormat = `q${4 | 8}g${number}` | `q${4 | 8}bg${number}` | `q${4 | 8}tg${number}`;
 /**
  * Float matrices row after row (f32, f16), or in blocks of ROW_BLOCK rows stored side by side per
- * 8-column block (f32b, f16b; kernels/rowblock.wgsl), the layout CPU drivers' rows kernels stream.
+ * 8-column block (f32b, f16b; kernels/rowblock.wgsl), the layout CPU drivers' rows kernels stream;
+ * or (W_down^T) in column slices of SLICE_BLOCKS blocks of 8, every row's part of a slice one after
+ * another (f32s, f16s; kernels/sliceblock.wgsl), so that a down projection walking a slice down the
+ * neurons reads one contiguous stream.
  */
-export type FloatFormat = "f32" | "f16" | "f32b" | "f16b";
+export type FloatFormat = "f32" | "f16" | "f32b" | "f16b" | "f32s" | "f16s";
 export type WeightFormat = FloatFormat | QuantFormat;
 
 /** Rows per block of the f32b/f16b layouts: 8 lanes of 4 rows, the CPU rows kernels' fibre. */
 export const ROW_BLOCK = 32;
 
-export const isFloatFormat = (f: WeightFormat): f is FloatFormat => f === "f32" || f === "f16" || f === "f32b" || f === "f16b";
+/** Blocks of 8 columns per slice of the f32s/f16s layouts: 128 columns, 256 bytes of an f16 row. */
+export const SLICE_BLOCKS = 16;
+
+export const isFloatFormat = (f: WeightFormat): f is FloatFormat => /^f(16|32)[bs]?$/.test(f);
 /** Bytes of one element of a float format. */
-export const floatBytes = (f: FloatFormat): number => (f === "f16" || f === "f16b" ? 2 : 4);
+export const floatBytes = (f: FloatFormat): number => (f.startsWith("f16") ? 2 : 4);
+/** Whether a float format stores its rows in column slices (f32s, f16s). */
+export const isSliced = (f: WeightFormat): boolean => f === "f32s" || f === "f16s";
 /** Whether a format stores its rows in blocks of ROW_BLOCK: f32b, f16b, q{bits}bg{G}. */
 export const isRowBlocked = (f: WeightFormat): boolean => f === "f32b" || f === "f16b" || /^q\dbg/.test(f);
 /** Quantized in row groups (kernels/qrows.wgsl), in rows or row blocks. */
@@ -32,7 +40,11 @@ const QUANT_FORMAT = /^q([48])(t|b)?g(\d+)$/;
 function weightTemplate(template: string, format: WeightFormat, where: string): { files: string[]; args: Record<string, string> } {
   if (isFloatFormat(format)) {
     const element = floatBytes(format) === 2 ? "f16" : "f32";
-    return { files: ["rowblock", `${template}_${element}`], args: { RB: String(isRowBlocked(format) ? ROW_BLOCK : 1) } };
+    const layout = isSliced(format) ? "sliceblock" : "rowblock";
+    return {
+      files: [layout, `${template}_${element}`],
+      args: { RB: String(isRowBlocked(format) ? ROW_BLOCK : 1), SB: String(SLICE_BLOCKS) },
+    };
   }
   const q = QUANT_FORMAT.exec(format);
   if (!q) throw new CatsError(`${where}: unknown weight format ${String(format)}`);
