@@ -25,6 +25,7 @@ import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 import { DECODE_ROUNDS } from "../src/engine/tuning.js";
 import { rowBlocksFrom } from "../src/engine/llama.js";
+import { downSlicesFrom } from "../src/engine/load.js";
 
 const opts = new Command("bench-kernels")
   .option("--rounds <r>", "paired rounds per table", positiveInt, 9)
@@ -163,18 +164,19 @@ for (const [H, I] of mlpShapes) {
   const gate = matrix(I, H, 1, Math.sqrt(3 / H));
   const up = matrix(I, H, 2, Math.sqrt(3 / H));
   const down = matrix(H, I, 3, Math.sqrt(3 / I));
+  // Laid out as the engine stores them (loadWeights): gate in row blocks, W_down^T in column slices, where those apply.
+  const slicesFrom = downSlicesFrom(rowBlocksFrom(gpu));
   const [g, u, d] =
     gate.quant && up.quant && down.quant
       ? [
           h.quantRows(gate.quant, "gate", undefined, (I * H * gate.quant.bits) / 8 >= rowBlocksFrom(gpu)),
           h.quantRows(up.quant),
-          h.quantTransposed(down.quant),
+          h.quantTransposed(down.quant, "downT", (I * H * down.quant.bits) / 8 >= slicesFrom),
         ]
       : [
           await h.matrix(gate, "gate", undefined, gate.stored.byteLength >= rowBlocksFrom(gpu)),
           await h.matrix(up),
-          // W_down^T as the engine stores it: in column slices where row blocks apply (loadWeights).
-          await h.matrix(transpose(down), "downT", undefined, false, down.stored.byteLength >= rowBlocksFrom(gpu)),
+          await h.matrix(transpose(down), "downT", undefined, false, down.stored.byteLength >= slicesFrom),
         ];
   const xv = randomVector(H, 4);
   const x = h.rows([xv], padCols(H));

@@ -145,8 +145,8 @@ export class OpHarness {
   }
 
   /** A quantized W_down [hidden, inter] as the transposed layout the down kernels read. */
-  quantTransposed(m: QuantLinear, label = "downT"): GpuMatrix {
-    const g = uploadTransposedGroups(this.gpu.device, m, label, bindingLimit(this.gpu.device));
+  quantTransposed(m: QuantLinear, label = "downT", sliced = false): GpuMatrix {
+    const g = uploadTransposedGroups(this.gpu.device, m, label, bindingLimit(this.gpu.device), sliced);
     for (const p of g.parts) this.made.push(p.buffer);
     return g;
   }

@@ -29,6 +29,23 @@ struct DownParams {
 fn slice_rows_W() -> u32 {
   return p.rows;
 }
+
+//#if TOUCH
+//#if QUANT
+const BLOCK_WORDS = QB_W / 4u;
+//#else
+const BLOCK_WORDS = 4u;
+//#endif
+
+// One word of block `block` of `row` (TOUCH, below): its value only keeps the load.
+fn touch_word(row: u32, block: u32, cols8: u32) -> u32 {
+//#if QUANT
+  return W[qtat_W(row, block, cols8)];
+//#else
+  return bitcast<u32>(W[at8_W(row, block, cols8)].x);
+//#endif
+}
+//#endif
 //#if ONE
 // The split walk (ONE, one token): grid z is the neuron range. Each workgroup leaves its range's
 // sums in `partials`; the last of a column block's NS workgroups to finish (counted in `arrived`,
@@ -74,6 +91,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let walk_all = false;
 //#endif
   var acc: array<array<mat2x4<f32>, TM>, V>;
+//#if TOUCH
+  // A skipped row still has one word of its slice loaded, a word a cache line (lane l: the line
+  // 64 l bytes into the workgroup's slice), so that the walk stays one stream the prefetcher
+  // follows: with W in column slices (f16s, f32s, q{bits}sg{G}) a workgroup's walk is contiguous,
+  // and skipping rows' slices at random turns it into scattered reads, which cost about twice the
+  // dense walk on CPU drivers. The arithmetic and most loads are skipped, the stream is kept.
+  var touched = 0u;
+  let touch_block = min(first - lid + min(16u * lid / BLOCK_WORDS, WG * V - 1u), cols8 - 1u);
+//#endif
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
   // shared by a group of neurons, so sum codes * act and act over the group's active neurons and
@@ -102,6 +128,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         any_active = any_active || any(a4[t] != vec4<f32>(0.0));
       }
       if (!walk_all && !any_active) {
+//#if TOUCH
+        for (var j = 0u; j < 4u; j++) {
+          touched ^= touch_word(clamp(q * 4u + j, n0, n1 - 1u) - p.row_offset, touch_block, cols8);
+        }
+//#endif
         continue;
       }
       for (var j = 0u; j < 4u; j++) {
@@ -111,15 +142,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           nonzero = nonzero || a4[t][j] != 0.0;
         }
         if ((!walk_all && !nonzero) || n < n0 || n >= n1) {
+//#if TOUCH
+          if (n >= n0 && n < n1) {
+            touched ^= touch_word(n - p.row_offset, touch_block, cols8);
+          }
+//#endif
           continue;
         }
         any_in_group = true;
         for (var t = 0u; t < TM; t++) {
           asum[t] += a4[t][j];
         }
-        let at0 = qtrow_W(n - p.row_offset, cols8);
         for (var v = 0u; v < V; v++) {
-          let c = qtplace_at_W(at0, blocks[v]);
+          let c = qtplace_at_W(qtat_W(n - p.row_offset, blocks[v], cols8));
           for (var t = 0u; t < TM; t++) {
             qacc[v][t] += c * a4[t][j];
           }
@@ -137,15 +172,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
 //#else
-//#if TOUCH
-  // A skipped row still has one word of its slice loaded (lane l: the line of block 4l), so that the
-  // walk stays one stream the prefetcher follows: with W in column slices (f16s, f32s) a workgroup's
-  // walk is contiguous, and skipping whole rows' slices at random turns it into scattered reads,
-  // which cost about twice the dense walk on CPU drivers. A word a line is a sixteenth of a row's
-  // loads (v2w8): the arithmetic and most loads are skipped, the stream is kept.
-  var touched = 0u;
-  let touch_block = min(first - lid + min(4u * lid, WG * V - 1u), cols8 - 1u);
-//#endif
   for (var q = start / 4u; q * 4u < end; q++) {
     var a4: array<vec4<f32>, TM>;
     var any_active = false;
@@ -156,8 +182,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (!walk_all && !any_active) {
 //#if TOUCH
       for (var j = 0u; j < 4u; j++) {
-        let n = clamp(q * 4u + j, start, end - 1u);
-        touched ^= bitcast<u32>(W[at8_W(n - p.row_offset, touch_block, cols8)].x);
+        touched ^= touch_word(clamp(q * 4u + j, start, end - 1u) - p.row_offset, touch_block, cols8);
       }
 //#endif
       continue;
@@ -171,7 +196,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if ((!walk_all && !nonzero) || n < start || n >= end) {
 //#if TOUCH
         if (n >= start && n < end) {
-          touched ^= bitcast<u32>(W[at8_W(n - p.row_offset, touch_block, cols8)].x);
+          touched ^= touch_word(n - p.row_offset, touch_block, cols8);
         }
 //#endif
         continue;
@@ -184,12 +209,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
   }
+//#endif
 //#if TOUCH
   // Never true (no part has that many rows); it keeps the loads above.
   if (touched == 0x9e3779b9u && p.rows == 0xffffffffu) {
     Y[0] = vec4<f32>(0.0);
   }
-//#endif
 //#endif
 //#if ONE
   // One token (TM is 1): this range's sums, then the last arrival adds every range's in order.

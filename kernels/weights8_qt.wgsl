@@ -1,27 +1,10 @@
-// Template: a transposed quantized matrix $W (W_down^T: a row per neuron) whose GPTQ groups run
-// down the rows: $G consecutive rows share one scale and offset per column. The buffer is the
-// groups in order, each as its scales (f32 bits, one per padded column), its offsets (-zero *
-// scale), then its rows of $BITS-bit codes in blocks of 8 columns ($BITS / 4 u32s each); the last
-// group may hold fewer rows. Read in blocks of 8 columns, dequantized in registers (exact in f32);
-// down1.wgsl (QUANT) instead sums codes times activations over a group and scales once.
+// Template: a transposed quantized matrix $W (qtlayout.wgsl) read in blocks of 8 columns,
+// dequantized in registers (exact in f32); down1.wgsl (QUANT) instead sums codes times activations
+// over a group and scales once.
 @group(0) @binding($BINDING) var<storage, read> $W: array<u32>;
 
-const QB_$W: u32 = $BITSu;
-const QG_$W: u32 = $Gu;
-
-fn qtbase_$W(gi: u32, cols8: u32) -> u32 {
-  return gi * (16u * cols8 + QG_$W * cols8 * (QB_$W / 4u));
-}
-
-// Where a row's codes start, in u32s.
-fn qtrow_$W(row: u32, cols8: u32) -> u32 {
-  let gi = row / QG_$W;
-  return qtbase_$W(gi, cols8) + 16u * cols8 + (row - gi * QG_$W) * cols8 * (QB_$W / 4u);
-}
-
-// Block k of the row starting at `at0` as floats (8 columns).
-fn qtcodes_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
-  let at = at0 + k * (QB_$W / 4u);
+// The block of codes at `at` (qtat_$W) as floats (8 columns).
+fn qtcodes_at_$W(at: u32) -> mat2x4<f32> {
   if (QB_$W == 4u) {
     let w = vec4<u32>($W[at]);
     return mat2x4<f32>(vec4<f32>((w >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)), vec4<f32>((w >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)));
@@ -32,13 +15,12 @@ fn qtcodes_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
   );
 }
 
-// Block k's codes in place: code q at bit 4p (8p at 8 bits) of its u32 read as the integer q << 4p (an
+// A block's codes in place: code q at bit 4p (8p at 8 bits) of its u32 read as the integer q << 4p (an
 // AND, no shift, except for the top code, kept below the sign bit), so q times 2^4p exactly; sums
 // of such products are exactly 2^4p times the sums of q times the activation, which
 // qtunplace_$W's factors undo. One operation a code fewer, where the unpacking bounds the
 // quantized down projection on CPU drivers.
-fn qtplace_at_$W(at0: u32, k: u32) -> mat2x4<f32> {
-  let at = at0 + k * (QB_$W / 4u);
+fn qtplace_at_$W(at: u32) -> mat2x4<f32> {
   if (QB_$W == 4u) {
     let w = vec4<u32>($W[at]);
     let lo = w & vec4<u32>(0xfu, 0xf0u, 0xf00u, 0xf000u);
@@ -75,7 +57,7 @@ fn qtscale_$W(gi: u32, k: u32, cols8: u32) -> mat4x4<f32> {
 }
 
 fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {
-  let q = qtcodes_at_$W(qtrow_$W(row, cols8), k);
+  let q = qtcodes_at_$W(qtat_$W(row, k, cols8));
   let so = qtscale_$W(row / QG_$W, k, cols8);
   return mat2x4<f32>(q[0] * so[0] + so[2], q[1] * so[1] + so[3]);
 }

@@ -63,7 +63,7 @@ const walkVariants = (): string[] =>
   new VariantTable(gpu)
     .candidates("down_cats")
     .map((v) => v.name)
-    .filter((name) => name.endsWith("walk"));
+    .filter((name) => name.endsWith("walk") || /^v(2w8|8w8p4)t$/.test(name));
 const variantsOf = (op: OpName, kind: string, every = true): string[] => {
   const all = new VariantTable(gpu).candidates(op);
   const k = KINDS.findIndex(([name]) => name === kind);
@@ -184,14 +184,21 @@ describe("the CATS MLP over quantized rows", () => {
     const extra = (kind: string) =>
       op === "down_mat" ? [] : ["v4w8p4", ...(op === "down_cats" ? (variantsOf(op, kind).length > 0 ? walkVariants() : []) : [])];
     for (const [kind, q] of kindsFor(op)) {
-      it(`${op}, ${kind}, ${which(kind)}${op === "down_mat" ? "" : op === "down_cats" ? ", v4w8p4 and the walk variants" : " and v4w8p4"}: groups down the neurons, zero activations skipped`, async () => {
+      it(`${op}, ${kind}, ${which(kind)}${op === "down_mat" ? "" : op === "down_cats" ? ", v4w8p4 and the walk and touch variants" : " and v4w8p4"}: groups down the neurons, in rows and in column slices, zero activations skipped`, async () => {
         // A walk in neuron ranges too, whose ranges start and end inside groups (one group of all the neurons for per-row q8).
+        // Column slices (q{bits}sg{G}) of 128 columns: 300 columns make two whole slices and a narrower last one.
+        const cases: [number, number, boolean][] = [
+          ...SHAPES.map(([i, h]): [number, number, boolean] => [i, h, false]),
+          [100, 13, false],
+          [37, 300, true],
+          [100, 13, true],
+        ];
         for (const variant of new Set([...variantsOf(op, kind), ...extra(kind)])) {
-          for (const [inter, hidden] of [...SHAPES, [100, 13] as [number, number]]) {
+          for (const [inter, hidden, sliced] of cases) {
             const h = harness({ [op]: variant }, hidden, inter);
             // W_down [hidden, inter]: its groups run along the neurons, down W_down^T's rows.
             const down = randomQuantMatrix(hidden, inter, q, hidden * 5 + inter);
-            const downT = h.quantTransposed(down.quant);
+            const downT = h.quantTransposed(down.quant, "downT", sliced);
             const stride = padCols(hidden);
             const istride = padCols(inter);
             for (const ntok of op === "down_mat" ? [1, 3] : [1]) {
@@ -206,7 +213,10 @@ describe("the CATS MLP over quantized rows", () => {
                 const got = await h.readRows(x, ntok, stride, hidden);
                 acts.forEach((a, t) => {
                   const want = project(down.values, hidden, inter, a, null, EPS).map((v, o) => v + x0[t][o]);
-                  expect(maxRelErr(got[t], want), `${variant} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`).toBeLessThan(TOL);
+                  expect(
+                    maxRelErr(got[t], want),
+                    `${variant} ${downT.format} ${inter}x${hidden} ntok ${ntok} keep ${keep} t ${t}`,
+                  ).toBeLessThan(TOL);
                 });
               }
             }

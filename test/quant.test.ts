@@ -49,7 +49,7 @@ describe("a GPTQ checkpoint made by an independent tool (tiny-llama-gptq4)", () 
     });
   }
 
-  it("gives the same logits, bit for bit, with q/k/v, o and gate in row blocks (q4bg64) as row after row", async () => {
+  it("gives the same logits, bit for bit, with q/k/v, o and gate in row blocks (q4bg64) and W_down^T in column slices (q4sg64) as row after row", async () => {
     const rows = await loadModel(GPTQ, { gpu, rowBlocks: false });
     const blocks = await loadModel(GPTQ, { gpu, rowBlocks: true });
     const l = blocks.engine.weights.layers[0];
@@ -58,7 +58,7 @@ describe("a GPTQ checkpoint made by an independent tool (tiny-llama-gptq4)", () 
       "q4bg64",
       "q4bg64",
       "q4g64",
-      "q4tg64",
+      "q4sg64",
     ]);
     expect(rows.engine.weights.layers[0].qkv.format).toBe("q4g64");
     const [a, b] = [await rows.engine.allLogits(ref.prompt_ids), await blocks.engine.allLogits(ref.prompt_ids)];

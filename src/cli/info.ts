@@ -6,6 +6,7 @@ import { readCeiling } from "../gpu/roofline.js";
 import { TuneFileStore } from "../gpu/tune-file.js";
 import { parseOverrides, VariantTable } from "../gpu/variants.js";
 import { rowBlocksFrom } from "../engine/llama.js";
+import { downSlicesFrom } from "../engine/load.js";
 import { tunedKernelsHash } from "../engine/llama.js";
 import { checkWeightsFinite } from "../model/check-weights.js";
 import { openCheckpoint } from "../model/checkpoint.js";
@@ -80,12 +81,16 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
   }
   const variants = new VariantTable(gpu, parseOverrides(flags.variant ?? process.env.CATS_VARIANTS), record.choices).describe();
   const blocksFrom = rowBlocksFrom(gpu);
+  const size = (bytes: number) =>
+    bytes >= 1 << 20 ? `${bytes / (1 << 20)} MiB` : bytes >= 1 << 10 ? `${bytes / (1 << 10)} KiB` : `${bytes} bytes`;
   const info = {
     ...(model ? { model } : {}),
     adapter: gpu.adapter,
     kernels: gpu.flavour,
     // Smallest float matrix read whole every token (q/k/v, o, gate, lm_head) stored in row blocks; null: none.
     row_blocks_from_bytes: Number.isFinite(blocksFrom) ? blocksFrom : null,
+    // Smallest W_down^T stored in column slices; null: none.
+    down_slices_from_bytes: Number.isFinite(blocksFrom) ? downSlicesFrom(blocksFrom) : null,
     driver_threads: gpu.driverThreads,
     read_ceiling_gb_per_s: ceiling,
     cache: store.path,
@@ -111,7 +116,7 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
       `kernels       ${gpu.flavour} variants`,
       `layout        ${
         Number.isFinite(blocksFrom)
-          ? `q/k/v, o, gate and lm_head of ${blocksFrom >= 1 << 20 ? `${blocksFrom / (1 << 20)} MiB` : `${blocksFrom} bytes`} or more in row blocks (f32b/f16b), float W_down^T as large in column slices (f32s/f16s), the rest row after row`
+          ? `q/k/v, o, gate and lm_head of ${size(blocksFrom)} or more in row blocks (f32b/f16b), W_down^T of ${size(downSlicesFrom(blocksFrom))} or more in column slices (f32s/f16s, q{bits}sg{G}), the rest row after row`
           : "every matrix row after row"
       } (CATS_ROW_BLOCKS=1 all, 0 none)`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,

@@ -14,8 +14,20 @@ import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector 
  * per layer. A tied lm_head shares the embedding, so its norm gain stays a vector the kernel applies.
  * The matrices every token reads whole (q/k/v, o, gate, lm_head) of at least `rowBlocksFrom` bytes
  * are stored in row blocks (f32b/f16b, q{bits}bg{G}), which CPU drivers' rows kernels stream
- * faster; W_up and W_down^T stay row after row, since CATS skips their rows one by one.
+ * faster; W_up stays row after row, since CATS skips its rows one by one; W_down^T, where row
+ * blocks apply, of at least downSlicesFrom(rowBlocksFrom) bytes goes in column slices (f32s/f16s,
+ * q{bits}sg{G}), which the down projection walks as one stream, skipped rows and all.
  */
+/**
+ * The smallest W_down^T (bytes) stored in column slices, where row blocks apply from `rowBlocksFrom`:
+ * smaller than the row-block threshold, since the slices pay wherever the model streams from memory
+ * (llama-110m's W_down^T is 0.8 MB at q4), but not below 256 KiB, where the fused small-model
+ * kernels, which read rows, run instead (stories260K's is 44 KiB).
+ */
+export function downSlicesFrom(rowBlocksFrom: number): number {
+  return Number.isFinite(rowBlocksFrom) ? Math.min(rowBlocksFrom, 256 << 10) : Infinity;
+}
+
 export async function loadWeights(
   device: GPUDevice,
   ckpt: Checkpoint,
@@ -26,6 +38,7 @@ export async function loadWeights(
   const H = c.hiddenSize;
   const I = c.intermediateSize;
   const limit = bindingLimit(device, maxBindingBytes);
+  const slicesFrom = downSlicesFrom(rowBlocksFrom);
   const matrix = (names: [string, number][], cols: number, label: string, gain: Float32Array | undefined, blocked: boolean) =>
     uploadMatrix(
       device,
@@ -84,9 +97,10 @@ export async function loadWeights(
     const prefix = prefixOf(name);
     if (!isQuantized(ckpt, prefix)) {
       const bytes = H * I * (ckpt.tensors.get(name)?.dtype === "F16" ? 2 : 4);
-      return uploadTransposed(device, ckpt, name, H, I, label, limit, bytes >= rowBlocksFrom);
+      return uploadTransposed(device, ckpt, name, H, I, label, limit, bytes >= slicesFrom);
     }
-    return uploadTransposedGroups(device, await readQuantLinear(ckpt, prefix, H, I), label, limit);
+    const q = await readQuantLinear(ckpt, prefix, H, I);
+    return uploadTransposedGroups(device, q, label, limit, (H * I * q.bits) / 8 >= slicesFrom);
   };
   // Quantized only where it is also the (tied) lm_head and `cats quantize --lm-head` made it so.
   const embed = await projection([["model.embed_tokens.weight", c.vocabSize]], H, "embed_tokens");

@@ -632,7 +632,7 @@ export class Ops {
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean; cats?: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : o.cats ? "down_cats" : "down_vec";
     const s = this.shape;
-    const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: /^q\dt/.test(downT.format) };
+    const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: /^q\d[ts]g/.test(downT.format) };
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));

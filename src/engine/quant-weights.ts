@@ -1,6 +1,6 @@
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
-import { ROW_BLOCK, type QuantFormat } from "../gpu/wgsl.js";
+import { ROW_BLOCK, SLICE_BLOCKS, type QuantFormat } from "../gpu/wgsl.js";
 import type { QuantLinear } from "../model/gptq.js";
 import { blockRowUnits, padCols, partRows, type GpuMatrix, type MatrixPart } from "./weights.js";
 
@@ -79,7 +79,10 @@ export function packRowGroups(linears: QuantLinear[]): {
  * W_down^T of a quantized down_proj: a row per neuron (an input of the Linear), its groups running
  * down the rows. Format q{bits}tg{G}; per-row quantization is one group of every neuron.
  */
-export function packTransposedGroups(m: QuantLinear): { format: QuantFormat; data: Uint32Array; rows: number; cols: number } {
+export function packTransposedGroups(
+  m: QuantLinear,
+  sliced = false,
+): { format: QuantFormat; data: Uint32Array; rows: number; cols: number } {
   const rows = m.cols; // neurons
   const cols = m.rows; // hidden
   const cols8 = padCols(cols) / 8;
@@ -95,14 +98,18 @@ export function packTransposedGroups(m: QuantLinear): { format: QuantFormat; dat
       data[base + o] = bitsOf(scale);
       data[base + 8 * cols8 + o] = bitsOf(-m.zeros[o * m.groups + gi] * scale);
     }
-    for (let n = gi * G; n < Math.min(rows, (gi + 1) * G); n++) {
-      const rowBase = base + 16 * cols8 + (n - gi * G) * cols8 * wpb;
+    const inGroup = Math.min(G, rows - gi * G);
+    for (let n = gi * G; n < gi * G + inGroup; n++) {
+      const r = n - gi * G;
       for (let b = 0; b < cols8; b++) {
-        packBlock(data, rowBase + b * wpb, m.bits, (j) => (b * 8 + j < cols ? m.codes[(b * 8 + j) * m.cols + n] : 0));
+        // Row after row, or in column slices of SLICE_BLOCKS blocks (kernels/qtlayout.wgsl).
+        const s0 = b - (b % SLICE_BLOCKS);
+        const at = sliced ? s0 * inGroup + r * Math.min(SLICE_BLOCKS, cols8 - s0) + b - s0 : r * cols8 + b;
+        packBlock(data, base + 16 * cols8 + at * wpb, m.bits, (j) => (b * 8 + j < cols ? m.codes[(b * 8 + j) * m.cols + n] : 0));
       }
     }
   }
-  return { format: `q${m.bits}tg${G}`, data, rows, cols };
+  return { format: `q${m.bits}${sliced ? "s" : "t"}g${G}`, data, rows, cols };
 }
 
 function gpuBuffer(device: GPUDevice, label: string, data: Uint32Array): GPUBuffer {
@@ -140,8 +147,8 @@ export function uploadRowGroups(device: GPUDevice, linears: QuantLinear[], label
 }
 
 /** Uploads a quantized W_down^T as one binding (groups span rows, so it does not split). */
-export function uploadTransposedGroups(device: GPUDevice, m: QuantLinear, label: string, limit: number): GpuMatrix {
-  const packed = packTransposedGroups(m);
+export function uploadTransposedGroups(device: GPUDevice, m: QuantLinear, label: string, limit: number, sliced = false): GpuMatrix {
+  const packed = packTransposedGroups(m, sliced);
   if (packed.data.byteLength > limit) {
     throw new CatsError(`weight ${label}: ${packed.data.byteLength} bytes quantized, over this adapter's ${limit}-byte binding limit`);
   }

@@ -27,6 +27,7 @@ export const KERNEL_FILES = [
   "project1",
   "qkv_attention",
   "qrows",
+  "qtlayout",
   "rope_kv",
   "rowblock",
   "sliceblock",

@@ -6,8 +6,8 @@ import type { KernelSource } from "./kernelsource.js";
  * quantized formats name bits and group size, `t` for a transposed matrix whose groups run down its
  * rows (W_down^T), and share the templates `weights_q.wgsl` / `weights_qt.wgsl`.
  */
-/** Row groups (g), the same in row blocks (bg, as f32b/f16b), or W_down^T's groups down its rows (tg). */
-export type QuantFormat = `q${4 | 8}g${number}` | `q${4 | 8}bg${number}` | `q${4 | 8}tg${number}`;
+/** Row groups (g), the same in row blocks (bg, as f32b/f16b), or W_down^T's groups down its rows (tg; sg in column slices, as f32s/f16s). */
+export type QuantFormat = `q${4 | 8}g${number}` | `q${4 | 8}bg${number}` | `q${4 | 8}tg${number}` | `q${4 | 8}sg${number}`;
 /**
  * Float matrices row after row (f32, f16), or in blocks of ROW_BLOCK rows stored side by side per
  * 8-column block (f32b, f16b; kernels/rowblock.wgsl), the layout CPU drivers' rows kernels stream;
@@ -28,13 +28,13 @@ export const isFloatFormat = (f: WeightFormat): f is FloatFormat => /^f(16|32)[b
 /** Bytes of one element of a float format. */
 export const floatBytes = (f: FloatFormat): number => (f.startsWith("f16") ? 2 : 4);
 /** Whether a float format stores its rows in column slices (f32s, f16s). */
-export const isSliced = (f: WeightFormat): boolean => f === "f32s" || f === "f16s";
+export const isSliced = (f: WeightFormat): boolean => f === "f32s" || f === "f16s" || /^q\dsg/.test(f);
 /** Whether a format stores its rows in blocks of ROW_BLOCK: f32b, f16b, q{bits}bg{G}. */
 export const isRowBlocked = (f: WeightFormat): boolean => f === "f32b" || f === "f16b" || /^q\dbg/.test(f);
 /** Quantized in row groups (kernels/qrows.wgsl), in rows or row blocks. */
 export const isRowQuantized = (f: WeightFormat): boolean => /^q\db?g/.test(f);
 
-const QUANT_FORMAT = /^q([48])(t|b)?g(\d+)$/;
+const QUANT_FORMAT = /^q([48])(t|b|s)?g(\d+)$/;
 
 /** The template files and their substitutions for a weight format. */
 function weightTemplate(template: string, format: WeightFormat, where: string): { files: string[]; args: Record<string, string> } {
@@ -51,11 +51,14 @@ function weightTemplate(template: string, format: WeightFormat, where: string): 
   if (template === "weights8u") throw new CatsError(`${where}: weight format ${format}: uniform-array weights are f32 or f16`);
   // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
   const g = Number(q[3]);
-  const transposed = q[2] === "t";
+  const transposed = q[2] === "t" || q[2] === "s";
   if (g === 0 || (!transposed && g % 8 !== 0)) throw new CatsError(`${where}: weight format ${format}: groups are whole blocks of 8`);
-  // Row-grouped formats share their layout (qrows.wgsl) between the block readers.
-  const files = transposed ? [`${template}_qt`] : ["qrows", `${template}_q`];
-  return { files, args: { BITS: q[1], G: q[3], RS: String(q[2] === "b" ? ROW_BLOCK : 1) } };
+  // Row-grouped and transposed formats share their layouts (qrows.wgsl, qtlayout.wgsl) between the block readers.
+  const files = transposed ? ["qtlayout", `${template}_qt`] : ["qrows", `${template}_q`];
+  return {
+    files,
+    args: { BITS: q[1], G: q[3], RS: String(q[2] === "b" ? ROW_BLOCK : 1), QS: String(q[2] === "s"), SB: String(SLICE_BLOCKS) },
+  };
 }
 
 /** What to build a kernel from: a file, its weight matrices' formats, compile-time constants, an entry point. */
