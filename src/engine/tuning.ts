@@ -1,6 +1,7 @@
 import type { TuneCase } from "../gpu/autotune.js";
 import { scratchBuffer } from "../gpu/autotune.js";
 import type { GpuContext } from "../gpu/device.js";
+import { Usage } from "../gpu/flags.js";
 import type { KernelCache } from "../gpu/kernel.js";
 import type { VariantTable } from "../gpu/variants.js";
 import type { LayerWeights, ModelWeights } from "./forward.js";
@@ -20,6 +21,15 @@ const CATS_DOWN_ROUNDS = 15;
 
 /** Shares of neurons a CATS mask keeps in the `down_cats` tuning case: the 50% and 70% levels. */
 const CATS_TUNE_ACTIVE = [0.5, 0.3];
+
+/**
+ * The one-token down projection cases read W_down^T matrices of at least this many bytes in turn
+ * (the layers', then zeroed copies of them), where the model's weights are larger: a decode step
+ * streams W_down^T from memory once the model outgrows the caches, and which variant is fastest
+ * depends on it (llama-110m at q4: twelve 0.8 MB matrices sit in a 32 MB L3 when called in turn,
+ * where a token's other weights evict them; skipped rows are cheap from cache and dear from memory).
+ */
+const DOWN_STREAM_BYTES = 96 << 20;
 
 /** Tokens of the batched pass the `_mat` variants are tuned on. */
 const BATCH_TOKENS = 64;
@@ -78,6 +88,21 @@ export function modelTuneCases(
     return states.get(ntok)!;
   };
   const rope = scratch(contextLength * shape.headDim, "tune rope");
+  // The down projection's matrices for the one-token cases (DOWN_STREAM_BYTES).
+  const modelBytes =
+    (m.lmHead === m.embed ? 0 : m.embed.bytes) +
+    m.lmHead.bytes +
+    m.layers.reduce((a, l) => a + l.qkv.bytes + l.o.bytes + l.gate.bytes + l.up.bytes + l.downT.bytes, 0);
+  const streamed = m.layers.map((l) => l.downT);
+  for (let i = 0; streamed.reduce((a, d) => a + d.bytes, 0) < Math.min(DOWN_STREAM_BYTES, modelBytes); i++) {
+    const d = m.layers[i % m.layers.length].downT;
+    const parts = d.parts.map((p) => {
+      const buffer = gpu.device.createBuffer({ label: "tune W_down^T copy", size: p.buffer.size, usage: Usage.STORAGE });
+      made.push(buffer);
+      return { ...p, buffer };
+    });
+    streamed.push({ ...d, parts });
+  }
   const cases: TuneCase[] = [];
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
@@ -128,9 +153,20 @@ export function modelTuneCases(
         gain: l.mlpGain,
       }),
     );
-    add(batch ? "down_mat" : "down_vec", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) =>
-      ops.down("tune", l.downT, input, output, { batch }),
-    );
+    if (batch) {
+      add("down_mat", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) => ops.down("tune", l.downT, input, output, { batch }));
+    } else {
+      cases.push({
+        op: "down_vec",
+        shape: matrixShape(layer.downT),
+        bytes: layer.downT.bytes,
+        build: (table: VariantTable) => {
+          const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
+          const built = streamed.map((d) => ops.down("tune", d, input, output, { batch }));
+          return (pass, call) => encodeSteps(pass, built[call % built.length], 1);
+        },
+      });
+    }
     // A CATS step's down projection, tuned apart from the dense one: which variant reads scattered
     // rows fastest is not the dense choice on CPU drivers, nor the same at every level (see down_cats
     // in variants.ts). Calls alternate between the levels' masks, each call a different layer's
@@ -144,8 +180,10 @@ export function modelTuneCases(
         bytes: layer.downT.bytes * active,
         build: (table: VariantTable) => {
           const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
-          const built = masks.map((level) => m.layers.map((l, i) => ops.down("tune", l.downT, level[i], output, { batch, cats: true })));
-          const L = m.layers.length;
+          const built = masks.map((level) =>
+            streamed.map((d, i) => ops.down("tune", d, level[i % level.length], output, { batch, cats: true })),
+          );
+          const L = streamed.length;
           return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
         },
       });
