@@ -148,30 +148,17 @@ describe("the row-block layout (f32b/f16b) and W_down^T's column slices (f32s/f1
   it("stores only the matrices of at least the given size in row blocks (W_down^T in column slices), and never W_up", async () => {
     // stories260K (f32): the embedding, also the (tied) lm_head, 512 x 64 (128 KiB); q/k/v 128 x 64 (32 KiB), gate and up 172 x 64.
     const ckpt = await openCheckpoint(directoryFiles(join(MODELS, "stories260K")));
-    const w = await loadWeights(gpu.device, ckpt, undefined, 64 << 10);
-    const l = w.layers[0];
-    expect([w.lmHead.format, l.qkv.format, l.o.format, l.gate.format, l.up.format, l.downT.format]).toEqual([
-      "f32b",
-      "f32",
-      "f32",
-      "f32",
-      "f32",
-      "f32",
-    ]);
-    // At 40 KiB: gate and W_down^T (172 x 64 f32, 43 KiB) too, W_down^T in column slices.
-    const w40 = await loadWeights(gpu.device, ckpt, undefined, 40 << 10);
-    const l40 = w40.layers[0];
-    expect([w40.lmHead.format, l40.qkv.format, l40.o.format, l40.gate.format, l40.up.format, l40.downT.format]).toEqual([
-      "f32b",
-      "f32",
-      "f32",
-      "f32b",
-      "f32",
-      "f32s",
-    ]);
-    for (const ws of [w, w40]) {
-      for (const m of [ws.embed, ...ws.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
-      for (const x of ws.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
+    // At 64 KiB only the lm_head; at 40 KiB gate and W_down^T (172 x 64 f32, 43 KiB) too, W_down^T in column slices.
+    const expected: [number, string[]][] = [
+      [64 << 10, ["f32b", "f32", "f32", "f32", "f32", "f32"]],
+      [40 << 10, ["f32b", "f32", "f32", "f32b", "f32", "f32s"]],
+    ];
+    for (const [from, formats] of expected) {
+      const w = await loadWeights(gpu.device, ckpt, undefined, from);
+      const l = w.layers[0];
+      expect([w.lmHead.format, l.qkv.format, l.o.format, l.gate.format, l.up.format, l.downT.format], `from ${from}`).toEqual(formats);
+      for (const m of [w.embed, ...w.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
+      for (const x of w.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
     }
   });
 });
