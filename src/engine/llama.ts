@@ -38,9 +38,10 @@ export interface EngineOptions {
   /** Split weight matrices at this many bytes instead of the adapter's binding limit (tests). */
   maxBindingBytes?: number;
   /**
-   * Store the matrices read whole every token in row blocks (f32b/f16b, loadWeights): true for all
-   * of them, false for none. Default (or `CATS_ROW_BLOCKS`: 1 all, 0 none): on the cpu kernel
-   * flavour, those of at least ROW_BLOCKS_FROM bytes; none on gpu.
+   * Store the matrices read whole every token in row blocks (f32b/f16b, loadWeights), and W_down^T
+   * in column slices: true for all of them, false for none. Default (or `CATS_ROW_BLOCKS`: 1 all, 0
+   * none): on the cpu kernel flavour, those of at least ROW_BLOCKS_FROM bytes (W_down^T:
+   * downSlicesFrom); none on gpu.
    */
   rowBlocks?: boolean;
 }

@@ -8,6 +8,16 @@ import type { GpuMatrix } from "./weights.js";
 import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector } from "./weights.js";
 
 /**
+ * The smallest W_down^T (bytes) stored in column slices, where row blocks apply from `rowBlocksFrom`:
+ * smaller than the row-block threshold, since the slices pay wherever the model streams from memory
+ * (llama-110m's W_down^T is 0.8 MB at q4), but not below 256 KiB, where the fused small-model
+ * kernels, which read rows, run instead (stories260K's is 44 KiB).
+ */
+export function downSlicesFrom(rowBlocksFrom: number): number {
+  return Number.isFinite(rowBlocksFrom) ? Math.min(rowBlocksFrom, 256 << 10) : Infinity;
+}
+
+/**
  * Reads a checkpoint tensor by tensor into GPU buffers laid out as the kernels read them: q/k/v
  * stacked, each RMSNorm's gain folded into the matrices it feeds, W_down transposed (a neuron's
  * weights contiguous), matrices over the binding limit split into row parts, and an empty KV cache
@@ -18,16 +28,6 @@ import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector 
  * blocks apply, of at least downSlicesFrom(rowBlocksFrom) bytes goes in column slices (f32s/f16s,
  * q{bits}sg{G}), which the down projection walks as one stream, skipped rows and all.
  */
-/**
- * The smallest W_down^T (bytes) stored in column slices, where row blocks apply from `rowBlocksFrom`:
- * smaller than the row-block threshold, since the slices pay wherever the model streams from memory
- * (llama-110m's W_down^T is 0.8 MB at q4), but not below 256 KiB, where the fused small-model
- * kernels, which read rows, run instead (stories260K's is 44 KiB).
- */
-export function downSlicesFrom(rowBlocksFrom: number): number {
-  return Number.isFinite(rowBlocksFrom) ? Math.min(rowBlocksFrom, 256 << 10) : Infinity;
-}
-
 export async function loadWeights(
   device: GPUDevice,
   ckpt: Checkpoint,
