@@ -64,6 +64,20 @@ for (const flavour of ["cpu", "gpu"] as const) {
         expect([first.token, ...rest]).toEqual(ref.greedy_new_ids);
       });
 
+      it("gives the same greedy ids with every step in its own timestamped pass (decodeTimed), each step timed", async () => {
+        if (!lm.gpu.features.has("timestamp-query")) return; // the method refuses adapters without it
+        lm.engine.reset();
+        const first = await lm.engine.prefill(ref.prompt_ids);
+        const ids = [first.token];
+        for (let i = 0; i < 31; i++) {
+          const t = await lm.engine.decodeTimed();
+          expect(t.steps.map((s) => s.name)).toEqual(lm.engine.decodeSteps.map((s) => s.name));
+          expect(t.steps.every((s) => Number.isFinite(s.ms) && s.ms >= 0)).toBe(true);
+          ids.push(t.token);
+        }
+        expect(ids).toEqual(ref.greedy_new_ids);
+      });
+
       it("gives the same greedy ids when steps are chained in one submission", async () => {
         lm.engine.reset();
         const first = await lm.engine.prefill(ref.prompt_ids);

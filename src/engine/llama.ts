@@ -214,6 +214,8 @@ export class LlamaEngine {
   /** Absolute position of the next token to be processed. */
   private pos = 0;
   private step = 0;
+  /** decodeTimed's query set and resolve buffer, made on first use. */
+  private stepTimer: { count: number; set: GPUQuerySet; resolved: GPUBuffer } | null = null;
 
   private constructor(
     readonly gpu: GpuContext,
@@ -638,6 +640,56 @@ export class LlamaEngine {
    */
   get decodeSteps(): readonly Step[] {
     return this.decodeStep;
+  }
+
+  /**
+   * One greedy decode step with each dispatch in its own timestamped pass: the GPU time of every
+   * step as it runs inside a token, after the steps before it (bench:steps --in-sequence). A warm
+   * loop of one step alone keeps that step's weights in a CPU's caches, which a token's other
+   * weights evict; this does not, at the cost of a pass boundary per step.
+   */
+  async decodeTimed(): Promise<{ token: number; steps: { name: string; ms: number }[] }> {
+    if (!this.gpu.features.has("timestamp-query")) {
+      throw new CatsError("timing the steps of a token needs the adapter's timestamp-query feature, which this one lacks");
+    }
+    this.checkRoom(1);
+    const steps = this.decodeStep;
+    const count = 2 * steps.length;
+    if (!this.stepTimer || this.stepTimer.count < count) {
+      this.stepTimer?.set.destroy();
+      this.stepTimer?.resolved.destroy();
+      this.stepTimer = {
+        count,
+        set: this.device.createQuerySet({ type: "timestamp", count }),
+        resolved: this.device.createBuffer({ label: "step timestamps", size: count * 8, usage: Usage.QUERY_RESOLVE | Usage.COPY_SRC }),
+      };
+    }
+    const timer = this.stepTimer;
+    const q = this.device.queue;
+    q.writeBuffer(this.buf.state, 0, new Uint32Array([this.pos, 1, this.step, 0]));
+    const [id, stamps] = await this.submitter.run(
+      "decode, timed",
+      (encoder) => {
+        steps.forEach((step, i) => {
+          const pass = encoder.beginComputePass({
+            timestampWrites: { querySet: timer.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+          });
+          encodeSteps(pass, [step], 1);
+          pass.end();
+        });
+        encoder.resolveQuerySet(timer.set, 0, count, timer.resolved, 0);
+      },
+      [
+        { buffer: this.buf.outIds, offset: this.step * 4, bytes: 4 },
+        { buffer: timer.resolved, bytes: count * 8 },
+      ],
+    );
+    this.pos += 1;
+    this.step = (this.step + 1) % this.maxChain;
+    const token = new Uint32Array(id.buffer, id.byteOffset, 1)[0];
+    if ((token & NON_FINITE) !== 0) throw nonFinite(this.pos - 1);
+    const t = new BigUint64Array(stamps.buffer.slice(stamps.byteOffset, stamps.byteOffset + count * 8));
+    return { token, steps: steps.map((step, i) => ({ name: step.name, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 })) };
   }
 
   /** Logits at every position of `ids` (at most one chunk) from position 0: for tests and debugging. */
