@@ -6,9 +6,9 @@
 // whose activation is zero for every token of the tile (every CATS-masked one, in a decode step) is
 // skipped, so its row is never read. Natural row order and a fixed summation order: no index list,
 // no atomics in the sums. A variant may split a part's neurons into NS ranges (ONE, below) so that
-// consecutive workgroups read neighbouring slices of the same rows, and may walk every row of its
-// range when many are active (WALK, below). Consts: WG lanes, V blocks per lane, TM tokens, XN
-// (vec4s of the uniform array).
+// consecutive workgroups read neighbouring slices of the same rows, may walk every row of its
+// range when many are active (WALK, below), and may still load a word of each skipped row (TOUCH,
+// below). Consts: WG lanes, V blocks per lane, TM tokens, XN (vec4s of the uniform array).
 //#include common
 //#weights8 W
 
@@ -31,6 +31,8 @@ fn slice_rows_W() -> u32 {
 }
 
 //#if TOUCH
+// u32 words per block of 8 columns, so that lane l touches the line 64 l bytes into its slice (f32
+// blocks are 8 words: two lanes then share a line, which costs a load and saves nothing).
 //#if QUANT
 const BLOCK_WORDS = QB_W / 4u;
 //#else
