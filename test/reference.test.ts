@@ -118,6 +118,19 @@ describe("prefill longer than one pass", () => {
   });
 });
 
+describe("timing a token's steps", () => {
+  it("refuses an adapter without timestamp-query with one clear message, and the engine decodes on", async () => {
+    const features = new Set([...gpu.features].filter((f) => f !== "timestamp-query"));
+    const lm = await loadModel(join(MODELS, "stories260K"), { gpu: { ...gpu, features } });
+    await lm.engine.prefill(reference("stories260K").prompt_ids);
+    await expect(lm.engine.decodeTimed()).rejects.toThrow(
+      /^timing the steps of a token needs the adapter's timestamp-query feature, which this one lacks$/,
+    );
+    expect((await lm.engine.decode()).token).toBe(reference("stories260K").greedy_new_ids[1]);
+    await lm.close();
+  });
+});
+
 describe("matrices larger than the binding limit", () => {
   it("split into row ranges over several bindings give the same logits and greedy ids as unsplit", async () => {
     const ref = reference("stories260K");

@@ -2,7 +2,7 @@ import type { GpuContext } from "../gpu/device.js";
 import type { BoundKernel, BufferAt, Kernel, KernelArgs, KernelCache } from "../gpu/kernel.js";
 import { groupsPerWorkgroup, UNIFORM_INPUT_VEC4S, type OpName, type VariantTable } from "../gpu/variants.js";
 import type { GpuMatrix } from "./weights.js";
-import { isFloatFormat, isRowQuantized, isSliced } from "../gpu/wgsl.js";
+import { isFloatFormat, isRowQuantized, isSliced, isTransposedQuantized } from "../gpu/wgsl.js";
 import { CatsError } from "../errors.js";
 import { Usage } from "../gpu/flags.js";
 
@@ -632,7 +632,7 @@ export class Ops {
   down(name: string, downT: GpuMatrix, act: GPUBuffer, x: GPUBuffer, o: { batch: boolean; cats?: boolean }): Step[] {
     const op: OpName = o.batch ? "down_mat" : o.cats ? "down_cats" : "down_vec";
     const s = this.shape;
-    const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: /^q\d[ts]g/.test(downT.format) };
+    const c: VariantConsts = { ...this.consts(op, downT, s.interStride / 4, o.batch), QUANT: isTransposedQuantized(downT.format) };
     const kernel = this.kernels.get({ file: c.XU ? "down1" : "down", weights: { W: downT.format }, consts: c });
     // down1 (activations as a uniform array) gives each lane blocks of 8 outputs, down blocks of 4.
     const workgroups = cdiv(downT.cols4 / (c.XU ? 2 : 1), (c.WG as number) * (c.V as number));

@@ -27,8 +27,10 @@ export const SLICE_BLOCKS = 16;
 export const isFloatFormat = (f: WeightFormat): f is FloatFormat => /^f(16|32)[bs]?$/.test(f);
 /** Bytes of one element of a float format. */
 export const floatBytes = (f: FloatFormat): number => (f.startsWith("f16") ? 2 : 4);
-/** Whether a float format stores its rows in column slices (f32s, f16s). */
+/** Whether a format stores W_down^T in column slices: f32s, f16s, q{bits}sg{G}. */
 export const isSliced = (f: WeightFormat): boolean => f === "f32s" || f === "f16s" || /^q\dsg/.test(f);
+/** Quantized W_down^T, groups down its rows (kernels/qtlayout.wgsl), in rows or column slices. */
+export const isTransposedQuantized = (f: WeightFormat): boolean => /^q\d[ts]g/.test(f);
 /** Whether a format stores its rows in blocks of ROW_BLOCK: f32b, f16b, q{bits}bg{G}. */
 export const isRowBlocked = (f: WeightFormat): boolean => f === "f32b" || f === "f16b" || /^q\dbg/.test(f);
 /** Quantized in row groups (kernels/qrows.wgsl), in rows or row blocks. */
@@ -51,7 +53,7 @@ function weightTemplate(template: string, format: WeightFormat, where: string): 
   if (template === "weights8u") throw new CatsError(`${where}: weight format ${format}: uniform-array weights are f32 or f16`);
   // Row groups are whole blocks of 8 columns; a transposed matrix's groups count rows, any number.
   const g = Number(q[3]);
-  const transposed = q[2] === "t" || q[2] === "s";
+  const transposed = isTransposedQuantized(format);
   if (g === 0 || (!transposed && g % 8 !== 0)) throw new CatsError(`${where}: weight format ${format}: groups are whole blocks of 8`);
   // Row-grouped and transposed formats share their layouts (qrows.wgsl, qtlayout.wgsl) between the block readers.
   const files = transposed ? ["qtlayout", `${template}_qt`] : ["qrows", `${template}_q`];
