@@ -112,7 +112,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
 const TUNE_CASES =
-  "12: paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active input per layer (tuned apart), calls rotating over the layers, one-token down cases over at least 96 MiB of W_down^T (zeroed copies) where the model is that large, 5 rounds for decode cases, layer_vec, inline floor";
+  "13: timed with pauses between dawn.node's polls (poll.ts; version 12 ran with a core spinning in each wait), paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active input per layer (tuned apart), calls rotating over the layers, one-token down cases over at least 96 MiB of W_down^T (zeroed copies) where the model is that large, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",

@@ -1,6 +1,7 @@
 import { CatsError } from "../errors.js";
 import type { GpuContext } from "./device.js";
 import { MAP_READ, Usage } from "./flags.js";
+import { withPausedPolls } from "./poll.js";
 
 /** A range of a GPU buffer to bring back after a submission. */
 export interface Readback {
@@ -10,18 +11,23 @@ export interface Readback {
 }
 
 const align4 = (n: number): number => Math.ceil(n / 4) * 4;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** Below this, a wait is too short for a timer (Node's fire a millisecond or more late): poll. */
-const SLEEP_ABOVE_MS = 3;
+/**
+ * Waits expected to be shorter than this poll flat out, as dawn.node does: a pause between polls
+ * would be a large share of them (stories260K decodes a token in about 0.3 ms).
+ */
+const PAUSE_ABOVE_MS = 2;
+/** The pause between polls, as a share of the expected wait and at most a millisecond: a late wake-up costs at most 2%. */
+const PAUSE_SHARE = 0.02;
+const MAX_PAUSE_MS = 1;
 
 /**
  * Submits one command buffer of compute work, waits for it and reads ranges back through one
  * staging buffer it owns; every submission ends with the device's error check.
  *
- * Waiting: dawn.node resolves GPU promises by polling on the main thread with setImmediate, which
+ * Waiting: dawn.node settles GPU promises by polling on the main thread with setImmediate, which
  * keeps one CPU core busy for the whole wait. On CPU drivers that core is one the GPU work itself
- * needs, so when a submission is expected to run for a few milliseconds the wait first sleeps for
- * most of that time and only then starts the poll. Expectations are learned per `kind` of work.
+ * needs, so where a submission is expected to run for a few milliseconds each poll is preceded by a
+ * short sleep (poll.ts). Expectations are learned per `kind` of work.
  */
 export class Submitter {
   private staging: GPUBuffer | null = null;
@@ -48,10 +54,10 @@ export class Submitter {
     }
     const t0 = performance.now();
     device.queue.submit([encoder.finish()]);
-    await this.sleepThroughWork(kind);
+    const wait = (): Promise<void> => (total > 0 ? this.staging!.mapAsync(MAP_READ, 0, total) : device.queue.onSubmittedWorkDone());
+    const pause = this.pauseFor(kind);
     try {
-      if (total > 0) await this.staging!.mapAsync(MAP_READ, 0, total);
-      else await device.queue.onSubmittedWorkDone();
+      await (pause === null ? wait() : withPausedPolls(pause, wait));
     } catch (e) {
       this.gpu.check(what);
       throw new CatsError(`GPU readback failed during ${what}: ${(e as Error).message}`);
@@ -67,17 +73,17 @@ export class Submitter {
     return out;
   }
 
-  private async sleepThroughWork(kind: string | undefined): Promise<void> {
-    if (!this.gpu.pollsWhileWaiting || kind === undefined) return;
+  /** Milliseconds to sleep before each poll of a wait for `kind`, or null to poll flat out. */
+  private pauseFor(kind: string | undefined): number | null {
+    if (!this.gpu.pollsWhileWaiting || kind === undefined) return null;
     const ms = this.expected.get(kind);
-    // Timers fire late by up to a millisecond or so: sleep well short of the expected end.
-    if (ms !== undefined && ms > SLEEP_ABOVE_MS) await sleep(ms * 0.8 - 1.5);
+    return ms !== undefined && ms > PAUSE_ABOVE_MS ? Math.min(MAX_PAUSE_MS, ms * PAUSE_SHARE) : null;
   }
 
   private learn(kind: string | undefined, ms: number): void {
     if (kind === undefined) return;
     const prev = this.expected.get(kind);
-    // A slow outlier (a busy machine) should not make later waits oversleep: follow falls at once, rises slowly.
+    // A slow outlier (a busy machine) should not lengthen later pauses: follow falls at once, rises slowly.
     this.expected.set(kind, prev === undefined || ms < prev ? ms : prev * 0.9 + ms * 0.1);
   }
 
