@@ -683,6 +683,7 @@ export class LlamaEngine {
         { buffer: this.buf.outIds, offset: this.step * 4, bytes: 4 },
         { buffer: timer.resolved, bytes: count * 8 },
       ],
+      "decode, timed",
     );
     this.pos += 1;
     this.step = (this.step + 1) % this.maxChain;
