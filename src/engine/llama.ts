@@ -399,7 +399,8 @@ export class LlamaEngine {
     q.writeBuffer(this.buf.state, 0, new Uint32Array([o.pos, o.ntok, o.step ?? this.step, 0]));
     if (o.tokens) q.writeBuffer(this.buf.tokens, 0, new Uint32Array(o.tokens));
     if (o.targets) q.writeBuffer(this.buf.targets, 0, new Uint32Array(o.targets));
-    if (this.thresholds !== null) this.statTokens += o.passes.reduce((n, p) => n + p.ntok * (p.times ?? 1), 0);
+    const tokens = o.passes.reduce((n, p) => n + p.ntok * (p.times ?? 1), 0);
+    if (this.thresholds !== null) this.statTokens += tokens;
     return this.submitter.run(
       what,
       (encoder) => {
@@ -409,6 +410,7 @@ export class LlamaEngine {
       },
       o.read ?? [],
       o.kind,
+      Math.max(1, tokens),
     );
   }
 
@@ -519,7 +521,7 @@ export class LlamaEngine {
       tokens,
       passes: [pass],
       read,
-      kind: `${what} ${pass.ntok}`,
+      kind: what,
     });
     const position = this.pos + pass.ntok - 1;
     this.pos += pass.ntok;
@@ -540,7 +542,7 @@ export class LlamaEngine {
       ntok: 1,
       passes: [{ steps: this.decodeStep, ntok: 1, times: n }],
       read: [{ buffer: this.buf.outIds, offset: this.step * 4, bytes: n * 4 }],
-      kind: `decode x${n}`,
+      kind: "decode",
     });
     const first = this.pos;
     this.pos += n;
@@ -585,7 +587,7 @@ export class LlamaEngine {
         targets,
         passes: [{ steps: this.batch.all, ntok: part.length }],
         read: [{ buffer: this.buf.nll, bytes: part.length * 4 }],
-        kind: `eval ${part.length}`,
+        kind: "eval",
       });
       const nll = new Float32Array(bytes.buffer, bytes.byteOffset, part.length);
       for (let t = 0; t < part.length && off + t < out.length; t++) {
@@ -620,7 +622,7 @@ export class LlamaEngine {
         tokens: part,
         passes: [{ steps: this.batch.none, ntok: part.length }],
         read: [{ buffer: this.buf.capture, bytes: L * this.captureRows * stride * 4 }],
-        kind: `capture ${part.length}`,
+        kind: "capture",
       });
       const data = new Float32Array(bytes.buffer, bytes.byteOffset, L * this.captureRows * stride);
       for (let l = 0; l < L; l++) {

@@ -52,7 +52,8 @@ export class PairedTimer {
         pass.end();
       },
       [],
-      `${t.name} x${calls}`,
+      t.name,
+      calls,
     );
     return (performance.now() - t0) / calls;
   }
@@ -64,9 +65,6 @@ export class PairedTimer {
       const ms = await this.time(t, 2);
       calls = Math.max(2, Math.ceil(MIN_SUBMISSION_MS / Math.max(ms, 0.01)));
       this.calls.set(t.name, calls);
-      // Once at full length, so that the Submitter knows how long this wait runs (it pauses between
-      // polls only for waits it knows to be long) before a timed round.
-      await this.time(t, calls);
     }
     return calls;
   }

@@ -35,7 +35,18 @@ export class Submitter {
 
   constructor(private readonly gpu: GpuContext) {}
 
-  async run(what: string, encode: (encoder: GPUCommandEncoder) => void, reads: Readback[] = [], kind?: string): Promise<Uint8Array[]> {
+  /**
+   * `kind` names the work for learning how long its waits run, per one of its `units` (decode
+   * steps, tokens of a pass, calls of a timed kernel), so that a chain of 32 steps knows its wait
+   * from single steps.
+   */
+  async run(
+    what: string,
+    encode: (encoder: GPUCommandEncoder) => void,
+    reads: Readback[] = [],
+    kind?: string,
+    units = 1,
+  ): Promise<Uint8Array[]> {
     const device = this.gpu.device;
     const encoder = device.createCommandEncoder();
     encode(encoder);
@@ -55,14 +66,14 @@ export class Submitter {
     const t0 = performance.now();
     device.queue.submit([encoder.finish()]);
     const wait = (): Promise<void> => (total > 0 ? this.staging!.mapAsync(MAP_READ, 0, total) : device.queue.onSubmittedWorkDone());
-    const pause = this.pauseFor(kind);
+    const pause = this.pauseFor(kind, units);
     try {
       await (pause === null ? wait() : withPausedPolls(pause, wait));
     } catch (e) {
       this.gpu.check(what);
       throw new CatsError(`GPU readback failed during ${what}: ${(e as Error).message}`);
     }
-    this.learn(kind, performance.now() - t0);
+    this.learn(kind, (performance.now() - t0) / units);
     const out: Uint8Array[] = [];
     if (total > 0) {
       const mapped = new Uint8Array(this.staging!.getMappedRange(0, total));
@@ -73,13 +84,16 @@ export class Submitter {
     return out;
   }
 
-  /** Milliseconds to sleep before each poll of a wait for `kind`, or null to poll flat out. */
-  private pauseFor(kind: string | undefined): number | null {
+  /** Milliseconds to sleep before each poll of a wait for `units` of `kind`, or null to poll flat out. */
+  private pauseFor(kind: string | undefined, units: number): number | null {
     if (!this.gpu.pollsWhileWaiting || kind === undefined) return null;
-    const ms = this.expected.get(kind);
-    return ms !== undefined && ms > PAUSE_ABOVE_MS ? Math.min(MAX_PAUSE_MS, ms * PAUSE_SHARE) : null;
+    const perUnit = this.expected.get(kind);
+    if (perUnit === undefined) return null;
+    const ms = perUnit * units;
+    return ms > PAUSE_ABOVE_MS ? Math.min(MAX_PAUSE_MS, ms * PAUSE_SHARE) : null;
   }
 
+  /** Learns milliseconds per unit of `kind`. */
   private learn(kind: string | undefined, ms: number): void {
     if (kind === undefined) return;
     const prev = this.expected.get(kind);
