@@ -31,13 +31,16 @@ fn slice_rows_W() -> u32 {
 }
 
 //#if TOUCH
-// u32 words per block of 8 columns, so that lane l touches the line 64 l bytes into its slice (f32
-// blocks are 8 words: two lanes then share a line, which costs a load and saves nothing).
+// u32 words per block of 8 columns.
 //#if QUANT
 const BLOCK_WORDS = QB_W / 4u;
 //#else
-const BLOCK_WORDS = 4u;
+const BLOCK_WORDS = WORDS8_W;
 //#endif
+// A workgroup's WG x V blocks of a row span WG * V * BLOCK_WORDS / 16 cache lines of 64 bytes; each
+// lane touches its share of them, at least one (V = 8 at f16 is two lines a lane: with one, half of
+// every skipped row's lines went untouched, and those slices' streams broke).
+const TOUCH_LINES = max(1u, (V * BLOCK_WORDS + 15u) / 16u);
 
 // One word of block `block` of `row` (TOUCH, below): its value only keeps the load.
 fn touch_word(row: u32, block: u32, cols8: u32) -> u32 {
@@ -46,6 +49,16 @@ fn touch_word(row: u32, block: u32, cols8: u32) -> u32 {
 //#else
   return bitcast<u32>(W[at8_W(row, block, cols8)].x);
 //#endif
+}
+
+// A word of each of this lane's lines of `row` (blocks from `block0`, the workgroup's first).
+fn touch_row(row: u32, block0: u32, lid: u32, cols8: u32) -> u32 {
+  var w = 0u;
+  for (var i = 0u; i < TOUCH_LINES; i++) {
+    let line = lid * TOUCH_LINES + i;
+    w ^= touch_word(row, min(block0 + min(line * 16u / BLOCK_WORDS, WG * V - 1u), cols8 - 1u), cols8);
+  }
+  return w;
 }
 //#endif
 //#if ONE
@@ -100,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // and skipping rows' slices at random turns it into scattered reads, which cost about twice the
   // dense walk on CPU drivers. The arithmetic and most loads are skipped, the stream is kept.
   var touched = 0u;
-  let touch_block = min(first - lid + min(16u * lid / BLOCK_WORDS, WG * V - 1u), cols8 - 1u);
+  let block0 = first - lid;
 //#endif
 //#if QUANT
   // Quantized W (weights8_qt.wgsl): a neuron's weights in column o are s_o * code + o_o with s, o
@@ -132,7 +145,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (!walk_all && !any_active) {
 //#if TOUCH
         for (var j = 0u; j < 4u; j++) {
-          touched ^= touch_word(clamp(q * 4u + j, n0, n1 - 1u) - p.row_offset, touch_block, cols8);
+          touched ^= touch_row(clamp(q * 4u + j, n0, n1 - 1u) - p.row_offset, block0, lid, cols8);
         }
 //#endif
         continue;
@@ -146,7 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if ((!walk_all && !nonzero) || n < n0 || n >= n1) {
 //#if TOUCH
           if (n >= n0 && n < n1) {
-            touched ^= touch_word(n - p.row_offset, touch_block, cols8);
+            touched ^= touch_row(n - p.row_offset, block0, lid, cols8);
           }
 //#endif
           continue;
@@ -184,7 +197,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (!walk_all && !any_active) {
 //#if TOUCH
       for (var j = 0u; j < 4u; j++) {
-        touched ^= touch_word(clamp(q * 4u + j, start, end - 1u) - p.row_offset, touch_block, cols8);
+        touched ^= touch_row(clamp(q * 4u + j, start, end - 1u) - p.row_offset, block0, lid, cols8);
       }
 //#endif
       continue;
@@ -198,7 +211,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if ((!walk_all && !nonzero) || n < start || n >= end) {
 //#if TOUCH
         if (n >= start && n < end) {
-          touched ^= touch_word(n - p.row_offset, touch_block, cols8);
+          touched ^= touch_row(n - p.row_offset, block0, lid, cols8);
         }
 //#endif
         continue;
