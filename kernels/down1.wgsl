@@ -107,8 +107,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 //#endif
   var acc: array<array<mat2x4<f32>, TM>, V>;
 //#if TOUCH
-  // A skipped row still has one word of its slice loaded, a word a cache line (lane l: the line
-  // 64 l bytes into the workgroup's slice), so that the walk stays one stream the prefetcher
+  // A skipped row still has one word of each cache line of its slice loaded (each lane its share,
+  // touch_row), so that the walk stays one stream the prefetcher
   // follows: with W in column slices (f16s, f32s, q{bits}sg{G}) a workgroup's walk is contiguous,
   // and skipping rows' slices at random turns it into scattered reads, which cost about twice the
   // dense walk on CPU drivers. The arithmetic and most loads are skipped, the stream is kept.
