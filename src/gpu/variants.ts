@@ -166,7 +166,11 @@ export const VARIANTS: Record<OpName, Variant[]> = {
   // column slices (f16s/f32s) stays one stream: the prefetcher keeps up and only the arithmetic and
   // most loads are skipped. Probe at llama-110m's shape (24 matrices in turn, 2026-12-07): at 50%
   // active 0.31 against 0.37-0.39 ms for the sliced dense walk and 0.53 skipping; at 30% active 0.29.
-  down_cats: downVariants(1, [1, 2, 4, 8], [4, 8], true),
+  // V = 6 (three slices a workgroup): llama-110m's 96 blocks of 8 outputs are then two whole
+  // workgroups, one per core of a 2-core host, where V = 8 leaves the second workgroup a quarter
+  // of clamped duplicates (24 matrices in turn, 50% active, 9 paired rounds: v6w8t 1.33-1.41x the
+  // dense v2w8, v8w8t 1.13-1.19x; at 4096x11008 v8w8t stays ahead, 1.58x against 1.35x).
+  down_cats: downVariants(1, [1, 2, 4, 6, 8], [4, 8], true),
   down_mat: [...downVariants(4, [1, 2]), ...downVariants(8, [1, 2]).filter((v) => v.suits === "cpu")],
   attention_vec: [
     // Lanes split the positions and combine (attention_decode.wgsl); or one invocation per head, no barrier (attention_serial.wgsl).
