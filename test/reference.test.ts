@@ -6,6 +6,7 @@ import { maxAbsDiff, MODELS, reference, topK } from "./helpers.js";
 import { openCheckpoint } from "../src/model/checkpoint.js";
 import { directoryFiles } from "../src/model/nodefiles.js";
 import { loadWeights } from "../src/engine/load.js";
+import { ROW_BLOCKS_FROM, rowBlocksFrom, STREAMED_MODEL_FROM } from "../src/engine/llama.js";
 import { destroyMatrix } from "../src/engine/weights.js";
 
 const MODELS_UNDER_TEST: [string, number][] = [
@@ -186,6 +187,24 @@ describe("the row-block layout (f32b/f16b) and W_down^T's column slices (f32s/f1
       expect([w.lmHead.format, l.qkv.format, l.o.format, l.gate.format, l.up.format, l.downT.format], `from ${from}`).toEqual(formats);
       for (const m of [w.embed, ...w.layers.flatMap((x) => [x.qkv, x.o, x.gate, x.up, x.downT])]) destroyMatrix(m);
       for (const x of w.layers) for (const b of [x.k, x.v, x.qkvGain, x.mlpGain]) b?.destroy();
+    }
+  });
+
+  it("on CPU drivers, a model that streams from memory (16 MiB of weights or more) puts every matrix read whole in row blocks; a smaller one those of 1 MiB or more", () => {
+    const cpu = { ...gpu, flavour: "cpu" as const };
+    const saved = process.env.CATS_ROW_BLOCKS;
+    delete process.env.CATS_ROW_BLOCKS;
+    try {
+      expect(rowBlocksFrom(cpu, undefined, STREAMED_MODEL_FROM)).toBe(0);
+      expect(rowBlocksFrom(cpu, undefined, STREAMED_MODEL_FROM - 1)).toBe(ROW_BLOCKS_FROM);
+      expect(rowBlocksFrom(cpu)).toBe(ROW_BLOCKS_FROM);
+      expect(rowBlocksFrom({ ...gpu, flavour: "gpu" }, undefined, STREAMED_MODEL_FROM)).toBe(Infinity);
+      expect(rowBlocksFrom(cpu, false, STREAMED_MODEL_FROM)).toBe(Infinity);
+      process.env.CATS_ROW_BLOCKS = "0";
+      expect(rowBlocksFrom(cpu, undefined, STREAMED_MODEL_FROM)).toBe(Infinity);
+    } finally {
+      if (saved === undefined) delete process.env.CATS_ROW_BLOCKS;
+      else process.env.CATS_ROW_BLOCKS = saved;
     }
   });
 });

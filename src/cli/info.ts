@@ -5,7 +5,7 @@ import { nodeKernelSource } from "../gpu/nodekernels.js";
 import { readCeiling } from "../gpu/roofline.js";
 import { TuneFileStore } from "../gpu/tune-file.js";
 import { parseOverrides, VariantTable } from "../gpu/variants.js";
-import { rowBlocksFrom } from "../engine/llama.js";
+import { checkpointBytes, rowBlocksFrom, STREAMED_MODEL_FROM } from "../engine/llama.js";
 import { downSlicesFrom } from "../engine/load.js";
 import { tunedKernelsHash } from "../engine/llama.js";
 import { checkWeightsFinite } from "../model/check-weights.js";
@@ -34,7 +34,7 @@ async function checkModel(model: string): Promise<Record<string, unknown>> {
     await TextTokenizer.load(files, ckpt.config);
     const tensors = await checkWeightsFinite(ckpt);
     const c = ckpt.config;
-    const bytes = [...ckpt.tensors.values()].reduce((n, t) => n + t.end - t.begin, 0);
+    const bytes = checkpointBytes(ckpt);
     const dtypes = [...new Set([...ckpt.tensors.values()].map((t) => t.dtype))].sort();
     return {
       dir,
@@ -80,7 +80,8 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
     await store.save(key, { ...record, readCeilingGBs: ceiling });
   }
   const variants = new VariantTable(gpu, parseOverrides(flags.variant ?? process.env.CATS_VARIANTS), record.choices).describe();
-  const blocksFrom = rowBlocksFrom(gpu);
+  // With a model, the layout it would load with (a model that streams from memory puts all in blocks).
+  const blocksFrom = rowBlocksFrom(gpu, undefined, model ? (model.weight_bytes as number) : 0);
   const size = (bytes: number) =>
     bytes >= 1 << 20 ? `${bytes / (1 << 20)} MiB` : bytes >= 1 << 10 ? `${bytes / (1 << 10)} KiB` : `${bytes} bytes`;
   const info = {
@@ -115,9 +116,11 @@ export async function runInfo(flags: InfoFlags): Promise<void> {
       `adapter       ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(" / ") || "(no description)"}${a.isFallback ? " (fallback)" : ""}`,
       `kernels       ${gpu.flavour} variants`,
       `layout        ${
-        Number.isFinite(blocksFrom)
-          ? `q/k/v, o, gate and lm_head of ${size(blocksFrom)} or more in row blocks (f32b/f16b), W_down^T of ${size(downSlicesFrom(blocksFrom))} or more in column slices (f32s/f16s, q{bits}sg{G}), the rest row after row`
-          : "every matrix row after row"
+        blocksFrom === 0
+          ? `q/k/v, o, gate and lm_head in row blocks (f32b/f16b, q{bits}bg{G}), W_down^T in column slices (f32s/f16s, q{bits}sg{G}), W_up row after row`
+          : Number.isFinite(blocksFrom)
+            ? `q/k/v, o, gate and lm_head of ${size(blocksFrom)} or more in row blocks (f32b/f16b, q{bits}bg{G}), W_down^T of ${size(downSlicesFrom(blocksFrom))} or more in column slices (f32s/f16s, q{bits}sg{G}), the rest row after row; all of them in a model of ${size(STREAMED_MODEL_FROM)} or more`
+            : "every matrix row after row"
       } (CATS_ROW_BLOCKS=1 all, 0 none)`,
       `read ceiling  ${ceiling.toFixed(2)} GB/s (streaming read, measured on this adapter; cached in ${store.path})`,
       "variants      op, matrix shape: variant (default, autotune = measured on first use, override)",

@@ -40,8 +40,8 @@ export interface EngineOptions {
   /**
    * Store the matrices read whole every token in row blocks (f32b/f16b, loadWeights), and W_down^T
    * in column slices: true for all of them, false for none. Default (or `CATS_ROW_BLOCKS`: 1 all, 0
-   * none): on the cpu kernel flavour, those of at least ROW_BLOCKS_FROM bytes (W_down^T:
-   * downSlicesFrom); none on gpu.
+   * none): on the cpu kernel flavour, all of them in a model of at least STREAMED_MODEL_FROM bytes,
+   * otherwise those of at least ROW_BLOCKS_FROM bytes (W_down^T: downSlicesFrom); none on gpu.
    */
   rowBlocks?: boolean;
 }
@@ -53,16 +53,31 @@ export interface EngineOptions {
  */
 export const ROW_BLOCKS_FROM = 1 << 20;
 
-/** The smallest matrix (bytes) stored in row blocks on this device (Infinity: none); `forced`: all or none. */
-export function rowBlocksFrom(gpu: GpuContext, forced?: boolean): number {
+/**
+ * A model with at least this many bytes of weights streams every matrix from memory each token,
+ * however small the matrix, so all of them go in row blocks: llama-110m at q4 (106 MB; its q/k/v, o
+ * and gate 0.3-0.9 MB each, under ROW_BLOCKS_FROM) decoded 1.10x as fast dense and 1.13x / 1.17x at
+ * CATS 50% / 70% with them in blocks (7 interleaved rounds of 24 tokens, lavapipe, 2026-12-07).
+ */
+export const STREAMED_MODEL_FROM = 16 << 20;
+
+/**
+ * The smallest matrix (bytes) stored in row blocks on this device (Infinity: none) for a model of
+ * `modelBytes` bytes of weights; `forced`: all or none.
+ */
+export function rowBlocksFrom(gpu: GpuContext, forced?: boolean, modelBytes = 0): number {
   const value = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CATS_ROW_BLOCKS;
   if (value !== undefined && value !== "" && value !== "0" && value !== "1") {
     throw new CatsError(`CATS_ROW_BLOCKS: expected 0 or 1, got "${value}"`);
   }
   const all = forced ?? (value === "1" ? true : value === "0" ? false : undefined);
   if (all !== undefined) return all ? 0 : Infinity;
-  return gpu.flavour === "cpu" ? ROW_BLOCKS_FROM : Infinity;
+  if (gpu.flavour !== "cpu") return Infinity;
+  return modelBytes >= STREAMED_MODEL_FROM ? 0 : ROW_BLOCKS_FROM;
 }
+
+/** Bytes of every tensor in a checkpoint's safetensors files. */
+export const checkpointBytes = (ckpt: Checkpoint): number => [...ckpt.tensors.values()].reduce((n, t) => n + t.end - t.begin, 0);
 
 /** Share of MLP neurons that CATS zeroed, per layer and over all layers, since the last reset. */
 export interface SparsityStats {
@@ -305,7 +320,12 @@ export class LlamaEngine {
 
   static async load(gpu: GpuContext, ckpt: Checkpoint, options: EngineOptions): Promise<LlamaEngine> {
     gpu.device.pushErrorScope("out-of-memory");
-    const weights = await loadWeights(gpu.device, ckpt, options.maxBindingBytes, rowBlocksFrom(gpu, options.rowBlocks));
+    const weights = await loadWeights(
+      gpu.device,
+      ckpt,
+      options.maxBindingBytes,
+      rowBlocksFrom(gpu, options.rowBlocks, checkpointBytes(ckpt)),
+    );
     const oom = await gpu.device.popErrorScope();
     if (oom) throw new CatsError(`${ckpt.files.location}: the adapter ran out of memory while uploading the weights (${oom.message})`);
     const kernels = new KernelCache(gpu, options.kernels);
