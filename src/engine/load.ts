@@ -11,7 +11,8 @@ import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector 
  * The smallest W_down^T (bytes) stored in column slices, where row blocks apply from `rowBlocksFrom`:
  * smaller than the row-block threshold, since the slices pay wherever the model streams from memory
  * (llama-110m's W_down^T is 0.8 MB at q4), but not below 256 KiB, where the fused small-model
- * kernels, which read rows, run instead (stories260K's is 44 KiB).
+ * kernels, which read rows, run instead (stories260K's is 44 KiB); any size where every matrix is
+ * in blocks (rowBlocksFrom 0: forced, or a model that streams from memory).
  */
 export function downSlicesFrom(rowBlocksFrom: number): number {
   return Number.isFinite(rowBlocksFrom) ? Math.min(rowBlocksFrom, 256 << 10) : Infinity;
