@@ -115,6 +115,15 @@ fn sum_rows(a: array<vec4<f32>, TM>, b: array<vec4<f32>, TM>) -> array<vec4<f32>
 //#if XS
 // This invocation's lane in its subgroup of 8: which share of the input it reads for all 8 (project1.wgsl).
 var<private> x_lane: u32;
+
+// The fused RMSNorm's sums of squares (row R) after a shared-input projection: each lane squared
+// only the input it read, once, rather than all 8 shares after the shuffles, so the subgroup adds
+// them up.
+fn mine_squares(acc: ptr<function, Sums>) {
+  for (var t = 0u; t < TM; t++) {
+    (*acc)[R][t] = subgroupAdd((*acc)[R][t]);
+  }
+}
 //#endif
 
 fn group_of(inv: Invocation) -> Group {

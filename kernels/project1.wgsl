@@ -120,30 +120,27 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
   let per = 8u / xv;
   for (var c0 = 0u; c0 < chunks; c0 += per) {
     let at = min(c0 * xv + x_lane, cols4 - 1u);
-    var mine: array<vec4<f32>, TM>;
-    for (var t = 0u; t < TM; t++) {
-      mine[t] = X[x_base[t] + at];
-    }
+    let inside = c0 * xv + x_lane < cols4;
 //#if GAIN
     let gm = G[at];
 //#endif
+    // Each lane squares and scales its own vec4 (see mine_squares) before the shuffles pass it
+    // round; zero past the last column, so that no clamped duplicate is passed on.
+    var mine: array<vec4<f32>, TM>;
+    for (var t = 0u; t < TM; t++) {
+      let raw = select(vec4<f32>(0.0), X[x_base[t] + at], inside);
+      (*acc)[R][t] += raw * raw;
+//#if GAIN
+      mine[t] = raw * gm;
+//#else
+      mine[t] = raw;
+//#endif
+    }
     var xs: array<array<vec4<f32>, 8>, TM>;
     var xsum = array<array<vec4<f32>, 2>, TM>();
     for (var i = 0u; i < 8u; i++) {
-      let k4 = c0 * xv + i;
-//#if GAIN
-      let gi = subgroupShuffle(gm, i);
-//#endif
       for (var t = 0u; t < TM; t++) {
-        var v = subgroupShuffle(mine[t], i);
-        if (k4 < cols4) {
-          (*acc)[R][t] += v * v;
-//#if GAIN
-          v *= gi;
-//#endif
-        } else {
-          v = vec4<f32>(0.0);
-        }
+        let v = subgroupShuffle(mine[t], i);
         if (QFAST_$M) {
           xsum[t][i / xv] += v;
         }
@@ -156,6 +153,7 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
       }
     }
   }
+  mine_squares(acc);
 //#else
   for (var c = g.lane; c < chunks; c += g.count) {
     var xs: array<array<vec4<f32>, 8>, TM>;
@@ -186,39 +184,35 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
 fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
   for (var k0 = 0u; k0 < cols8; k0 += 8u) {
     let mine = min(k0 + x_lane, cols8 - 1u);
-    var ma: array<vec4<f32>, TM>;
-    var mb: array<vec4<f32>, TM>;
-    for (var t = 0u; t < TM; t++) {
-      ma[t] = X[x_base[t] + 2u * mine];
-      mb[t] = X[x_base[t] + 2u * mine + 1u];
-    }
+    let inside = k0 + x_lane < cols8;
 //#if GAIN
-    // The norm's gain, which every lane needs too, is shared the same way.
+    // The norm's gain, which every lane needs too, is applied by the lane that read the block.
     let gma = G[2u * mine];
     let gmb = G[2u * mine + 1u];
 //#endif
+    // Each lane squares and scales its own block (see mine_squares) before the shuffles pass it round.
+    var ma: array<vec4<f32>, TM>;
+    var mb: array<vec4<f32>, TM>;
+    for (var t = 0u; t < TM; t++) {
+      let ra = select(vec4<f32>(0.0), X[x_base[t] + 2u * mine], inside);
+      let rb = select(vec4<f32>(0.0), X[x_base[t] + 2u * mine + 1u], inside);
+      (*acc)[R][t] += ra * ra + rb * rb;
+//#if GAIN
+      ma[t] = ra * gma;
+      mb[t] = rb * gmb;
+//#else
+      ma[t] = ra;
+      mb[t] = rb;
+//#endif
+    }
     // The shuffle index must unroll to constants: a runtime one is 10x slower on llvmpipe.
     for (var c = 0u; c < 8u; c++) {
       let k = k0 + c;
       var xa: array<vec4<f32>, TM>;
       var xb: array<vec4<f32>, TM>;
-//#if GAIN
-      let ga = subgroupShuffle(gma, c);
-      let gb = subgroupShuffle(gmb, c);
-//#endif
       for (var t = 0u; t < TM; t++) {
-        let ra = subgroupShuffle(ma[t], c);
-        let rb = subgroupShuffle(mb[t], c);
-        if (k < cols8) {
-          (*acc)[R][t] += ra * ra + rb * rb;
-        }
-//#if GAIN
-        xa[t] = ra * ga;
-        xb[t] = rb * gb;
-//#else
-        xa[t] = ra;
-        xb[t] = rb;
-//#endif
+        xa[t] = subgroupShuffle(ma[t], c);
+        xb[t] = subgroupShuffle(mb[t], c);
       }
       for (var r = 0u; r < R; r++) {
         if (on[r] && k < cols8) {
@@ -234,6 +228,7 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
       }
     }
   }
+  mine_squares(acc);
 }
 //#else
 fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, acc: ptr<function, Sums>) {
