@@ -2,7 +2,7 @@ import { totalmem } from "node:os";
 import { CatsError } from "./errors.js";
 import { createGpu, type GpuContext } from "./gpu/device.js";
 import { nodeKernelSource } from "./gpu/nodekernels.js";
-import { LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
+import { checkpointBytes, LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
 import { tuneKey, type TuneCase, type TuneProgress } from "./gpu/autotune.js";
 import { checkWeightsFinite } from "./model/check-weights.js";
 import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
@@ -176,7 +176,7 @@ function withContext(ckpt: Checkpoint, context: number | undefined): Checkpoint 
 function checkMemory(ckpt: Checkpoint, gpu: GpuContext): void {
   if (gpu.flavour !== "cpu") return;
   const c = ckpt.config;
-  const weights = [...ckpt.tensors.values()].reduce((sum, t) => sum + (t.end - t.begin), 0);
+  const weights = checkpointBytes(ckpt);
   const kv = 2 * c.numLayers * c.maxPositions * c.numKvHeads * c.headDim * 4;
   const need = weights + kv;
   const have = totalmem();
