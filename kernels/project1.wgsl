@@ -214,9 +214,12 @@ fn project1_$M(g: Group, rows: array<u32, R>, on: array<bool, R>, cols8: u32, ac
         xa[t] = subgroupShuffle(ma[t], c);
         xb[t] = subgroupShuffle(mb[t], c);
       }
+      // Past the last block the shuffled inputs are zero (see ma, mb above), so where the format
+      // asks for it (CLAMP8) a clamped block adds nothing and the loads need no branch round them.
+      let kc = select(k, min(k, cols8 - 1u), CLAMP8_$M);
       for (var r = 0u; r < R; r++) {
-        if (on[r] && k < cols8) {
-          let w = load8_$M(rows[r], k, cols8);
+        if (on[r] && (CLAMP8_$M || k < cols8)) {
+          let w = load8_$M(rows[r], kc, cols8);
           for (var t = 0u; t < TM; t++) {
             if (TM == 1u) {
               (*acc)[r][t] += w[0] * xa[t] + w[1] * xb[t];

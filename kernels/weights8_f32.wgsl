@@ -2,6 +2,9 @@
 // kernels, where fewer, larger reads per column pay.
 @group(0) @binding($BINDING) var<storage, read> $W: array<vec4<f32>>;
 
+// No clamped reads past the last block (see weights8_f16.wgsl): a branch measures faster here.
+const CLAMP8_$W = false;
+
 // u32 words in a block of 8 columns.
 const WORDS8_$W = 8u;
 
