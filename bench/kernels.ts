@@ -192,16 +192,24 @@ for (const [H, I] of mlpShapes) {
   }).sort((a, b) => a - b);
   const capture = h.buffer(4);
   const ops = (table: VariantTable) => new Ops(gpu, kernels, table, { state: h.state, rope: h.rope }, h.shape);
-  const gateUp = (table: VariantTable) =>
-    ops(table).gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture, captureOffset: null });
+  const gateUp = (table: VariantTable, cats = false) =>
+    ops(table).gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture, captureOffset: null, cats });
+  // The CATS gate/up pass is tuned at half the neurons active, as `cats` tunes it between 50% and 70%.
+  const halfThreshold = quantileOfSorted(absActs, 0.5);
+  const gateUpHalf = (table: VariantTable) => {
+    const steps = gateUp(table, true);
+    for (const st of steps) setStepParams(st, { threshold: halfThreshold });
+    return steps;
+  };
   const downProject = (table: VariantTable, input = act, cats = false) => ops(table).down("down", d, input, x, { batch: false, cats });
   const halfActive = scratchBuffer(gpu, 2 * padCols(I), "half-active act", 0.5);
   h.setState(0, 1);
   // Each half runs the variant that measures fastest for its shape, as `cats` tunes a model: the
   // down projection on a dense input for the dense row, on a half-active one for the sparse rows;
-  // the gate_up pass that tunes first leaves every activation nonzero for the dense down's.
+  // the dense gate_up pass that tunes first leaves every activation nonzero for the dense down's,
+  // and the CATS one tunes after it.
   const tuneCase = (
-    op: "gate_up_vec" | "down_vec" | "down_cats",
+    op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats",
     m: GpuMatrix,
     bytes: number,
     build: (t: VariantTable) => Step[],
@@ -222,8 +230,9 @@ for (const [H, I] of mlpShapes) {
   const tuned = await tune(
     gpu,
     [
-      ...tuneCase("gate_up_vec", g, g.bytes + u.bytes, gateUp),
+      ...tuneCase("gate_up_vec", g, g.bytes + u.bytes, (t) => gateUp(t)),
       ...tuneCase("down_vec", d, d.bytes, (t) => downProject(t)),
+      ...tuneCase("gate_up_cats", g, g.bytes + u.bytes / 2, gateUpHalf),
       ...tuneCase("down_cats", d, d.bytes / 2, (t) => downProject(t, halfActive, true)),
     ],
     {},
@@ -231,8 +240,8 @@ for (const [H, I] of mlpShapes) {
   );
   const table = new VariantTable(gpu, overrides, tuned);
   const denseSteps = [...gateUp(table), ...downProject(table)];
-  const catsSteps = [...gateUp(table), ...downProject(table, act, true)];
-  const chosen = (op: "gate_up_vec" | "down_vec" | "down_cats", m: GpuMatrix) => {
+  const catsSteps = [...gateUp(table, true), ...downProject(table, act, true)];
+  const chosen = (op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats", m: GpuMatrix) => {
     const c = table.choice(op, matrixShape(m));
     return `${c.variant.name}${c.source === "autotune" ? ", measured" : ""}`;
   };
@@ -245,9 +254,10 @@ for (const [H, I] of mlpShapes) {
   }
   // As the engine does, the dense row runs the dense steps and the CATS rows (threshold >= 0) the CATS ones.
   const gateUpSteps = gateUp(table);
+  const gateUpCatsSteps = catsSteps.slice(0, gateUpSteps.length);
   const parts = {
     mlp: { steps: (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps), gate: true, up: true, down: true },
-    gate_up: { steps: () => gateUpSteps, gate: true, up: true, down: false },
+    gate_up: { steps: (c: { threshold: number }) => (c.threshold < 0 ? gateUpSteps : gateUpCatsSteps), gate: true, up: true, down: false },
     down: {
       steps: (c: { threshold: number }) => (c.threshold < 0 ? denseSteps : catsSteps).slice(gateUpSteps.length),
       gate: false,
@@ -268,14 +278,13 @@ for (const [H, I] of mlpShapes) {
     };
   });
   // The threshold is a uniform the steps read; set it before each timing, inside the paired rounds,
-  // on the CATS steps and the lone gate/up step (whose activations a down-only case reads); the
-  // dense steps keep the -1 they were built with.
+  // on the CATS steps (a down-only case reads the activations their gate/up step left); the dense
+  // steps keep the -1 they were built with.
   const withThreshold = timed.map((t, i) => ({
     ...t,
     encode: (pass: GPUComputePassEncoder, call: number) => {
       if (call === 0)
-        for (const st of [...gateUpSteps, ...catsSteps])
-          if (st.gateOfLayer !== undefined) setStepParams(st, { threshold: timedCases[i].threshold });
+        for (const st of catsSteps) if (st.gateOfLayer !== undefined) setStepParams(st, { threshold: timedCases[i].threshold });
       t.encode(pass, call);
     },
   }));
@@ -285,13 +294,9 @@ for (const [H, I] of mlpShapes) {
   result.cases.forEach((r, i) => {
     const c = timedCases[i];
     const dense = result.cases[partNames.indexOf(c.part)].roundMs;
-    const downOp = c.threshold < 0 ? "down_vec" : "down_cats";
+    const [gateUpOp, downOp] = c.threshold < 0 ? (["gate_up_vec", "down_vec"] as const) : (["gate_up_cats", "down_cats"] as const);
     const variant =
-      c.part === "gate_up"
-        ? chosen("gate_up_vec", g)
-        : c.part === "down"
-          ? chosen(downOp, d)
-          : `${chosen("gate_up_vec", g)} + ${chosen(downOp, d)}`;
+      c.part === "gate_up" ? chosen(gateUpOp, g) : c.part === "down" ? chosen(downOp, d) : `${chosen(gateUpOp, g)} + ${chosen(downOp, d)}`;
     rows.push({
       ...r,
       kernel: `${c.part} (${variant})`,

@@ -103,22 +103,27 @@ fn main(inv: Invocation) {
     }
   }
   workgroupBarrier();
+  // The list is dealt out in order, R x 8 entries to a subgroup of 8 lanes (entry r x 8 + l of its
+  // share to lane l), so that only the first subgroups have any and the rest skip the pass over
+  // the input, whose reads and shuffles cost the same however few of a subgroup's rows are needed.
   let first_row = workgroup_index(inv) * WG * R;
   var local: array<u32, R>;
   var on: array<bool, R>;
   var rows: array<u32, R>;
   for (var r = 0u; r < R; r++) {
-    let e = lid + r * WG;
+    let e = (lid / 8u) * 8u * R + r * 8u + lid % 8u;
     on[r] = e < total;
     local[r] = wg_list[min(e, max(total, 1u) - 1u)];
     rows[r] = min(first_row + local[r], p.rows - 1u);
   }
   var up: Sums;
+  if ((lid / 8u) * 8u * R < total) {
 //#if W8
-  project1_U(g, rows, on, p.cols4 / 2u, &up);
+    project1_U(g, rows, on, p.cols4 / 2u, &up);
 //#else
-  project_U(g, rows, on, p.cols4, &up);
+    project_U(g, rows, on, p.cols4, &up);
 //#endif
+  }
   for (var r = 0u; r < R; r++) {
     let n = first_row + local[r];
     for (var t = 0u; t < TM; t++) {

@@ -95,6 +95,7 @@ describe("the autotuning cache", () => {
     expectCountedCases(full.progress, Object.values(full.file.entries)[0].choices, added);
     expect(ops(full.file).has("matvec")).toBe(true);
     expect(ops(full.file).has("down_cats")).toBe(true);
+    expect(ops(full.file).has("gate_up_cats")).toBe(true);
     // The batched choices made first are kept, not measured again.
     const [b, f] = [Object.values(batched.file.entries)[0].choices, Object.values(full.file.entries)[0].choices];
     for (const [k, v] of Object.entries(b)) expect(f[k]).toBe(v);

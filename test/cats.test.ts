@@ -74,6 +74,22 @@ describe("a CATS decode step with its own down projection variant", () => {
     await same.close();
   });
 
+  it("runs its own gate/up variant when that choice differs, pooling 32 or 256 rows for the up pass: the same bits", async () => {
+    const [own, same] = [
+      await load("gate_up_vec=rows4s,gate_up_cats=rows4w8s,down_vec=v1w8,down_cats=v1w8"),
+      await load("gate_up_vec=rows4s,gate_up_cats=rows4s,down_vec=v1w8,down_cats=v1w8"),
+    ];
+    const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
+    const [a, b] = [await run(own), await run(same)];
+    expect(own.engine.decodeSteps).not.toBe(dense);
+    expect(own.engine.decodeSteps.length).toBe(dense.length);
+    expect(same.engine.decodeSteps).toBe(sameDense);
+    // Each up row's sum runs over the columns in the same order whichever lane computes it.
+    sameBits(a, b, "rows4w8s against rows4s");
+    await own.close();
+    await same.close();
+  });
+
   it("may walk the neurons in four ranges within one dispatch: the logits of one walk within rounding, the same bits every run, no more dispatches", async () => {
     const [ranges, whole] = [await load("down_vec=v4w8p4,down_cats=v4w8p4"), await load("down_vec=v1w8,down_cats=v1w8")];
     // Stories260K's 172 neurons in ranges of 44 + 44 + 44 + 40, their sums added in that order.

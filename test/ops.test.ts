@@ -194,7 +194,15 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
       it(`${op}, ${dtype}, every variant, gate in ${layouts.length > 1 ? "rows and row blocks" : "rows"}: dense, all, none, one and half of the neurons active, capture, counts`, async () => {
         await forEachVariant(op, async (variant) => {
           for (const [[inter, hidden], blocked] of MLP_SHAPES.flatMap((sh) => layouts.map((b) => [sh, b] as const))) {
-            const h = harness({ [op]: variant }, { hidden, inter, heads: 1, kvHeads: 1, headDim: 8, vocab: 8 });
+            // One token's masked cases run as a CATS step does, through gate_up_cats (the same variants).
+            const h = harness(op === "gate_up_vec" ? { gate_up_vec: variant, gate_up_cats: variant } : { [op]: variant }, {
+              hidden,
+              inter,
+              heads: 1,
+              kvHeads: 1,
+              headDim: 8,
+              vocab: 8,
+            });
             const gate = randomMatrix(inter, hidden, f16, inter + hidden);
             const up = randomMatrix(inter, hidden, f16, inter * 3 + hidden);
             const stride = padCols(hidden);
@@ -221,6 +229,7 @@ describe("the CATS MLP: gate/up with the mask, down over W_down transposed", () 
                   totals,
                   capture,
                   captureOffset: istride,
+                  cats: op === "gate_up_vec" && threshold >= 0,
                 });
                 for (const s of steps) setStepParams(s, { threshold });
                 h.setState(0, ntok);

@@ -136,7 +136,8 @@ describe("the CATS MLP over quantized rows", () => {
             for (const [[inter, hidden], blocked] of SHAPES.flatMap((sh) =>
               (layouts.length > 1 ? blocksFor(op, kind, variant) : layouts).map((b) => [sh, b] as const),
             )) {
-              const h = harness({ [op]: variant }, hidden, inter);
+              // One token's masked cases run as a CATS step does, through gate_up_cats (the same variants).
+              const h = harness(op === "gate_up_vec" ? { gate_up_vec: variant, gate_up_cats: variant } : { [op]: variant }, hidden, inter);
               const gate = randomQuantMatrix(inter, hidden, q, inter + hidden);
               const up = randomQuantMatrix(inter, hidden, q, inter * 3 + hidden);
               const gain = randomVector(hidden, 9, 0.5, 1.5);
@@ -160,6 +161,7 @@ describe("the CATS MLP over quantized rows", () => {
                     capture: h.buffer(4),
                     captureOffset: null,
                     gain: h.buffer(gain),
+                    cats: op === "gate_up_vec" && threshold >= 0,
                   });
                   for (const s of steps) setStepParams(s, { threshold });
                   h.setState(0, ntok);

@@ -4,7 +4,7 @@ import { Usage } from "../gpu/flags.js";
 import { KernelCache } from "../gpu/kernel.js";
 import type { KernelSource } from "../gpu/kernelsource.js";
 import { Submitter, type Readback } from "../gpu/submit.js";
-import { UNIFORM_INPUT_VEC4S, VARIANTS, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
+import { tunedKey, UNIFORM_INPUT_VEC4S, VARIANTS, VariantTable, type OpName, type TunedChoices } from "../gpu/variants.js";
 import { hashSources, tune, tuneKey, type TuneCase, type TuneProgress, type TuneStore } from "../gpu/autotune.js";
 import { modelTuneCases } from "./tuning.js";
 import type { Checkpoint } from "../model/checkpoint.js";
@@ -127,7 +127,7 @@ export function tunedKernelsHash(source: KernelSource): string {
 
 /** What the tune cases measure (tuning.ts); a new version re-tunes cached choices made the old way. */
 const TUNE_CASES =
-  "13: timed with pauses between dawn.node's polls (poll.ts; version 12 ran with a core spinning in each wait), paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active input per layer (tuned apart), calls rotating over the layers, one-token down cases over at least 96 MiB of W_down^T (zeroed copies) where the model is that large, 5 rounds for decode cases, layer_vec, inline floor";
+  "14: timed with pauses between dawn.node's polls (poll.ts; version 12 ran with a core spinning in each wait), paired median speed-ups then a final of three, split-K on CPU drivers, down_vec on a dense input, down_cats on a randomly half-active input per layer (tuned apart), gate_up_cats at thresholds leaving 50% and 30% of the tune input's neurons active (version 13 had no gate_up_cats), calls rotating over the layers, one-token down cases over at least 96 MiB of W_down^T (zeroed copies) where the model is that large, 5 rounds for decode cases, layer_vec, inline floor";
 
 const TUNED_KERNELS = [
   "attend",
@@ -182,7 +182,9 @@ async function tuneModel(
 ): Promise<TunedChoices> {
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
   const record = store.load(key) ?? { choices: {} };
-  const { cases, destroy } = modelTuneCases(gpu, kernels, weights, config, config.maxPositions);
+  // The CATS gate/up case needs a capture pass first: only when its choice is not stored yet.
+  const catsGate = !batchedOnly && !(tunedKey("gate_up_cats", matrixShape(weights.layers[0].gate)) in record.choices);
+  const { cases, destroy } = await modelTuneCases(gpu, kernels, weights, config, config.maxPositions, catsGate);
   try {
     const wanted = batchedOnly ? cases.filter((c) => BATCHED_OPS.includes(c.op)) : cases;
     const choices = await tune(gpu, wanted, record.choices, 3, onCase);
@@ -295,15 +297,14 @@ export class LlamaEngine {
     ];
     this.denseDecode = decodeSteps(false);
     // A CATS step list of its own: where the fused kernels run (each has a masked path that a dense
-    // step's kernel goes without), or where a split MLP's down projection has a CATS choice of its own.
+    // step's kernel goes without), or where a split MLP's gate/up or down step has a CATS choice of its own.
     const fusedTail = this.denseDecode.some((step) => step.name.endsWith(" layer") || step.name.endsWith(" o_proj+mlp"));
     const splitMlp = this.denseDecode.some((step) => step.name.endsWith(" down"));
+    const differs = (dense: OpName, cats: OpName, w: GpuMatrix) =>
+      this.variants.pick(dense, matrixShape(w)).name !== this.variants.pick(cats, matrixShape(w)).name;
     const catsDiffers =
       fusedTail ||
-      (splitMlp &&
-        weights.layers.some(
-          (l) => this.variants.pick("down_vec", matrixShape(l.downT)).name !== this.variants.pick("down_cats", matrixShape(l.downT)).name,
-        ));
+      (splitMlp && weights.layers.some((l) => differs("gate_up_vec", "gate_up_cats", l.gate) || differs("down_vec", "down_cats", l.downT)));
     this.catsDecode = catsDiffers ? decodeSteps(true) : this.denseDecode;
     this.batch = {
       none: forwardSteps(ops, weights, this.buf, s, { batch: true, output: "none", captureRows: capture }),

@@ -446,9 +446,11 @@ export class Ops {
       capture: GPUBuffer;
       captureOffset: number | null;
       gain?: GPUBuffer | null;
+      /** A decode step whose MLP CATS masks: the variant chosen for masked steps. */
+      cats?: boolean;
     },
   ): Step[] {
-    const op: OpName = o.batch ? "gate_up_mat" : "gate_up_vec";
+    const op: OpName = o.batch ? "gate_up_mat" : o.cats ? "gate_up_cats" : "gate_up_vec";
     const s = this.shape;
     if (isRowQuantized(gate.format) !== isRowQuantized(up.format)) throw new CatsError("gate and up must be both quantized or both float");
     if (gate.parts.length !== up.parts.length || gate.parts.some((g, i) => g.row0 !== up.parts[i].row0 || g.rows !== up.parts[i].rows)) {

@@ -3,9 +3,22 @@ import { scratchBuffer } from "../gpu/autotune.js";
 import type { GpuContext } from "../gpu/device.js";
 import { Usage } from "../gpu/flags.js";
 import type { KernelCache } from "../gpu/kernel.js";
-import type { VariantTable } from "../gpu/variants.js";
+import { VariantTable } from "../gpu/variants.js";
+import { Submitter } from "../gpu/submit.js";
+import { quantileOfSorted } from "../cats/quantiles.js";
 import type { LayerWeights, ModelWeights } from "./forward.js";
-import { attentionShape, encodeSteps, layerFits, layerShape, matrixShape, oMlpFits, oMlpShape, Ops, type Step } from "./ops.js";
+import {
+  attentionShape,
+  encodeSteps,
+  layerFits,
+  layerShape,
+  matrixShape,
+  oMlpFits,
+  oMlpShape,
+  Ops,
+  setStepParams,
+  type Step,
+} from "./ops.js";
 import type { LlamaConfig } from "../model/config.js";
 import { opShapeOf } from "./llama.js";
 import type { GpuMatrix } from "./weights.js";
@@ -19,7 +32,7 @@ export const DECODE_ROUNDS = 5;
  */
 const CATS_DOWN_ROUNDS = 15;
 
-/** Shares of neurons a CATS mask keeps in the `down_cats` tuning case: the 50% and 70% levels. */
+/** Shares of neurons a CATS mask keeps in the `gate_up_cats` and `down_cats` tuning cases: the 50% and 70% levels. */
 const CATS_TUNE_ACTIVE = [0.5, 0.3];
 
 /**
@@ -45,19 +58,71 @@ function batchTokensFor(rows: number, cols: number): number {
 }
 
 /**
+ * Per layer, the thresholds at which `input` leaves each of CATS_TUNE_ACTIVE of the neurons active:
+ * the quantiles of |silu(gate)| that one dense gate/up pass per layer captures.
+ */
+async function gateThresholds(
+  ops: Ops,
+  gpu: GpuContext,
+  m: ModelWeights,
+  input: GPUBuffer,
+  stride: number,
+  scratch: Scratch,
+): Promise<number[][]> {
+  const inter = m.layers[0].gate.rows;
+  const capture = scratch(m.layers.length * stride, "tune capture |silu(gate)|");
+  const act = scratch(stride, "tune capture act");
+  const totals = scratch(64, "tune capture totals");
+  const steps = m.layers.flatMap((l, i) =>
+    ops.gateUp("tune capture", l.gate, l.up, input, act, {
+      batch: false,
+      layer: 0,
+      totals,
+      capture,
+      captureOffset: i * stride,
+      gain: l.mlpGain,
+    }),
+  );
+  const submitter = new Submitter(gpu);
+  try {
+    const [bytes] = await submitter.run(
+      "measuring the CATS gate/up pass",
+      (encoder) => {
+        const pass = encoder.beginComputePass();
+        encodeSteps(pass, steps, 1);
+        pass.end();
+      },
+      [{ buffer: capture, bytes: m.layers.length * stride * 4 }],
+    );
+    const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return m.layers.map((_, i) => {
+      const sorted = all.slice(i * stride, i * stride + inter).sort();
+      return CATS_TUNE_ACTIVE.map((active) => quantileOfSorted(sorted, 1 - active));
+    });
+  } finally {
+    submitter.destroy();
+  }
+}
+
+type Scratch = (floats: number, label: string) => GPUBuffer;
+
+/**
  * What autotuning measures for a model: every op with variants at every matrix shape the model
  * has, one token (decode) and a batch (prefill, evaluation, calibration), on the model's own
- * weights and on scratch inputs that are never zero. Returns the cases and a cleanup.
+ * weights and on scratch inputs that are never zero. With `catsGate`, also the decode gate/up
+ * pass under CATS thresholds, which a dense pass over the scratch input measures first. Returns
+ * the cases and a cleanup.
  */
-export function modelTuneCases(
+export async function modelTuneCases(
   gpu: GpuContext,
   kernels: KernelCache,
   m: ModelWeights,
   config: LlamaConfig,
   contextLength: number,
-): { cases: TuneCase[]; destroy: () => void } {
+  catsGate = false,
+): Promise<{ cases: TuneCase[]; destroy: () => void }> {
   const made: GPUBuffer[] = [];
-  const scratch = (floats: number, label: string) => {
+  const scratch: Scratch = (floats, label) => {
     const b = scratchBuffer(gpu, floats, label);
     made.push(b);
     return b;
@@ -103,6 +168,16 @@ export function modelTuneCases(
     });
     streamed.push({ ...d, parts });
   }
+  const thresholds = catsGate
+    ? await gateThresholds(
+        new Ops(gpu, kernels, new VariantTable(gpu), { state: stateFor(1), rope }, shape),
+        gpu,
+        m,
+        input,
+        shape.interStride,
+        scratch,
+      )
+    : null;
   const cases: TuneCase[] = [];
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
@@ -153,6 +228,36 @@ export function modelTuneCases(
         gain: l.mlpGain,
       }),
     );
+    // The CATS step's gate/up pass, tuned apart from the dense one (see gate_up_cats in
+    // variants.ts), at both levels in turn and each call a different layer's, as down_cats below.
+    if (!batch && thresholds) {
+      const active = CATS_TUNE_ACTIVE.reduce((a, b) => a + b) / CATS_TUNE_ACTIVE.length;
+      cases.push({
+        op: "gate_up_cats",
+        shape: matrixShape(layer.gate),
+        bytes: layer.gate.bytes + layer.up.bytes * active,
+        build: (table: VariantTable) => {
+          const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
+          const built = CATS_TUNE_ACTIVE.map((_, level) =>
+            m.layers.map((l, i) => {
+              const steps = ops.gateUp("tune", l.gate, l.up, input, output, {
+                batch,
+                layer: 0,
+                totals,
+                capture,
+                captureOffset: null,
+                gain: l.mlpGain,
+                cats: true,
+              });
+              for (const st of steps) setStepParams(st, { threshold: thresholds[i][level] });
+              return steps;
+            }),
+          );
+          const L = m.layers.length;
+          return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
+        },
+      });
+    }
     if (batch) {
       add("down_mat", layer.downT, layer.downT.bytes, tokens(layer.downT), (ops, l) => ops.down("tune", l.downT, input, output, { batch }));
     } else {
@@ -284,7 +389,7 @@ export function modelTuneCases(
   // Decode calls are short and set every token's speed: more rounds, so that one slow spell cannot
   // choose for them (at llama-110m's lm_head the tuner once kept rows4w8, 9.2 ms at best against
   // rows4w8s's 7.3 in a later 5-round comparison).
-  for (const c of cases) if (c.op === "matvec" || c.op.endsWith("_vec")) c.rounds = DECODE_ROUNDS;
+  for (const c of cases) if (c.op === "matvec" || c.op.endsWith("_vec") || c.op === "gate_up_cats") c.rounds = DECODE_ROUNDS;
   for (const c of cases) if (c.op === "down_cats") c.rounds = CATS_DOWN_ROUNDS;
   return { cases, destroy: () => made.forEach((b) => b.destroy()) };
 }
