@@ -3,7 +3,7 @@
 // uniform array indexed per lane costs less than a storage read, which is bounds-checked per lane.
 @group(0) @binding($BINDING) var<uniform> $W: array<vec4<f32>, $W_VEC4S>;
 
-// No clamped reads past the last block (see weights8_f16.wgsl): a branch measures faster here.
+// No clamped reads past the last block (see weights8_f16.wgsl).
 const CLAMP8_$W = false;
 
 fn load8_$W(row: u32, k: u32, cols8: u32) -> mat2x4<f32> {

@@ -168,16 +168,16 @@ export async function modelTuneCases(
     });
     streamed.push({ ...d, parts });
   }
-  const thresholds = catsGate
-    ? await gateThresholds(
-        new Ops(gpu, kernels, new VariantTable(gpu), { state: stateFor(1), rope }, shape),
-        gpu,
-        m,
-        input,
-        shape.interStride,
-        scratch,
-      )
-    : null;
+  let thresholds: number[][] | null = null;
+  try {
+    if (catsGate) {
+      const ops = new Ops(gpu, kernels, new VariantTable(gpu), { state: stateFor(1), rope }, shape);
+      thresholds = await gateThresholds(ops, gpu, m, input, shape.interStride, scratch);
+    }
+  } catch (e) {
+    made.forEach((b) => b.destroy());
+    throw e;
+  }
   const cases: TuneCase[] = [];
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
