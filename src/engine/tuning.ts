@@ -107,6 +107,15 @@ async function gateThresholds(
 type Scratch = (floats: number, label: string) => GPUBuffer;
 
 /**
+ * Encodes call `call` of a CATS case from its steps per level and layer: each call the next layer's,
+ * the level moving on with every round of the layers, so that calls alternate between both.
+ */
+function byLevelAndLayer(built: Step[][][]): (pass: GPUComputePassEncoder, call: number) => void {
+  const L = built[0].length;
+  return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
+}
+
+/**
  * What autotuning measures for a model: every op with variants at every matrix shape the model
  * has, one token (decode) and a batch (prefill, evaluation, calibration), on the model's own
  * weights and on scratch inputs that are never zero. With `catsGate`, also the decode gate/up
@@ -218,15 +227,10 @@ export async function modelTuneCases(
         yStride: m.lmHead.rows + 8,
       }),
     );
+    const gateUp = (ops: Ops, l: LayerWeights, cats = false) =>
+      ops.gateUp("tune", l.gate, l.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null, gain: l.mlpGain, cats });
     add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, tokens(layer.gate), (ops, l) =>
-      ops.gateUp("tune", l.gate, l.up, input, output, {
-        batch,
-        layer: 0,
-        totals,
-        capture,
-        captureOffset: null,
-        gain: l.mlpGain,
-      }),
+      gateUp(ops, l),
     );
     // The CATS step's gate/up pass, tuned apart from the dense one (see gate_up_cats in
     // variants.ts), at both levels in turn and each call a different layer's, as down_cats below.
@@ -240,21 +244,12 @@ export async function modelTuneCases(
           const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
           const built = CATS_TUNE_ACTIVE.map((_, level) =>
             m.layers.map((l, i) => {
-              const steps = ops.gateUp("tune", l.gate, l.up, input, output, {
-                batch,
-                layer: 0,
-                totals,
-                capture,
-                captureOffset: null,
-                gain: l.mlpGain,
-                cats: true,
-              });
+              const steps = gateUp(ops, l, true);
               for (const st of steps) setStepParams(st, { threshold: thresholds[i][level] });
               return steps;
             }),
           );
-          const L = m.layers.length;
-          return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
+          return byLevelAndLayer(built);
         },
       });
     }
@@ -288,8 +283,7 @@ export async function modelTuneCases(
           const built = masks.map((level) =>
             streamed.map((d, i) => ops.down("tune", d, level[i % level.length], output, { batch, cats: true })),
           );
-          const L = streamed.length;
-          return (pass, call) => encodeSteps(pass, built[(call + Math.floor(call / L)) % built.length][call % L], 1);
+          return byLevelAndLayer(built);
         },
       });
     }
