@@ -58,36 +58,38 @@ describe("a CATS decode step with its own down projection variant", () => {
   const sameBits = (a: Float32Array[], b: Float32Array[], what: string) =>
     a.forEach((logits, t) => expect(Buffer.from(logits.buffer).equals(Buffer.from(b[t].buffer)), `${what}, step ${t}`).toBe(true));
 
-  it("runs its own step list when thresholds are set, with the same logits as the dense list's kernels under the same mask", async () => {
-    const [own, same] = [await load("down_vec=v1w8,down_cats=v2w8"), await load("down_vec=v1w8,down_cats=v1w8")];
-    const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
-    const [a, b] = [await run(own), await run(same)];
-    expect(own.engine.decodeSteps).not.toBe(dense);
-    expect(own.engine.decodeSteps.length).toBe(dense.length);
+  /**
+   * Loads the model twice, with a CATS choice of its own (`own`) and with both choices alike
+   * (`same`): `own` switches to its own list of as many steps when thresholds are set and back when
+   * they are cleared, `same` keeps one list, and both give the same bits.
+   */
+  const ownListMatches = async (own: string, same: string, what: string) => {
+    const [a, b] = [await load(own), await load(same)];
+    const [dense, sameDense] = [a.engine.decodeSteps, b.engine.decodeSteps];
+    const [got, want] = [await run(a), await run(b)];
+    expect(a.engine.decodeSteps).not.toBe(dense);
+    expect(a.engine.decodeSteps.length).toBe(dense.length);
     // Where the choices agree, one list serves both.
-    expect(same.engine.decodeSteps).toBe(sameDense);
+    expect(b.engine.decodeSteps).toBe(sameDense);
+    sameBits(got, want, what);
+    a.engine.setThresholds(null);
+    expect(a.engine.decodeSteps).toBe(dense);
+    await a.close();
+    await b.close();
+  };
+
+  it("runs its own step list when thresholds are set, with the same logits as the dense list's kernels under the same mask", async () => {
     // v1w8 and v2w8 differ only in which output blocks a lane owns: each output's sum runs over the neurons in the same order.
-    sameBits(a, b, "v2w8 against v1w8");
-    own.engine.setThresholds(null);
-    expect(own.engine.decodeSteps).toBe(dense);
-    await own.close();
-    await same.close();
+    await ownListMatches("down_vec=v1w8,down_cats=v2w8", "down_vec=v1w8,down_cats=v1w8", "v2w8 against v1w8");
   });
 
   it("runs its own gate/up variant when that choice differs, pooling 32 or 256 rows for the up pass: the same bits", async () => {
-    const [own, same] = [
-      await load("gate_up_vec=rows4s,gate_up_cats=rows4w8s,down_vec=v1w8,down_cats=v1w8"),
-      await load("gate_up_vec=rows4s,gate_up_cats=rows4s,down_vec=v1w8,down_cats=v1w8"),
-    ];
-    const [dense, sameDense] = [own.engine.decodeSteps, same.engine.decodeSteps];
-    const [a, b] = [await run(own), await run(same)];
-    expect(own.engine.decodeSteps).not.toBe(dense);
-    expect(own.engine.decodeSteps.length).toBe(dense.length);
-    expect(same.engine.decodeSteps).toBe(sameDense);
     // Each up row's sum runs over the columns in the same order whichever lane computes it.
-    sameBits(a, b, "rows4w8s against rows4s");
-    await own.close();
-    await same.close();
+    await ownListMatches(
+      "gate_up_vec=rows4s,gate_up_cats=rows4w8s,down_vec=v1w8,down_cats=v1w8",
+      "gate_up_vec=rows4s,gate_up_cats=rows4s,down_vec=v1w8,down_cats=v1w8",
+      "rows4w8s against rows4s",
+    );
   });
 
   it("may walk the neurons in four ranges within one dispatch: the logits of one walk within rounding, the same bits every run, no more dispatches", async () => {
