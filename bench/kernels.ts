@@ -20,7 +20,7 @@ import { nodeKernelSource } from "../src/gpu/nodekernels.js";
 import { PairedTimer, readCeiling, type PairedResult, type Timed } from "../src/gpu/roofline.js";
 import { parseOverrides, VariantTable } from "../src/gpu/variants.js";
 import { scratchBuffer, tune, type TuneCase } from "../src/gpu/autotune.js";
-import { encodeSteps, matrixShape, Ops, setStepParams, type Step } from "../src/engine/ops.js";
+import { encodeSteps, gateUpShape, matrixShape, Ops, setStepParams, type Step } from "../src/engine/ops.js";
 import { padCols, type GpuMatrix } from "../src/engine/weights.js";
 import { quantileOfSorted } from "../src/cats/quantiles.js";
 import { DECODE_ROUNDS } from "../src/engine/tuning.js";
@@ -164,20 +164,26 @@ for (const [H, I] of mlpShapes) {
   const gate = matrix(I, H, 1, Math.sqrt(3 / H));
   const up = matrix(I, H, 2, Math.sqrt(3 / H));
   const down = matrix(H, I, 3, Math.sqrt(3 / I));
-  // Laid out as the engine stores them (loadWeights): gate in row blocks, W_down^T in column slices, where those apply.
+  // Laid out as the engine stores them (loadWeights, UpLayout "both"): gate in row blocks, W_up in
+  // row blocks for the dense steps and row after row for the CATS ones, W_down^T in column slices,
+  // where those apply.
   const slicesFrom = downSlicesFrom(rowBlocksFrom(gpu));
-  const [g, u, d] =
+  const blocked = (q ? (I * H * q.bits) / 8 : gate.stored.byteLength) >= rowBlocksFrom(gpu);
+  const [g, u, uDense, d] =
     gate.quant && up.quant && down.quant
       ? [
-          h.quantRows(gate.quant, "gate", undefined, (I * H * gate.quant.bits) / 8 >= rowBlocksFrom(gpu)),
+          h.quantRows(gate.quant, "gate", undefined, blocked),
           h.quantRows(up.quant),
+          blocked ? h.quantRows(up.quant, "up", undefined, true) : null,
           h.quantTransposed(down.quant, "downT", (I * H * down.quant.bits) / 8 >= slicesFrom),
         ]
       : [
-          await h.matrix(gate, "gate", undefined, gate.stored.byteLength >= rowBlocksFrom(gpu)),
+          await h.matrix(gate, "gate", undefined, blocked),
           await h.matrix(up),
+          blocked ? await h.matrix(up, "up", undefined, true) : null,
           await h.matrix(transpose(down), "downT", undefined, false, down.stored.byteLength >= slicesFrom),
         ];
+  const upOf = (cats: boolean) => (cats ? u : (uDense ?? u));
   const xv = randomVector(H, 4);
   const x = h.rows([xv], padCols(H));
   const act = h.buffer(2 * padCols(I));
@@ -193,7 +199,7 @@ for (const [H, I] of mlpShapes) {
   const capture = h.buffer(4);
   const ops = (table: VariantTable) => new Ops(gpu, kernels, table, { state: h.state, rope: h.rope }, h.shape);
   const gateUp = (table: VariantTable, cats = false) =>
-    ops(table).gateUp("gate_up", g, u, x, act, { batch: false, layer: 0, totals, capture, captureOffset: null, cats });
+    ops(table).gateUp("gate_up", g, upOf(cats), x, act, { batch: false, layer: 0, totals, capture, captureOffset: null, cats });
   // The CATS gate/up pass is tuned at half the neurons active, as `cats` tunes it between 50% and 70%.
   const halfThreshold = quantileOfSorted(absActs, 0.5);
   const gateUpHalf = (table: VariantTable) => {
@@ -208,9 +214,11 @@ for (const [H, I] of mlpShapes) {
   // down projection on a dense input for the dense row, on a half-active one for the sparse rows;
   // the dense gate_up pass that tunes first leaves every activation nonzero for the dense down's,
   // and the CATS one tunes after it.
+  const shapeOf = (op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats") =>
+    op === "gate_up_vec" ? gateUpShape(g, upOf(false)) : op === "gate_up_cats" ? gateUpShape(g, upOf(true)) : matrixShape(d);
   const tuneCase = (
     op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats",
-    m: GpuMatrix,
+    shape: string,
     bytes: number,
     build: (t: VariantTable) => Step[],
   ): TuneCase[] =>
@@ -219,7 +227,7 @@ for (const [H, I] of mlpShapes) {
       : [
           {
             op,
-            shape: matrixShape(m),
+            shape,
             bytes,
             build: (table) => {
               const built = build(table);
@@ -230,10 +238,10 @@ for (const [H, I] of mlpShapes) {
   const tuned = await tune(
     gpu,
     [
-      ...tuneCase("gate_up_vec", g, g.bytes + u.bytes, (t) => gateUp(t)),
-      ...tuneCase("down_vec", d, d.bytes, (t) => downProject(t)),
-      ...tuneCase("gate_up_cats", g, g.bytes + u.bytes / 2, gateUpHalf),
-      ...tuneCase("down_cats", d, d.bytes / 2, (t) => downProject(t, halfActive, true)),
+      ...tuneCase("gate_up_vec", shapeOf("gate_up_vec"), g.bytes + u.bytes, (t) => gateUp(t)),
+      ...tuneCase("down_vec", shapeOf("down_vec"), d.bytes, (t) => downProject(t)),
+      ...tuneCase("gate_up_cats", shapeOf("gate_up_cats"), g.bytes + u.bytes / 2, gateUpHalf),
+      ...tuneCase("down_cats", shapeOf("down_cats"), d.bytes / 2, (t) => downProject(t, halfActive, true)),
     ],
     {},
     DECODE_ROUNDS,
@@ -241,8 +249,8 @@ for (const [H, I] of mlpShapes) {
   const table = new VariantTable(gpu, overrides, tuned);
   const denseSteps = [...gateUp(table), ...downProject(table)];
   const catsSteps = [...gateUp(table, true), ...downProject(table, act, true)];
-  const chosen = (op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats", m: GpuMatrix) => {
-    const c = table.choice(op, matrixShape(m));
+  const chosen = (op: "gate_up_vec" | "gate_up_cats" | "down_vec" | "down_cats") => {
+    const c = table.choice(op, shapeOf(op));
     return `${c.variant.name}${c.source === "autotune" ? ", measured" : ""}`;
   };
   // Bytes per neuron row as stored (W_gate, W_up and W_down^T rows are the same size in every format but the scales of W_down^T's groups).
@@ -296,7 +304,7 @@ for (const [H, I] of mlpShapes) {
     const dense = result.cases[partNames.indexOf(c.part)].roundMs;
     const [gateUpOp, downOp] = c.threshold < 0 ? (["gate_up_vec", "down_vec"] as const) : (["gate_up_cats", "down_cats"] as const);
     const variant =
-      c.part === "gate_up" ? chosen(gateUpOp, g) : c.part === "down" ? chosen(downOp, d) : `${chosen(gateUpOp, g)} + ${chosen(downOp, d)}`;
+      c.part === "gate_up" ? chosen(gateUpOp) : c.part === "down" ? chosen(downOp) : `${chosen(gateUpOp)} + ${chosen(downOp)}`;
     rows.push({
       ...r,
       kernel: `${c.part} (${variant})`,

@@ -67,7 +67,8 @@ export async function loadModel(
               options.onTuneProgress?.(progress);
             },
           };
-    const engine = await LlamaEngine.load(gpu, ckpt, { kernels, tune });
+    // Without thresholds the model only decodes dense: W_up in row blocks where they apply (UpLayout).
+    const engine = await LlamaEngine.load(gpu, ckpt, { kernels, tune, upLayout: options.thresholds === undefined ? "blocks" : "rows" });
     let thresholds = null;
     if (options.thresholds !== undefined) {
       const t = options.thresholds;

@@ -58,6 +58,8 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     throw new CatsError("sparsity above 0 needs thresholds (a file from cats calibrate)");
   }
   const lm = await openModel(source, {
+    // Without thresholds the model only decodes dense: W_up in row blocks where they apply (UpLayout).
+    upLayout: options.thresholds ? "rows" : "blocks",
     flavour: options.kernels,
     variants: options.variants,
     context: options.context,

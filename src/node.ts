@@ -3,6 +3,7 @@ import { CatsError } from "./errors.js";
 import { createGpu, type GpuContext } from "./gpu/device.js";
 import { nodeKernelSource } from "./gpu/nodekernels.js";
 import { checkpointBytes, LlamaEngine, tunedKernelsHash, type EngineOptions } from "./engine/llama.js";
+import type { UpLayout } from "./engine/load.js";
 import { tuneKey, type TuneCase, type TuneProgress } from "./gpu/autotune.js";
 import { checkWeightsFinite } from "./model/check-weights.js";
 import { openCheckpoint, type Checkpoint } from "./model/checkpoint.js";
@@ -32,6 +33,8 @@ export interface LoadOptions {
   maxBindingBytes?: number;
   /** Matrices read whole every token in row blocks (EngineOptions.rowBlocks); default: per kernel flavour. */
   rowBlocks?: boolean;
+  /** Where W_up goes (EngineOptions.upLayout): "rows" (default) for CATS, "blocks" for dense only, "both". */
+  upLayout?: UpLayout;
   /** Scan every tensor for NaN and infinity before uploading (--check-weights). */
   checkWeights?: boolean;
   /** Positions the KV cache holds (--context); default: max_position_embeddings, at most DEFAULT_CONTEXT_CAP. */
@@ -111,7 +114,7 @@ async function loadOnFastestDevice(
   announce: () => void,
 ): Promise<{ gpu: GpuContext; engine: LlamaEngine }> {
   const gpu = await createGpu({ flavour });
-  checkMemory(ckpt, gpu);
+  checkMemory(ckpt, gpu, options.upLayout);
   const store = options.tune?.store;
   if (!store || gpu.flavour !== "cpu" || process.env.LP_NUM_THREADS !== undefined)
     return { gpu, engine: await LlamaEngine.load(gpu, ckpt, options) };
@@ -173,10 +176,15 @@ function withContext(ckpt: Checkpoint, context: number | undefined): Checkpoint 
  * memory, so that is the budget there; a GPU's memory is not visible to WebGPU, so there an
  * out-of-memory error at upload is what stops the load.
  */
-function checkMemory(ckpt: Checkpoint, gpu: GpuContext): void {
+function checkMemory(ckpt: Checkpoint, gpu: GpuContext, upLayout?: UpLayout): void {
   if (gpu.flavour !== "cpu") return;
   const c = ckpt.config;
-  const weights = checkpointBytes(ckpt);
+  // UpLayout "both" keeps a second copy of every W_up.
+  const upCopies =
+    upLayout === "both"
+      ? [...ckpt.tensors].filter(([name]) => name.includes(".mlp.up_proj.")).reduce((n, [, t]) => n + t.end - t.begin, 0)
+      : 0;
+  const weights = checkpointBytes(ckpt) + upCopies;
   const kv = 2 * c.numLayers * c.maxPositions * c.numKvHeads * c.headDim * 4;
   const need = weights + kv;
   const have = totalmem();
@@ -206,10 +214,15 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       variants: parseOverrides(options.variants ?? process.env.CATS_VARIANTS),
       maxBindingBytes: options.maxBindingBytes,
       rowBlocks: options.rowBlocks,
+      upLayout: options.upLayout,
       tune: tuning ? { ...tuning, batchedOnly: options.tuneBatchedOnly } : null,
     };
     const { gpu, engine } = options.gpu
-      ? { gpu: options.gpu, engine: (checkMemory(checkpoint, options.gpu), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)) }
+      ? {
+          gpu: options.gpu,
+          engine:
+            (checkMemory(checkpoint, options.gpu, engineOptions.upLayout), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)),
+        }
       : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour, tuning?.announce ?? (() => {}));
     return {
       dir,

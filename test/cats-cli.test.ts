@@ -102,13 +102,14 @@ describe("cats calibrate, then sparse eval and generate", () => {
         "--json",
         "--out",
         dir,
-        // Every matrix read whole in row blocks (stories260K's are small enough to stay in rows by default): the report says so.
+        // Every matrix read whole in row blocks (stories260K's are small enough to stay in rows by default): the
+        // report says so, and that W_up has a second copy in rows for the CATS level (UpLayout "both").
       ],
       { CATS_ROW_BLOCKS: "1" },
     );
     expect(r.errors).toEqual([]);
     const report = JSON.parse(r.stdout);
-    expect(report.model.weights).toBe("F32, q/k/v, o, gate, lm_head in row blocks");
+    expect(report.model.weights).toBe("F32, q/k/v, o, gate, up, lm_head in row blocks (CATS steps: up in rows, a second copy)");
     expect(report.levels.map((l: { sparsity_target: number }) => l.sparsity_target)).toEqual([0, 0.5]);
     for (const l of report.levels) {
       for (const k of [

@@ -5,6 +5,7 @@ import { calibrate } from "../src/cats/calibrate.js";
 import { checkThresholdsFile, modelFingerprint, thresholdsForLevel, type ThresholdsFile } from "../src/cats/thresholds.js";
 import { createGpu, type GpuContext } from "../src/gpu/device.js";
 import { loadModel, type LoadedModel } from "../src/node.js";
+import type { UpLayout } from "../src/engine/load.js";
 import { DATA, maxAbsDiff, MODELS, reference } from "./helpers.js";
 
 let gpu: GpuContext;
@@ -90,6 +91,44 @@ describe("a CATS decode step with its own down projection variant", () => {
       "gate_up_vec=rows4s,gate_up_cats=rows4s,down_vec=v1w8,down_cats=v1w8",
       "rows4w8s against rows4s",
     );
+  });
+
+  it("reads W_up in row blocks on dense steps and row after row on CATS ones (upLayout both): each layout's own bits", async () => {
+    // Row blocks forced for every matrix, so that stories260K's small ones take them too.
+    const layout = (upLayout: UpLayout) =>
+      loadModel(join(MODELS, "stories260K"), {
+        gpu,
+        tune: false,
+        rowBlocks: true,
+        upLayout,
+        variants: `layer_vec=split,o_mlp_vec=split,down_vec=v1w8,down_cats=v1w8,gate_up_vec=rows4w8s,gate_up_cats=rows4w8s`,
+      });
+    const [both, blocks, rows] = [await layout("both"), await layout("blocks"), await layout("rows")];
+    const up = (lm: LoadedModel) => lm.engine.weights.layers.map((l) => [l.up.format, l.upCats?.format ?? null]);
+    expect(up(both).every(([dense, cats]) => dense === "f32b" && cats === "f32")).toBe(true);
+    expect(up(blocks).every(([dense, cats]) => dense === "f32b" && cats === null)).toBe(true);
+    expect(up(rows).every(([dense, cats]) => dense === "f32" && cats === null)).toBe(true);
+    const dense = both.engine.decodeSteps;
+    sameBits(await run(both, null), await run(blocks, null), "dense, both against blocks");
+    sameBits(await run(both), await run(rows), "CATS, both against rows");
+    expect(both.engine.decodeSteps).not.toBe(dense);
+    expect(both.engine.decodeSteps.length).toBe(dense.length);
+    // The decode steps again with the dense steps' copy zeroed after the prefill (a batched pass,
+    // which reads it): the CATS steps read the other copy.
+    const catsDecode = async (lm: LoadedModel, zeroDenseCopy: boolean) => {
+      lm.engine.setThresholds(TH);
+      lm.engine.reset();
+      await lm.engine.prefill(reference("stories260K").prompt_ids);
+      if (zeroDenseCopy) {
+        for (const l of lm.engine.weights.layers)
+          for (const part of l.up.parts) gpu.device.queue.writeBuffer(part.buffer, 0, new Uint8Array(part.buffer.size));
+      }
+      const out: Float32Array[] = [];
+      for (let i = 0; i < 8; i++) out.push((await lm.engine.decode(true)).logits!);
+      return out;
+    };
+    sameBits(await catsDecode(both, true), await catsDecode(rows, false), "CATS decode, both (its blocks copy zeroed) against rows");
+    for (const lm of [both, blocks, rows]) await lm.close();
   });
 
   it("may walk the neurons in four ranges within one dispatch: the logits of one walk within rounding, the same bits every run, no more dispatches", async () => {

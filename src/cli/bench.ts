@@ -52,7 +52,15 @@ export async function runBenchCommand(
   const evalText = flags.evalData ? (await readDataText(flags.evalData, flags.keepCr)).trim() : null;
   await prepareOutputDir("--out", flags.out);
   const lm = await withTuningBar((onTuneProgress) =>
-    loadModel(flags.model, { flavour: flags.kernels, context: flags.context, variants: flags.variant, notice, onTuneProgress }),
+    loadModel(flags.model, {
+      flavour: flags.kernels,
+      context: flags.context,
+      variants: flags.variant,
+      // Each level as a user would decode it: dense with W_up in row blocks, CATS with W_up in rows (UpLayout).
+      upLayout: wantsSparse ? "both" : "blocks",
+      notice,
+      onTuneProgress,
+    }),
   );
   try {
     let file: ThresholdsFile | null = null;

@@ -12,6 +12,11 @@ export interface LayerWeights {
   /** [inter, hidden] each, post_attention_layernorm's gain folded in */
   gate: GpuMatrix;
   up: GpuMatrix;
+  /**
+   * W_up row after row for the CATS decode steps, where `up` is in row blocks for the dense ones
+   * (UpLayout "both"); null: every step reads `up`.
+   */
+  upCats: GpuMatrix | null;
   /** post_attention_layernorm's gain when gate and up are quantized. */
   mlpGain: GPUBuffer | null;
   /** W_down transposed: [inter, hidden], a neuron's weights contiguous. */

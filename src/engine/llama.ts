@@ -10,8 +10,8 @@ import { modelTuneCases } from "./tuning.js";
 import type { Checkpoint } from "../model/checkpoint.js";
 import type { LlamaConfig } from "../model/config.js";
 import { forwardSteps, type Activations, type ModelWeights, type PassOutput, type Strides } from "./forward.js";
-import { loadWeights } from "./load.js";
-import { encodeSteps, matrixShape, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
+import { loadWeights, type UpLayout } from "./load.js";
+import { encodeSteps, gateUpShape, matrixShape, Ops, setStepParams, type OpShape, type Step } from "./ops.js";
 import { padCols, type GpuMatrix } from "./weights.js";
 import { isRowBlocked } from "../gpu/wgsl.js";
 
@@ -44,6 +44,11 @@ export interface EngineOptions {
    * otherwise those of at least ROW_BLOCKS_FROM bytes (W_down^T: downSlicesFrom); none on gpu.
    */
   rowBlocks?: boolean;
+  /**
+   * Where W_up goes where row blocks apply (UpLayout, load.ts): "rows" (default) for a model that
+   * will decode with CATS, "blocks" for one that will only decode dense, "both" to measure the two.
+   */
+  upLayout?: UpLayout;
 }
 
 /**
@@ -183,7 +188,8 @@ async function tuneModel(
   const key = tuneKey(gpu, tunedKernelsHash(kernels.source));
   const record = store.load(key) ?? { choices: {} };
   // The CATS gate/up case needs a capture pass first: only when its choice is not stored yet.
-  const catsGate = !batchedOnly && !(tunedKey("gate_up_cats", matrixShape(weights.layers[0].gate)) in record.choices);
+  const first = weights.layers[0];
+  const catsGate = !batchedOnly && !(tunedKey("gate_up_cats", gateUpShape(first.gate, first.upCats ?? first.up)) in record.choices);
   const { cases, destroy } = await modelTuneCases(gpu, kernels, weights, config, config.maxPositions, catsGate);
   try {
     const wanted = batchedOnly ? cases.filter((c) => BATCHED_OPS.includes(c.op)) : cases;
@@ -300,11 +306,17 @@ export class LlamaEngine {
     // step's kernel goes without), or where a split MLP's gate/up or down step has a CATS choice of its own.
     const fusedTail = this.denseDecode.some((step) => step.name.endsWith(" layer") || step.name.endsWith(" o_proj+mlp"));
     const splitMlp = this.denseDecode.some((step) => step.name.endsWith(" down"));
-    const differs = (dense: OpName, cats: OpName, w: GpuMatrix) =>
-      this.variants.pick(dense, matrixShape(w)).name !== this.variants.pick(cats, matrixShape(w)).name;
+    const differs = (dense: OpName, cats: OpName, denseShape: string, catsShape = denseShape) =>
+      this.variants.pick(dense, denseShape).name !== this.variants.pick(cats, catsShape).name;
     const catsDiffers =
       fusedTail ||
-      (splitMlp && weights.layers.some((l) => differs("gate_up_vec", "gate_up_cats", l.gate) || differs("down_vec", "down_cats", l.downT)));
+      (splitMlp &&
+        weights.layers.some(
+          (l) =>
+            l.upCats !== null ||
+            differs("gate_up_vec", "gate_up_cats", gateUpShape(l.gate, l.up), gateUpShape(l.gate, l.upCats ?? l.up)) ||
+            differs("down_vec", "down_cats", matrixShape(l.downT)),
+        ));
     this.catsDecode = catsDiffers ? decodeSteps(true) : this.denseDecode;
     this.batch = {
       none: forwardSteps(ops, weights, this.buf, s, { batch: true, output: "none", captureRows: capture }),
@@ -326,6 +338,7 @@ export class LlamaEngine {
       ckpt,
       options.maxBindingBytes,
       rowBlocksFrom(gpu, options.rowBlocks, checkpointBytes(ckpt)),
+      options.upLayout,
     );
     const oom = await gpu.device.popErrorScope();
     if (oom) throw new CatsError(`${ckpt.files.location}: the adapter ran out of memory while uploading the weights (${oom.message})`);
@@ -378,17 +391,23 @@ export class LlamaEngine {
     return this.pos;
   }
 
-  /** Which matrices are stored in row blocks (loadWeights), for reports: "q/k/v, o, gate, lm_head in row blocks", or null. */
+  /**
+   * Which matrices are stored in row blocks (loadWeights), for reports: "q/k/v, o, gate, lm_head in
+   * row blocks", with W_up's second copy where CATS steps read one in rows; or null.
+   */
   get rowBlocksSummary(): string | null {
     const w = this.weights;
     const named: [string, GpuMatrix[]][] = [
       ["q/k/v", w.layers.map((l) => l.qkv)],
       ["o", w.layers.map((l) => l.o)],
       ["gate", w.layers.map((l) => l.gate)],
+      ["up", w.layers.map((l) => l.up)],
       ["lm_head", [w.lmHead]],
     ];
     const blocked = named.filter(([, ms]) => ms.some((m) => isRowBlocked(m.format))).map(([name]) => name);
-    return blocked.length > 0 ? `${blocked.join(", ")} in row blocks` : null;
+    if (blocked.length === 0) return null;
+    const catsCopy = w.layers.some((l) => l.upCats !== null) ? " (CATS steps: up in rows, a second copy)" : "";
+    return `${blocked.join(", ")} in row blocks${catsCopy}`;
   }
 
   private checkRoom(ntok: number): void {

@@ -5,6 +5,7 @@ import type { LayerWeights, ModelWeights } from "./forward.js";
 import { isQuantized, readQuantLinear } from "../model/gptq.js";
 import { uploadRowGroups, uploadTransposedGroups } from "./quant-weights.js";
 import type { GpuMatrix } from "./weights.js";
+import { isRowBlocked } from "../gpu/wgsl.js";
 import { bindingLimit, readVector, uploadMatrix, uploadTransposed, uploadVector } from "./weights.js";
 
 /**
@@ -19,13 +20,23 @@ export function downSlicesFrom(rowBlocksFrom: number): number {
 }
 
 /**
+ * Where W_up goes. "rows": row after row, so that a CATS step reads only its active neurons' rows
+ * (in row blocks it would fetch nearly every line anyway); "blocks": in row blocks like W_gate,
+ * which streams faster dense (lavapipe, 2026-12-07, one process, interleaved: llama-110m f16 1.11x,
+ * at q4 1.12x, `llama2-7b-2l` f16 1.05x) but leaves CATS little to skip; "both": the dense steps read
+ * a copy in row blocks and the CATS steps one in rows, for W_up's bytes once more. Where row blocks
+ * do not apply (small matrices, GPU kernels) all three are one copy in rows.
+ */
+export type UpLayout = "rows" | "blocks" | "both";
+
+/**
  * Reads a checkpoint tensor by tensor into GPU buffers laid out as the kernels read them: q/k/v
  * stacked, each RMSNorm's gain folded into the matrices it feeds, W_down transposed (a neuron's
  * weights contiguous), matrices over the binding limit split into row parts, and an empty KV cache
  * per layer. A tied lm_head shares the embedding, so its norm gain stays a vector the kernel applies.
  * The matrices every token reads whole (q/k/v, o, gate, lm_head) of at least `rowBlocksFrom` bytes
  * are stored in row blocks (f32b/f16b, q{bits}bg{G}), which CPU drivers' rows kernels stream
- * faster; W_up stays row after row, since CATS skips its rows one by one; W_down^T, where row
+ * faster; W_up as `upLayout` says (UpLayout); W_down^T, where row
  * blocks apply, of at least downSlicesFrom(rowBlocksFrom) bytes goes in column slices (f32s/f16s,
  * q{bits}sg{G}), which the down projection walks as one stream, skipped rows and all.
  */
@@ -34,6 +45,7 @@ export async function loadWeights(
   ckpt: Checkpoint,
   maxBindingBytes?: number,
   rowBlocksFrom = Infinity,
+  upLayout: UpLayout = "rows",
 ): Promise<ModelWeights> {
   const c = ckpt.config;
   const H = c.hiddenSize;
@@ -131,19 +143,25 @@ export async function loadWeights(
     if (isQuantized(ckpt, `${p}mlp.gate_proj`) !== isQuantized(ckpt, `${p}mlp.up_proj`)) {
       throw new CatsError(`${ckpt.files.location}: layer ${i}: gate_proj and up_proj must be both quantized or both float`);
     }
-    const mlp = await normed(
-      [[[`${p}mlp.gate_proj.weight`, I]], [[`${p}mlp.up_proj.weight`, I]]],
-      H,
-      [label("gate_proj"), label("up_proj")],
-      postGain,
-      [false, true],
-    );
+    const upNames: [string, number][] = [[`${p}mlp.up_proj.weight`, I]];
+    const mlp = await normed([[[`${p}mlp.gate_proj.weight`, I]], upNames], H, [label("gate_proj"), label("up_proj")], postGain, [
+      false,
+      upLayout === "rows",
+    ]);
+    // The CATS steps' copy row after row, where the dense steps' went in row blocks (small matrices
+    // and GPU kernels keep rows either way, and then one copy serves both).
+    const up = mlp.ws[1];
+    const upCats =
+      upLayout === "both" && isRowBlocked(up.format)
+        ? await projection(upNames, H, label("up_proj, rows for CATS"), mlp.gain ? undefined : postGain, true)
+        : null;
     layers.push({
       qkv: qkv.ws[0],
       qkvGain: qkv.gain,
       o: await projection([[`${p}self_attn.o_proj.weight`, H]], qRows, label("o_proj")),
       gate: mlp.ws[0],
-      up: mlp.ws[1],
+      up,
+      upCats,
       mlpGain: mlp.gain,
       downT: await downProjection(`${p}mlp.down_proj.weight`, label("down_proj^T")),
       k: device.createBuffer({ label: label("k cache"), size: kvBytes, usage: Usage.STORAGE }),

@@ -12,6 +12,7 @@ import {
   encodeSteps,
   layerFits,
   layerShape,
+  gateUpShape,
   matrixShape,
   oMlpFits,
   oMlpShape,
@@ -191,8 +192,14 @@ export async function modelTuneCases(
   // A call reads the next layer's matrices, as a token's steps do: one layer's alone may sit in the
   // caches when called again and again (llama-110m's W_down^T is 3 MB, the L3 of this kind of host
   // 32 MB), and the choice for matrices read from cache is not the choice for matrices streamed.
-  const add = (op: TuneCase["op"], w: GpuMatrix, bytes: number, ntok: number, steps: (ops: Ops, l: LayerWeights, i: number) => Step[]) => {
-    const key = matrixShape(w);
+  const add = (
+    op: TuneCase["op"],
+    w: GpuMatrix,
+    bytes: number,
+    ntok: number,
+    steps: (ops: Ops, l: LayerWeights, i: number) => Step[],
+    key = matrixShape(w),
+  ) => {
     if (cases.some((c) => c.op === op && c.shape === key)) return;
     cases.push({
       op,
@@ -227,10 +234,24 @@ export async function modelTuneCases(
         yStride: m.lmHead.rows + 8,
       }),
     );
+    // A CATS step reads its own copy of W_up where there is one (UpLayout "both").
     const gateUp = (ops: Ops, l: LayerWeights, cats = false) =>
-      ops.gateUp("tune", l.gate, l.up, input, output, { batch, layer: 0, totals, capture, captureOffset: null, gain: l.mlpGain, cats });
-    add(batch ? "gate_up_mat" : "gate_up_vec", layer.gate, layer.gate.bytes + layer.up.bytes, tokens(layer.gate), (ops, l) =>
-      gateUp(ops, l),
+      ops.gateUp("tune", l.gate, Ops.upFor(l, cats), input, output, {
+        batch,
+        layer: 0,
+        totals,
+        capture,
+        captureOffset: null,
+        gain: l.mlpGain,
+        cats,
+      });
+    add(
+      batch ? "gate_up_mat" : "gate_up_vec",
+      layer.gate,
+      layer.gate.bytes + layer.up.bytes,
+      tokens(layer.gate),
+      (ops, l) => gateUp(ops, l),
+      gateUpShape(layer.gate, layer.up),
     );
     // The CATS step's gate/up pass, tuned apart from the dense one (see gate_up_cats in
     // variants.ts), at both levels in turn and each call a different layer's, as down_cats below.
@@ -238,7 +259,7 @@ export async function modelTuneCases(
       const active = CATS_TUNE_ACTIVE.reduce((a, b) => a + b) / CATS_TUNE_ACTIVE.length;
       cases.push({
         op: "gate_up_cats",
-        shape: matrixShape(layer.gate),
+        shape: gateUpShape(layer.gate, layer.upCats ?? layer.up),
         bytes: layer.gate.bytes + layer.up.bytes * active,
         build: (table: VariantTable) => {
           const ops = new Ops(gpu, kernels, table, { state: stateFor(1), rope }, shape);
