@@ -17,7 +17,8 @@ const opts = new Command("bench-decode")
   .parse()
   .opts<{ model?: string; tokens: number; runs: number; chain: number; kernels?: string }>();
 
-const lm = await loadModel(opts.model, { flavour: opts.kernels });
+// Dense only: W_up in row blocks where they apply (UpLayout), as cats generate decodes without CATS.
+const lm = await loadModel(opts.model, { flavour: opts.kernels, upLayout: "blocks" });
 const prompt = lm.tokenizer.encode("Once upon a time");
 const tokens = Math.min(opts.tokens, lm.engine.contextLength - prompt.length - 1);
 

@@ -161,7 +161,8 @@ try {
   const exportSeconds = (JSON.parse(exp.stdout) as { seconds: number }).seconds;
   const onnxFile = join(exportDir, "onnx/model.onnx");
 
-  const lm = await loadModel(modelDir);
+  // Dense, as the peers run: W_up in row blocks where they apply (UpLayout).
+  const lm = await loadModel(modelDir, { upLayout: "blocks" });
   const prompt = lm.tokenizer.encode(opts.prompt, true);
   const peers: (Peer | PeerRow)[] = [catsPeer(lm, prompt, opts.tokens)];
   const failed = (peer: string, runtime: string, e: unknown): PeerRow => ({

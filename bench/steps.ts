@@ -56,7 +56,8 @@ async function orExit<T>(f: () => Promise<T>): Promise<T> {
     process.exit(1);
   }
 }
-const lm = await orExit(() => loadModel(opts.model, { flavour: opts.kernels }));
+// Dense steps with W_up in row blocks, CATS steps with it in rows, as cats bench measures them (UpLayout).
+const lm = await orExit(() => loadModel(opts.model, { flavour: opts.kernels, upLayout: opts.thresholds ? "both" : "blocks" }));
 const engine = lm.engine;
 const levels = await orExit(async () => {
   const file = opts.thresholds
