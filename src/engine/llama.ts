@@ -303,18 +303,19 @@ export class LlamaEngine {
     ];
     this.denseDecode = decodeSteps(false);
     // A CATS step list of its own: where the fused kernels run (each has a masked path that a dense
-    // step's kernel goes without), or where a split MLP's gate/up or down step has a CATS choice of its own.
+    // step's kernel goes without), or where a split MLP's gate/up or down step has a CATS choice or a
+    // copy of W_up of its own.
     const fusedTail = this.denseDecode.some((step) => step.name.endsWith(" layer") || step.name.endsWith(" o_proj+mlp"));
     const splitMlp = this.denseDecode.some((step) => step.name.endsWith(" down"));
-    const differs = (dense: OpName, cats: OpName, denseShape: string, catsShape = denseShape) =>
-      this.variants.pick(dense, denseShape).name !== this.variants.pick(cats, catsShape).name;
+    const differs = (dense: OpName, cats: OpName, shape: string) =>
+      this.variants.pick(dense, shape).name !== this.variants.pick(cats, shape).name;
     const catsDiffers =
       fusedTail ||
       (splitMlp &&
         weights.layers.some(
           (l) =>
             l.upCats !== null ||
-            differs("gate_up_vec", "gate_up_cats", gateUpShape(l.gate, l.up), gateUpShape(l.gate, l.upCats ?? l.up)) ||
+            differs("gate_up_vec", "gate_up_cats", gateUpShape(l.gate, l.up)) ||
             differs("down_vec", "down_cats", matrixShape(l.downT)),
         ));
     this.catsDecode = catsDiffers ? decodeSteps(true) : this.denseDecode;
