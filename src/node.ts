@@ -37,6 +37,8 @@ export interface LoadOptions {
   upLayout?: UpLayout;
   /** Scan every tensor for NaN and infinity before uploading (--check-weights). */
   checkWeights?: boolean;
+  /** Memory that models loaded beside this one already hold (cats bench --compare), for the CPU adapter's memory check. */
+  alongsideBytes?: number;
   /** Positions the KV cache holds (--context); default: max_position_embeddings, at most DEFAULT_CONTEXT_CAP. */
   context?: number;
   /**
@@ -112,9 +114,10 @@ async function loadOnFastestDevice(
   options: EngineOptions,
   flavour: string | undefined,
   announce: () => void,
+  alongside = 0,
 ): Promise<{ gpu: GpuContext; engine: LlamaEngine }> {
   const gpu = await createGpu({ flavour });
-  checkMemory(ckpt, gpu, options.upLayout);
+  checkMemory(ckpt, gpu, options.upLayout, alongside);
   const store = options.tune?.store;
   if (!store || gpu.flavour !== "cpu" || process.env.LP_NUM_THREADS !== undefined)
     return { gpu, engine: await LlamaEngine.load(gpu, ckpt, options) };
@@ -176,24 +179,28 @@ function withContext(ckpt: Checkpoint, context: number | undefined): Checkpoint 
  * memory, so that is the budget there; a GPU's memory is not visible to WebGPU, so there an
  * out-of-memory error at upload is what stops the load.
  */
-function checkMemory(ckpt: Checkpoint, gpu: GpuContext, upLayout?: UpLayout): void {
+function checkMemory(ckpt: Checkpoint, gpu: GpuContext, upLayout?: UpLayout, alongside = 0): void {
   if (gpu.flavour !== "cpu") return;
+  const { weights, kv } = modelMemory(ckpt, upLayout);
+  const need = weights + kv;
+  const have = totalmem();
+  if (alongside + need > have * 0.9) {
+    const gb = (b: number) => (b / 1e9).toFixed(1);
+    const beside = alongside > 0 ? `, beside ${gb(alongside)} GB of models already loaded,` : "";
+    throw new CatsError(
+      `${ckpt.files.location}: the model needs ${gb(need)} GB (weights ${gb(weights)} GB, KV cache ${gb(kv)} GB for ${ckpt.config.maxPositions} positions)${beside} but this CPU adapter has ${gb(have)} GB of memory`,
+    );
+  }
+}
+
+/** The bytes a loaded model holds: its weights as uploaded (UpLayout "both" keeps a second copy of every W_up) and its f32 KV cache. */
+export function modelMemory(ckpt: Checkpoint, upLayout?: UpLayout): { weights: number; kv: number } {
   const c = ckpt.config;
-  // UpLayout "both" keeps a second copy of every W_up.
   const upCopies =
     upLayout === "both"
       ? [...ckpt.tensors].filter(([name]) => name.includes(".mlp.up_proj.")).reduce((n, [, t]) => n + t.end - t.begin, 0)
       : 0;
-  const weights = checkpointBytes(ckpt) + upCopies;
-  const kv = 2 * c.numLayers * c.maxPositions * c.numKvHeads * c.headDim * 4;
-  const need = weights + kv;
-  const have = totalmem();
-  if (need > have * 0.9) {
-    const gb = (b: number) => (b / 1e9).toFixed(1);
-    throw new CatsError(
-      `${ckpt.files.location}: the model needs ${gb(need)} GB (weights ${gb(weights)} GB, KV cache ${gb(kv)} GB for ${c.maxPositions} positions) but this CPU adapter has ${gb(have)} GB of memory`,
-    );
-  }
+  return { weights: checkpointBytes(ckpt) + upCopies, kv: 2 * c.numLayers * c.maxPositions * c.numKvHeads * c.headDim * 4 };
 }
 
 /** Resolves `model` (a directory or a name), opens it, uploads it to a Dawn device. */
@@ -221,9 +228,10 @@ export async function loadModel(model: string | undefined, options: LoadOptions 
       ? {
           gpu: options.gpu,
           engine:
-            (checkMemory(checkpoint, options.gpu, engineOptions.upLayout), await LlamaEngine.load(options.gpu, checkpoint, engineOptions)),
+            (checkMemory(checkpoint, options.gpu, engineOptions.upLayout, options.alongsideBytes),
+            await LlamaEngine.load(options.gpu, checkpoint, engineOptions)),
         }
-      : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour, tuning?.announce ?? (() => {}));
+      : await loadOnFastestDevice(checkpoint, engineOptions, options.flavour, tuning?.announce ?? (() => {}), options.alongsideBytes);
     return {
       dir,
       gpu,

@@ -211,3 +211,81 @@ describe("cats calibrate, then sparse eval and generate", () => {
     expect(r.errors[0]).toMatch(/--thresholds FILE and --sparsity K go together/);
   });
 });
+
+describe("cats bench --compare", () => {
+  const fp32 = join(MODELS, "stories260K");
+  const fp16 = join(MODELS, "stories260K-fp16");
+
+  it("decodes each model dense, run by run in turn, each reported against the first", async () => {
+    const dir = tempDir("cats-compare-");
+    // The fp32 model twice: a model against itself must agree on every id and read the same bytes.
+    const r = await cats([
+      "bench",
+      "--model",
+      fp32,
+      "--compare",
+      `${fp16},${fp32}`,
+      "--tokens",
+      "8",
+      "--runs",
+      "2",
+      "--json",
+      "--out",
+      dir,
+    ]);
+    expect(r.errors).toEqual([]);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.tool).toBe("cats bench --compare");
+    expect(report.runs).toBe(2);
+    const [first, half, again] = report.models;
+    expect(report.models.map((m: { model: string }) => m.model)).toEqual(["stories260K", "stories260K-fp16", "stories260K"]);
+    expect([first.weights, half.weights]).toEqual(["F32", "F16"]);
+    for (const m of report.models) {
+      for (const k of ["decode_tokens_per_s", "weight_bytes_per_token", "effective_gb_per_s", "speedup_vs_first", "ideal_speedup"])
+        expect(m[k], k).toBeGreaterThan(0);
+      expect(m.greedy_ids).toHaveLength(8);
+      expect(m.energy.source).toBe("estimate");
+    }
+    expect(first.speedup_vs_first).toBe(1);
+    // Every weight the step reads is stored at half the bytes: the ideal speed-up is the bytes' ratio.
+    expect(half.ideal_speedup).toBeCloseTo(first.weight_bytes_per_token / half.weight_bytes_per_token, 9);
+    expect(half.ideal_speedup).toBeCloseTo(2, 1);
+    expect(again.weight_bytes_per_token).toBe(first.weight_bytes_per_token);
+    expect(again.greedy_ids).toEqual(first.greedy_ids);
+    expect(again.greedy_agreement_with_first).toBe(1);
+    const same = first.greedy_ids.filter((id: number, i: number) => half.greedy_ids[i] === id).length;
+    expect(half.greedy_agreement_with_first).toBe(same / 8);
+    expect(JSON.parse(readFileSync(join(dir, "bench.json"), "utf8")).models).toHaveLength(3);
+    expect(readFileSync(join(dir, "bench.md"), "utf8")).toContain("| stories260K-fp16 | F16 |");
+  });
+
+  it("refuses CATS levels beside --compare (a flag error) and a model with another tokenizer, each with one line", async () => {
+    const both = await cats(["bench", "--model", fp32, "--compare", fp16, "--sparsity", "0,0.5"]);
+    expect(both.status).toBe(2);
+    expect(both.errors).toHaveLength(1);
+    expect(both.errors[0]).toMatch(/--compare.*cannot be used with.*--sparsity/);
+    const empty = await cats(["bench", "--model", fp32, "--compare", `${fp16},`]);
+    expect(empty.status).toBe(2);
+    expect(empty.errors).toHaveLength(1);
+    const synth = join(tempDir("cats-compare-"), "tiny");
+    expect((await cats(["synth", "--shape", "tiny-test", "--out", synth])).status).toBe(0);
+    const other = await cats([
+      "bench",
+      "--model",
+      fp32,
+      "--compare",
+      synth,
+      "--tokens",
+      "4",
+      "--runs",
+      "1",
+      "--out",
+      tempDir("cats-compare-"),
+    ]);
+    expect(other.status).toBe(1);
+    expect(other.errors).toEqual([
+      `cats: --compare ${synth}: config.json vocab_size 32000, expected 512 as --model ${fp32} has (one prompt for every model)`,
+    ]);
+  });
+});

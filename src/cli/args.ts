@@ -22,6 +22,14 @@ export function benchTokens(value: string): number {
   return n;
 }
 
+/** A comma-separated list of model directories or names (cats bench --compare). */
+export function modelList(value: string): string[] {
+  const items = value.split(",").map((s) => s.trim());
+  if (items.some((s) => s === ""))
+    throw new InvalidArgumentError(`expected model directories or names separated by commas, got "${value}"`);
+  return items;
+}
+
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n))

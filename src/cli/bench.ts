@@ -17,6 +17,7 @@ import { readDataText } from "./eval.js";
 import { prepareOutputDir } from "../files.js";
 import { readThresholdsFile } from "./sparsity.js";
 import { cachedReadCeiling } from "./info.js";
+import { runCompareCommand } from "./bench-compare.js";
 
 export interface BenchFlags {
   context?: number;
@@ -34,6 +35,8 @@ export interface BenchFlags {
   out: string;
   kernels?: string;
   variant?: string;
+  /** Other models to decode dense beside --model, run by run in turn (cats bench --compare). */
+  compare?: string[];
   energy?: EnergySource;
   wattsPerCore?: number;
   pue?: number;
@@ -43,6 +46,7 @@ export async function runBenchCommand(
   flags: BenchFlags,
   command?: { getOptionValueSource(key: string): string | undefined },
 ): Promise<void> {
+  if (flags.compare) return runCompareCommand(flags, flags.compare);
   const denseOnly = !flags.thresholds && command?.getOptionValueSource("sparsity") === "default";
   if (denseOnly) flags = { ...flags, sparsity: [0] };
   const wantsSparse = flags.sparsity.some((l) => l > 0);
@@ -98,7 +102,7 @@ export async function runBenchCommand(
       chain: flags.chain,
       levels,
       meter,
-      onRun: (level) => bar.update(++done, { level }),
+      onRun: (i) => bar.update(++done, { level: levels[i].level }),
     });
     bar.stop();
     let ppl: Map<number, number> | undefined;

@@ -10,6 +10,7 @@ import {
   nonNegativeNumber,
   positiveInt,
   benchTokens,
+  modelList,
   probability,
   sparsityLevel,
   sparsityLevels,
@@ -127,8 +128,13 @@ function buildProgram(): Command {
     .addOption(new Option("--energy <source>", "force an energy meter").choices(["nvml", "rapl", "estimate"]))
     .option("--watts-per-core <w>", "estimate: W per core (Green Algorithms)", wattsPerCore)
     .option("--pue <p>", "estimate: power usage effectiveness (>= 1)", pue)
+    .addOption(
+      new Option("--compare <dirs>", "other models (comma-separated) to decode dense beside --model, run by run in turn, each against it")
+        .argParser(modelList)
+        .conflicts(["thresholds", "sparsity"]),
+    )
     .option("--json", "print the JSON report")
-    .option("--out <dir>", "where bench.json, bench.md and bench.svg go", "bench-out")
+    .option("--out <dir>", "where bench.json, bench.md and bench.svg go (bench.json and bench.md with --compare)", "bench-out")
     .addOption(contextOption())
     .addOption(keepCrOption())
     .addOption(kernelsOption())

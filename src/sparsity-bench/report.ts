@@ -88,55 +88,117 @@ export interface ReportContext {
   hostEnergy?: { source: string; description: string; joules: number };
 }
 
+/** What every benchmark row reports, whatever it compares (sparsity levels, or models). */
+export interface RowFigures {
+  prefill_tokens_per_s: number;
+  decode_ms_per_token: { median: number; p10: number; p90: number };
+  decode_tokens_per_s: number;
+  weight_bytes_per_token: number;
+  effective_gb_per_s: number;
+  energy: { source: string; joules_per_token: number; tokens_per_joule: number; domains_joules: Record<string, number> } | null;
+  /** This row's paired speed over the first row's (see LevelReport.speedup_vs_dense). */
+  speedup: number;
+  speedup_quartiles: { p25: number; p75: number };
+  /** The first row's weight bytes per token over this row's. */
+  ideal_speedup: number;
+  /** Share of the first row's greedy ids this row reproduced. */
+  greedy_agreement: number;
+}
+
+/** The figures of row `index` of `samples`, row 0 being the baseline (ctx: promptTokens, meter, hostEnergy). */
+export function rowFigures(
+  samples: LevelSamples[],
+  index: number,
+  weightBytes: number[],
+  ctx: Pick<ReportContext, "promptTokens" | "meter" | "hostEnergy">,
+): RowFigures {
+  const s = samples[index];
+  const first = samples[0];
+  const totalDecodeMs = samples.reduce((a, x) => a + x.decodeMs.reduce((p, q) => p + q, 0), 0);
+  const steps = sortedCopy(s.stepMs);
+  const med = quantileOfSorted(steps, 0.5);
+  const bytes = weightBytes[index];
+  const decodeMs = s.decodeMs.reduce((a, b) => a + b, 0);
+  let energy: RowFigures["energy"] = null;
+  if (s.energy.length > 0 && ctx.meter) {
+    const joules = s.energy.reduce((a, e) => a + e.joules, 0);
+    const domains: Record<string, number> = {};
+    for (const e of s.energy) for (const [k, v] of Object.entries(e.domains)) domains[k] = (domains[k] ?? 0) + v;
+    energy = {
+      source: ctx.meter.source,
+      joules_per_token: joules / s.decodedTokens,
+      tokens_per_joule: s.decodedTokens / joules,
+      domains_joules: domains,
+    };
+  } else if (ctx.hostEnergy) {
+    const joules = ctx.hostEnergy.joules * (decodeMs / totalDecodeMs);
+    energy = {
+      source: ctx.hostEnergy.source,
+      joules_per_token: joules / s.decodedTokens,
+      tokens_per_joule: s.decodedTokens / joules,
+      domains_joules: {},
+    };
+  }
+  const speedup = index === 0 ? { median: 1, p25: 1, p75: 1 } : pairedSpeedup(first, s);
+  let same = 0;
+  first.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
+  return {
+    prefill_tokens_per_s: ctx.promptTokens / (median(s.prefillMs) / 1000),
+    decode_ms_per_token: { median: med, p10: quantileOfSorted(steps, 0.1), p90: quantileOfSorted(steps, 0.9) },
+    // The median run, as every other speed here: over the runs' summed time, one stalled run of a
+    // shared machine made a level's tokens/s contradict its ms/token and its speed-up.
+    decode_tokens_per_s: s.decodedTokens / s.decodeMs.length / (median(s.decodeMs) / 1000),
+    weight_bytes_per_token: bytes,
+    effective_gb_per_s: bytes / med / 1e6,
+    energy,
+    speedup: speedup.median,
+    speedup_quartiles: { p25: speedup.p25, p75: speedup.p75 },
+    ideal_speedup: weightBytes[0] / bytes,
+    greedy_agreement: first.ids.length > 0 ? same / first.ids.length : 1,
+  };
+}
+
+/** The report's energy_meter block: the meter that bracketed each run, or the browser's host meter. */
+export function meterSummary(ctx: Pick<ReportContext, "meter" | "unavailable" | "hostEnergy">): BenchReport["energy_meter"] {
+  if (ctx.meter) {
+    return {
+      source: ctx.meter.source,
+      description: ctx.meter.description,
+      constants: ctx.meter.constants ?? null,
+      unavailable: ctx.unavailable,
+    };
+  }
+  if (ctx.hostEnergy) {
+    return {
+      source: ctx.hostEnergy.source,
+      description: `${ctx.hostEnergy.description}; host meter around the page's benchmark loop (warm-up included), shared among levels by decode time`,
+      constants: null,
+      unavailable: ctx.unavailable,
+    };
+  }
+  return null;
+}
+
 export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchReport {
-  const dense = samples[0];
   const denseBytes = ctx.weightBytes[0];
-  const totalDecodeMs = samples.reduce((a, s) => a + s.decodeMs.reduce((x, y) => x + y, 0), 0);
   const levels = samples.map((s, index): LevelReport => {
-    const steps = sortedCopy(s.stepMs);
-    const med = quantileOfSorted(steps, 0.5);
-    const bytes = ctx.weightBytes[index];
-    const decodeMs = s.decodeMs.reduce((a, b) => a + b, 0);
-    let energy: LevelReport["energy"] = null;
-    if (s.energy.length > 0 && ctx.meter) {
-      const joules = s.energy.reduce((a, e) => a + e.joules, 0);
-      const domains: Record<string, number> = {};
-      for (const e of s.energy) for (const [k, v] of Object.entries(e.domains)) domains[k] = (domains[k] ?? 0) + v;
-      energy = {
-        source: ctx.meter.source,
-        joules_per_token: joules / s.decodedTokens,
-        tokens_per_joule: s.decodedTokens / joules,
-        domains_joules: domains,
-      };
-    } else if (ctx.hostEnergy) {
-      const joules = ctx.hostEnergy.joules * (decodeMs / totalDecodeMs);
-      energy = {
-        source: ctx.hostEnergy.source,
-        joules_per_token: joules / s.decodedTokens,
-        tokens_per_joule: s.decodedTokens / joules,
-        domains_joules: {},
-      };
-    }
-    const speedup = index === 0 ? { median: 1, p25: 1, p75: 1 } : pairedSpeedup(dense, s);
-    let same = 0;
-    dense.ids.forEach((id, i) => (same += s.ids[i] === id ? 1 : 0));
+    const f = rowFigures(samples, index, ctx.weightBytes, ctx);
+    const bytes = f.weight_bytes_per_token;
     return {
       sparsity_target: s.level.level,
       thresholds_from: s.level.source,
-      prefill_tokens_per_s: ctx.promptTokens / (median(s.prefillMs) / 1000),
-      decode_ms_per_token: { median: med, p10: quantileOfSorted(steps, 0.1), p90: quantileOfSorted(steps, 0.9) },
-      // The median run, as every other speed here: over the runs' summed time, one stalled run of a
-      // shared machine made a level's tokens/s contradict its ms/token and its speed-up.
-      decode_tokens_per_s: s.decodedTokens / s.decodeMs.length / (median(s.decodeMs) / 1000),
+      prefill_tokens_per_s: f.prefill_tokens_per_s,
+      decode_ms_per_token: f.decode_ms_per_token,
+      decode_tokens_per_s: f.decode_tokens_per_s,
       weight_bytes_per_token: bytes,
-      effective_gb_per_s: bytes / med / 1e6,
-      energy,
+      effective_gb_per_s: f.effective_gb_per_s,
+      energy: f.energy,
       measured_sparsity: { overall: s.sparsityOverall, per_layer: s.sparsityPerLayer },
-      speedup_vs_dense: speedup.median,
-      speedup_quartiles: { p25: speedup.p25, p75: speedup.p75 },
-      ideal_speedup: denseBytes / bytes,
-      ideal_saving_kept: index === 0 || bytes >= denseBytes ? null : (1 - 1 / speedup.median) / (1 - bytes / denseBytes),
-      greedy_agreement_with_dense: dense.ids.length > 0 ? same / dense.ids.length : 1,
+      speedup_vs_dense: f.speedup,
+      speedup_quartiles: f.speedup_quartiles,
+      ideal_speedup: f.ideal_speedup,
+      ideal_saving_kept: index === 0 || bytes >= denseBytes ? null : (1 - 1 / f.speedup) / (1 - bytes / denseBytes),
+      greedy_agreement_with_dense: f.greedy_agreement,
       perplexity: ctx.perplexity?.get(s.level.level) ?? null,
       greedy_ids: s.ids,
     };
@@ -157,37 +219,30 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
     tokens: ctx.tokens,
     runs: ctx.runs,
     steps_per_submission: ctx.chain ?? 1,
-    energy_meter: ctx.meter
-      ? {
-          source: ctx.meter.source,
-          description: ctx.meter.description,
-          constants: ctx.meter.constants ?? null,
-          unavailable: ctx.unavailable,
-        }
-      : ctx.hostEnergy
-        ? {
-            source: ctx.hostEnergy.source,
-            description: `${ctx.hostEnergy.description}; host meter around the page's benchmark loop (warm-up included), shared among levels by decode time`,
-            constants: null,
-            unavailable: ctx.unavailable,
-          }
-        : null,
+    energy_meter: meterSummary(ctx),
     levels,
   };
 }
 
-const fmt = (v: number | null | undefined, d: number) => (v === null || v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(d));
+export const fmt = (v: number | null | undefined, d: number) => (v === null || v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(d));
 
-export function markdownTable(r: BenchReport): string {
-  const head = [
-    `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
-      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens (${r.steps_per_submission === 1 ? "one submission per token" : `${r.steps_per_submission} steps chained per submission`}), ${r.runs} runs per level, levels interleaved; medians; speed-up paired by round (median of per-round ratios, quartiles in brackets).`,
+/** The table header's lines on the energy meter and the read ceiling, shared by every bench table. */
+export function meterAndCeilingLines(r: Pick<BenchReport, "energy_meter" | "read_ceiling_gb_per_s">): string[] {
+  return [
     r.energy_meter
       ? `Energy: ${r.energy_meter.source} — ${r.energy_meter.description}${r.energy_meter.constants ? `; constants ${JSON.stringify(r.energy_meter.constants)}` : ""}`
       : "Energy: not measured",
     r.read_ceiling_gb_per_s === null
       ? "GB/s: weight bytes read per second of decoding (no read ceiling cached for this adapter: run cats info)."
       : `GB/s: weight bytes read per second of decoding; this adapter's read ceiling is ${fmt(r.read_ceiling_gb_per_s, 2)} GB/s (cats info).`,
+  ];
+}
+
+export function markdownTable(r: BenchReport): string {
+  const head = [
+    `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
+      `${r.prompt_tokens}-token prompt, ${r.tokens} greedy tokens (${r.steps_per_submission === 1 ? "one submission per token" : `${r.steps_per_submission} steps chained per submission`}), ${r.runs} runs per level, levels interleaved; medians; speed-up paired by round (median of per-round ratios, quartiles in brackets).`,
+    ...meterAndCeilingLines(r),
     "",
     "| sparsity | measured | prefill tok/s | decode ms/tok (p10-p90) | decode tok/s | MB/token | GB/s | J/token | tok/J | speed-up [quartiles] (ideal) | ideal saving kept | perplexity | same as dense |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -48,10 +48,11 @@ export interface BenchPlan {
   /** Levels to compare; the dense level (0) is always first. */
   levels: LayerThresholds[];
   meter: EnergyMeter | null;
-  onRun?: (level: number, run: number) => void;
+  /** Called before each measured run with the index of its level (its arm, for runArms) and its round. */
+  onRun?: (arm: number, run: number) => void;
 }
 
-async function oneRun(engine: LlamaEngine, plan: BenchPlan, s: LevelSamples): Promise<void> {
+async function oneRun(engine: LlamaEngine, plan: Omit<BenchPlan, "levels">, s: LevelSamples): Promise<void> {
   // Level 0 is the dense engine itself, the baseline every speed-up is measured against.
   engine.setThresholds(s.level.source === "dense" ? null : s.level.thresholds);
   engine.reset();
@@ -95,6 +96,12 @@ export function checkChain(chain: number, maxChain: number): void {
   }
 }
 
+/** One row of a benchmark: an engine decoding at a level (a CATS level of one model, or one of several models dense). */
+export interface BenchArm {
+  engine: LlamaEngine;
+  level: LayerThresholds;
+}
+
 /**
  * Warm-up, then `runs` rounds of prefill + greedy decode at every level, levels interleaved run by
  * run so that drift of a shared machine hits them alike. Decode is one submission per token, as
@@ -102,24 +109,34 @@ export function checkChain(chain: number, maxChain: number): void {
  * temperature 0.
  */
 export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<LevelSamples[]> {
+  return runArms(
+    plan.levels.map((level) => ({ engine, level })),
+    plan,
+  );
+}
+
+/** runBench over arms that may each have their own engine (`cats bench --compare`): the same rounds, interleaved arm by arm. */
+export async function runArms(arms: BenchArm[], plan: Omit<BenchPlan, "levels">): Promise<LevelSamples[]> {
   if (plan.tokens < 2) {
     throw new CatsError(
       `--tokens ${plan.tokens}: expected at least 2 (the first token comes from the prefill; decode steps are timed from the second)`,
     );
   }
-  checkChain(plan.chain ?? 1, engine.maxChain);
-  const room = engine.contextLength - plan.promptIds.length;
-  if (room < 1) {
-    throw new CatsError(
-      `--prompt-tokens ${plan.promptIds.length}: expected at most ${engine.contextLength - 1}, so that the model's ${engine.contextLength}-token context leaves room to decode`,
-    );
+  for (const { engine } of arms) {
+    checkChain(plan.chain ?? 1, engine.maxChain);
+    const room = engine.contextLength - plan.promptIds.length;
+    if (room < 1) {
+      throw new CatsError(
+        `--prompt-tokens ${plan.promptIds.length}: expected at most ${engine.contextLength - 1}, so that the model's ${engine.contextLength}-token context leaves room to decode`,
+      );
+    }
+    if (plan.tokens > room) {
+      throw new CatsError(
+        `--tokens ${plan.tokens} does not fit: a ${plan.promptIds.length}-token prompt leaves ${room} positions of the model's ${engine.contextLength}-token context`,
+      );
+    }
   }
-  if (plan.tokens > room) {
-    throw new CatsError(
-      `--tokens ${plan.tokens} does not fit: a ${plan.promptIds.length}-token prompt leaves ${room} positions of the model's ${engine.contextLength}-token context`,
-    );
-  }
-  const samples: LevelSamples[] = plan.levels.map((level) => ({
+  const samples: LevelSamples[] = arms.map(({ level }) => ({
     level,
     prefillMs: [],
     stepMs: [],
@@ -131,9 +148,9 @@ export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<Le
     sparsityOverall: 0,
     ids: [],
   }));
-  for (const s of samples) {
+  for (let i = 0; i < arms.length; i++) {
     const warm: LevelSamples = {
-      ...s,
+      ...samples[i],
       prefillMs: [],
       stepMs: [],
       runStepMs: [],
@@ -142,14 +159,14 @@ export async function runBench(engine: LlamaEngine, plan: BenchPlan): Promise<Le
       sparsityPerLayer: [],
       decodedTokens: 0,
     };
-    await oneRun(engine, { ...plan, meter: null }, warm);
+    await oneRun(arms[i].engine, { ...plan, meter: null }, warm);
   }
   for (let r = 0; r < plan.runs; r++) {
-    for (const s of samples) {
-      plan.onRun?.(s.level.level, r);
-      await oneRun(engine, plan, s);
+    for (let i = 0; i < arms.length; i++) {
+      plan.onRun?.(i, r);
+      await oneRun(arms[i].engine, plan, samples[i]);
     }
   }
-  engine.setThresholds(null);
+  for (const { engine } of arms) engine.setThresholds(null);
   return samples;
 }
