@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     runs,
     levels,
     meter: null,
-    onRun: (level, run) => log(`level ${level} run ${run + 1}`),
+    onRun: (i, run) => log(`level ${levels[i].level} run ${run + 1}`),
   });
   await window.catsPhase?.("end");
   const a = gpu.adapter;
