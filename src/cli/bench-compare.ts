@@ -3,12 +3,10 @@ import { Presets, SingleBar } from "cli-progress";
 import { notice } from "./notice.js";
 import { withTuningBar } from "./tuning-bar.js";
 import type { BenchFlags } from "./bench.js";
+import { benchHost, benchMeter, weightsOf } from "./bench-host.js";
 import { readDataText } from "./eval.js";
-import { cachedReadCeiling } from "./info.js";
-import { describeWeightFormat } from "../model/weight-format.js";
 import { benchPrompt, checkChain, runArms } from "../sparsity-bench/run.js";
 import { buildCompareReport, compareMarkdown, type CompareModel } from "../sparsity-bench/compare.js";
-import { chooseMeter } from "../energy/select.js";
 import { perplexity } from "../engine/evaluate.js";
 import { DEFAULT_MAX_CHAIN } from "../engine/llama.js";
 import { CatsError } from "../errors.js";
@@ -52,15 +50,7 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
       evalText ?? undefined,
     );
     for (const lm of models.slice(1)) checkSameTokenizer(first, lm, ids, flags.promptTokens, evalText);
-    const nvidia = /nvidia/i.test(`${first.gpu.adapter.vendor} ${first.gpu.adapter.description}`);
-    const { meter, unavailable } = await chooseMeter({
-      source: flags.energy,
-      nvidiaAdapter: nvidia,
-      estimate: {
-        ...(flags.wattsPerCore !== undefined ? { wattsPerCore: flags.wattsPerCore } : {}),
-        ...(flags.pue !== undefined ? { pue: flags.pue } : {}),
-      },
-    });
+    const { meter, unavailable } = await benchMeter(flags, first.gpu);
     const names = models.map((lm) => basename(lm.dir));
     const bar = new SingleBar({ format: "bench [{bar}] {value}/{total} runs | {model}", stream: process.stderr }, Presets.shades_classic);
     bar.start(models.length * flags.runs, 0, { model: "-" });
@@ -85,23 +75,19 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
       rows.push({
         name: basename(lm.dir),
         synthetic: lm.checkpoint.config.synthetic,
-        weights: [describeWeightFormat(lm.checkpoint), lm.engine.rowBlocksSummary].filter((s) => s !== null).join(", "),
+        weights: weightsOf(lm),
         weightBytesPerToken: lm.engine.weightBytesPerToken(null),
         perplexity: evalText ? (await perplexity(lm.engine, lm.tokenizer.encode(evalText, false), flags.evalTokens)).perplexity : null,
       });
     }
-    const a = first.gpu.adapter;
     const report = buildCompareReport(samples, rows, {
-      runtime: `node ${process.version} + Dawn (webgpu npm)`,
-      adapter: a.description || a.device || a.vendor,
-      kernels: first.gpu.flavour,
+      ...benchHost(first.gpu),
       promptTokens: ids.length,
       tokens: flags.tokens,
       runs: flags.runs,
       chain: flags.chain,
       meter,
       unavailable,
-      readCeilingGBs: cachedReadCeiling(first.gpu),
     });
     // Results reach stdout before the files are written, so a failed write loses nothing.
     process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : compareMarkdown(report));

@@ -2,21 +2,19 @@ import { notice } from "./notice.js";
 import { withTuningBar } from "./tuning-bar.js";
 import { basename } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
-import { describeWeightFormat } from "../model/weight-format.js";
 import { buildReport, levelWeightBytes, markdownTable } from "../sparsity-bench/report.js";
 import { writeReport } from "../sparsity-bench/write.js";
 import { benchPrompt, checkChain, runBench } from "../sparsity-bench/run.js";
 import { checkThresholdsFile, thresholdsForLevel, type LayerThresholds, type ThresholdsFile } from "../cats/thresholds.js";
 import type { EnergySource } from "../energy/meter.js";
-import { chooseMeter } from "../energy/select.js";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
+import { benchHost, benchMeter, weightsOf } from "./bench-host.js";
 import { DEFAULT_MAX_CHAIN } from "../engine/llama.js";
 import { readDataText } from "./eval.js";
 import { prepareOutputDir } from "../files.js";
 import { readThresholdsFile } from "./sparsity.js";
-import { cachedReadCeiling } from "./info.js";
 import { runCompareCommand } from "./bench-compare.js";
 
 export interface BenchFlags {
@@ -80,15 +78,7 @@ export async function runBenchCommand(
       flags.promptTokens,
       evalText ?? undefined,
     );
-    const nvidia = /nvidia/i.test(`${lm.gpu.adapter.vendor} ${lm.gpu.adapter.description}`);
-    const { meter, unavailable } = await chooseMeter({
-      source: flags.energy,
-      nvidiaAdapter: nvidia,
-      estimate: {
-        ...(flags.wattsPerCore !== undefined ? { wattsPerCore: flags.wattsPerCore } : {}),
-        ...(flags.pue !== undefined ? { pue: flags.pue } : {}),
-      },
-    });
+    const { meter, unavailable } = await benchMeter(flags, lm.gpu);
     const bar = new SingleBar(
       { format: "bench [{bar}] {value}/{total} runs | sparsity {level}", stream: process.stderr },
       Presets.shades_classic,
@@ -115,14 +105,11 @@ export async function runBenchCommand(
       }
       lm.engine.setThresholds(null);
     }
-    const a = lm.gpu.adapter;
     const report = buildReport(samples, {
-      runtime: `node ${process.version} + Dawn (webgpu npm)`,
+      ...benchHost(lm.gpu),
       modelName: basename(lm.dir),
-      weightFormat: [describeWeightFormat(lm.checkpoint), lm.engine.rowBlocksSummary].filter((s) => s !== null).join(", "),
+      weightFormat: weightsOf(lm),
       synthetic: lm.checkpoint.config.synthetic,
-      adapter: a.description || a.device || a.vendor,
-      kernels: lm.gpu.flavour,
       promptTokens: ids.length,
       tokens: flags.tokens,
       runs: flags.runs,
@@ -131,7 +118,6 @@ export async function runBenchCommand(
       unavailable,
       weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),
       perplexity: ppl,
-      readCeilingGBs: cachedReadCeiling(lm.gpu),
     });
     // Results reach stdout before the files are written, so a failed write loses nothing.
     process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : markdownTable(report));

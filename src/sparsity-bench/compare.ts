@@ -1,4 +1,4 @@
-import { fmt, meterAndCeilingLines, meterSummary, rowFigures, type BenchReport, type ReportContext, type RowFigures } from "./report.js";
+import { fmt, meterAndCeilingLines, reportHeader, rowFigures, type ReportContext, type ReportHeader, type RowFigures } from "./report.js";
 import type { LevelSamples } from "./run.js";
 
 /** One model of `cats bench --compare`: its weights and its dense decoding against the first model's. */
@@ -18,18 +18,7 @@ export interface ModelReport extends Omit<RowFigures, "speedup" | "greedy_agreem
  * quantizations, say) decoding the same prompt dense, run by run in turn, so that the speed-ups of
  * fewer weight bytes are paired by round as CATS levels are.
  */
-export interface CompareReport extends Pick<
-  BenchReport,
-  | "runtime"
-  | "adapter"
-  | "kernels"
-  | "read_ceiling_gb_per_s"
-  | "prompt_tokens"
-  | "tokens"
-  | "runs"
-  | "steps_per_submission"
-  | "energy_meter"
-> {
+export interface CompareReport extends ReportHeader {
   tool: "cats bench --compare";
   models: ModelReport[];
 }
@@ -50,15 +39,7 @@ export function buildCompareReport(
   const bytes = models.map((m) => m.weightBytesPerToken);
   return {
     tool: "cats bench --compare",
-    runtime: ctx.runtime,
-    adapter: ctx.adapter,
-    kernels: ctx.kernels,
-    read_ceiling_gb_per_s: ctx.readCeilingGBs ?? null,
-    prompt_tokens: ctx.promptTokens,
-    tokens: ctx.tokens,
-    runs: ctx.runs,
-    steps_per_submission: ctx.chain ?? 1,
-    energy_meter: meterSummary(ctx),
+    ...reportHeader(ctx),
     models: models.map((m, i): ModelReport => {
       const { speedup, greedy_agreement, ...figures } = rowFigures(samples, i, bytes, ctx);
       return {

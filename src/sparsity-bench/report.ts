@@ -2,6 +2,14 @@ import type { EnergyMeter, MeterUnavailable } from "../energy/meter.js";
 import { quantileOfSorted } from "../cats/quantiles.js";
 import type { LevelSamples } from "./run.js";
 
+/** A row's energy: per decoded token, from the meter that measured it. */
+export type EnergyFigures = {
+  source: string;
+  joules_per_token: number;
+  tokens_per_joule: number;
+  domains_joules: Record<string, number>;
+} | null;
+
 export interface LevelReport {
   sparsity_target: number;
   thresholds_from: string;
@@ -10,7 +18,7 @@ export interface LevelReport {
   decode_tokens_per_s: number;
   weight_bytes_per_token: number;
   effective_gb_per_s: number;
-  energy: { source: string; joules_per_token: number; tokens_per_joule: number; domains_joules: Record<string, number> } | null;
+  energy: EnergyFigures;
   measured_sparsity: { overall: number; per_layer: number[] };
   /**
    * Dense decode time over this level's, paired by round: in each round the dense run and this
@@ -95,7 +103,7 @@ export interface RowFigures {
   decode_tokens_per_s: number;
   weight_bytes_per_token: number;
   effective_gb_per_s: number;
-  energy: { source: string; joules_per_token: number; tokens_per_joule: number; domains_joules: Record<string, number> } | null;
+  energy: EnergyFigures;
   /** This row's paired speed over the first row's (see LevelReport.speedup_vs_dense). */
   speedup: number;
   speedup_quartiles: { p25: number; p75: number };
@@ -179,6 +187,34 @@ export function meterSummary(ctx: Pick<ReportContext, "meter" | "unavailable" | 
   return null;
 }
 
+/** Where and how a benchmark ran, as every bench report opens. */
+export type ReportHeader = Pick<
+  BenchReport,
+  | "runtime"
+  | "adapter"
+  | "kernels"
+  | "read_ceiling_gb_per_s"
+  | "prompt_tokens"
+  | "tokens"
+  | "runs"
+  | "steps_per_submission"
+  | "energy_meter"
+>;
+
+export function reportHeader(ctx: Omit<ReportContext, "modelName" | "synthetic" | "weightBytes">): ReportHeader {
+  return {
+    runtime: ctx.runtime,
+    adapter: ctx.adapter,
+    kernels: ctx.kernels,
+    read_ceiling_gb_per_s: ctx.readCeilingGBs ?? null,
+    prompt_tokens: ctx.promptTokens,
+    tokens: ctx.tokens,
+    runs: ctx.runs,
+    steps_per_submission: ctx.chain ?? 1,
+    energy_meter: meterSummary(ctx),
+  };
+}
+
 export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchReport {
   const denseBytes = ctx.weightBytes[0];
   const levels = samples.map((s, index): LevelReport => {
@@ -205,21 +241,13 @@ export function buildReport(samples: LevelSamples[], ctx: ReportContext): BenchR
   });
   return {
     tool: "cats bench",
-    runtime: ctx.runtime,
     model: {
       name: ctx.modelName,
       synthetic: ctx.synthetic,
       note: ctx.synthetic ? "SYNTHETIC checkpoint of a real shape: speed and energy only, perplexity and agreement are meaningless" : null,
       weights: ctx.weightFormat ?? null,
     },
-    adapter: ctx.adapter,
-    kernels: ctx.kernels,
-    read_ceiling_gb_per_s: ctx.readCeilingGBs ?? null,
-    prompt_tokens: ctx.promptTokens,
-    tokens: ctx.tokens,
-    runs: ctx.runs,
-    steps_per_submission: ctx.chain ?? 1,
-    energy_meter: meterSummary(ctx),
+    ...reportHeader(ctx),
     levels,
   };
 }
