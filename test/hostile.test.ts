@@ -1,6 +1,7 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { totalmem } from "node:os";
 import { beforeAll, describe, expect, it } from "vitest";
 import { memorySource } from "../src/model/bytesource.js";
 import { readSafetensorsHeader } from "../src/model/safetensors.js";
@@ -558,6 +559,21 @@ describe("device loss and out of memory", () => {
       await cats(["generate", "--model", dir, "hi"]),
       1,
       /the model needs 1\d\d\.\d GB \(weights 1\d\d\.\d GB, KV cache .*\) but this CPU adapter has \d+\.\d GB/,
+    );
+  });
+
+  it("a model that fits alone but not beside the models already loaded (cats bench --compare) is refused, naming them", async () => {
+    // Memory the models loaded before it hold (bench-compare.ts passes their weights and KV caches).
+    const alongside = totalmem();
+    const error = await loadModel(join(MODELS, "stories260K"), { alongsideBytes: alongside }).then(
+      async (lm) => (await lm.close(), null),
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CatsError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `the model needs 0\\.\\d GB .*, beside ${(alongside / 1e9).toFixed(1).replace(".", "\\.")} GB of models already loaded, but this CPU adapter has`,
+      ),
     );
   });
 });
