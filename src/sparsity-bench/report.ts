@@ -10,15 +10,9 @@ export type EnergyFigures = {
   domains_joules: Record<string, number>;
 } | null;
 
-export interface LevelReport {
+export interface LevelReport extends Omit<RowFigures, "speedup" | "greedy_agreement"> {
   sparsity_target: number;
   thresholds_from: string;
-  prefill_tokens_per_s: number;
-  decode_ms_per_token: { median: number; p10: number; p90: number };
-  decode_tokens_per_s: number;
-  weight_bytes_per_token: number;
-  effective_gb_per_s: number;
-  energy: EnergyFigures;
   measured_sparsity: { overall: number; per_layer: number[] };
   /**
    * Dense decode time over this level's, paired by round: in each round the dense run and this
@@ -27,8 +21,6 @@ export interface LevelReport {
    * rounds, with its quartiles.
    */
   speedup_vs_dense: number;
-  speedup_quartiles: { p25: number; p75: number };
-  ideal_speedup: number;
   /**
    * The time saved per token as a share of the ideal saving from bytes, (1 - 1/speedup) / (1 - 1/ideal):
    * 1 when time falls with the bytes read; null for dense and where the level reads as much as dense.
