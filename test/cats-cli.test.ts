@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cats, DATA, MODELS, reference, tempDir } from "./helpers.js";
+import { cats, copyModel, DATA, MODELS, reference, tempDir } from "./helpers.js";
 
 describe("cats calibrate, then sparse eval and generate", () => {
   const out = join(tempDir("cats-cal-"), "T.json");
@@ -286,6 +286,31 @@ describe("cats bench --compare", () => {
     expect(other.status).toBe(1);
     expect(other.errors).toEqual([
       `cats: --compare ${synth}: config.json vocab_size 32000, expected 512 as --model ${fp32} has (one prompt for every model)`,
+    ]);
+    // The same vocabulary size, but two pieces' ids swapped: the prompt encodes to other ids.
+    const swapped = copyModel((dir) => {
+      const file = join(dir, "tokenizer.json");
+      const t = JSON.parse(readFileSync(file, "utf8"));
+      const vocab = t.model.vocab as Record<string, number>;
+      [vocab["▁upon"], vocab["▁was"]] = [vocab["▁was"], vocab["▁upon"]];
+      writeFileSync(file, JSON.stringify(t));
+    });
+    const differs = await cats([
+      "bench",
+      "--model",
+      fp32,
+      "--compare",
+      swapped,
+      "--tokens",
+      "4",
+      "--runs",
+      "1",
+      "--out",
+      tempDir("cats-compare-"),
+    ]);
+    expect(differs.status).toBe(1);
+    expect(differs.errors).toEqual([
+      `cats: --compare ${swapped}: its tokenizer encodes the prompt differently from --model ${fp32}'s; expected the same tokenizer`,
     ]);
   });
 });

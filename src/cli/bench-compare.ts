@@ -3,7 +3,7 @@ import { Presets, SingleBar } from "cli-progress";
 import { notice } from "./notice.js";
 import { withTuningBar } from "./tuning-bar.js";
 import type { BenchFlags } from "./bench.js";
-import { benchHost, benchMeter, weightsOf } from "./bench-host.js";
+import { benchContext, benchMeter, weightsOf } from "./bench-host.js";
 import { readDataText } from "./eval.js";
 import { benchPrompt, checkChain, runArms } from "../sparsity-bench/run.js";
 import { buildCompareReport, compareMarkdown, type CompareModel } from "../sparsity-bench/compare.js";
@@ -26,6 +26,7 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
   const models: LoadedModel[] = [];
   try {
     let alongside = 0;
+    let ids: number[] = [];
     for (const dir of [flags.model, ...compare]) {
       const lm = await withTuningBar((onTuneProgress) =>
         loadModel(dir, {
@@ -39,18 +40,20 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
         }),
       );
       models.push(lm);
+      // Checked as each model loads, before the next (minutes for a large one) is read.
+      const prompt = benchPrompt(
+        (t, b) => lm.tokenizer.encode(t, b),
+        lm.checkpoint.config.bosTokenId,
+        flags.promptTokens,
+        evalText ?? undefined,
+      );
+      if (models.length === 1) ids = prompt;
+      else checkSameTokenizer(models[0], lm, ids, prompt);
       const m = modelMemory(lm.checkpoint, "blocks");
       alongside += m.weights + m.kv;
     }
     const first = models[0];
-    const ids = benchPrompt(
-      (t, b) => first.tokenizer.encode(t, b),
-      first.checkpoint.config.bosTokenId,
-      flags.promptTokens,
-      evalText ?? undefined,
-    );
-    for (const lm of models.slice(1)) checkSameTokenizer(first, lm, ids, flags.promptTokens, evalText);
-    const { meter, unavailable } = await benchMeter(flags, first.gpu);
+    const metered = await benchMeter(flags, first.gpu);
     const names = models.map((lm) => basename(lm.dir));
     const bar = new SingleBar({ format: "bench [{bar}] {value}/{total} runs | {model}", stream: process.stderr }, Presets.shades_classic);
     bar.start(models.length * flags.runs, 0, { model: "-" });
@@ -65,7 +68,7 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
         tokens: flags.tokens,
         runs: flags.runs,
         chain: flags.chain,
-        meter,
+        meter: metered.meter,
         onRun: (i) => bar.update(++done, { model: names[i] }),
       },
     );
@@ -80,15 +83,7 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
         perplexity: evalText ? (await perplexity(lm.engine, lm.tokenizer.encode(evalText, false), flags.evalTokens)).perplexity : null,
       });
     }
-    const report = buildCompareReport(samples, rows, {
-      ...benchHost(first.gpu),
-      promptTokens: ids.length,
-      tokens: flags.tokens,
-      runs: flags.runs,
-      chain: flags.chain,
-      meter,
-      unavailable,
-    });
+    const report = buildCompareReport(samples, rows, benchContext(first.gpu, flags, ids.length, metered));
     // Results reach stdout before the files are written, so a failed write loses nothing.
     process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : compareMarkdown(report));
     await writeFileAtomic(join(flags.out, "bench.json"), JSON.stringify(report, null, 1) + "\n");
@@ -98,18 +93,12 @@ export async function runCompareCommand(flags: BenchFlags, compare: string[]): P
   }
 }
 
-/** One prompt must mean the same to every model: the same vocabulary, and the same ids for the prompt's text. */
-function checkSameTokenizer(first: LoadedModel, other: LoadedModel, ids: number[], promptTokens: number, evalText: string | null): void {
+/** One prompt must mean the same to every model: the same vocabulary, and the same ids for the prompt's text (`theirs`). */
+function checkSameTokenizer(first: LoadedModel, other: LoadedModel, ids: number[], theirs: number[]): void {
   const where = `--compare ${other.dir}`;
   const [v0, v1] = [first.checkpoint.config.vocabSize, other.checkpoint.config.vocabSize];
   if (v0 !== v1)
     throw new CatsError(`${where}: config.json vocab_size ${v1}, expected ${v0} as --model ${first.dir} has (one prompt for every model)`);
-  const theirs = benchPrompt(
-    (t, b) => other.tokenizer.encode(t, b),
-    other.checkpoint.config.bosTokenId,
-    promptTokens,
-    evalText ?? undefined,
-  );
   if (theirs.length !== ids.length || theirs.some((id, i) => id !== ids[i])) {
     throw new CatsError(`${where}: its tokenizer encodes the prompt differently from --model ${first.dir}'s; expected the same tokenizer`);
   }

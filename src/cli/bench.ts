@@ -10,7 +10,7 @@ import type { EnergySource } from "../energy/meter.js";
 import { perplexity } from "../engine/evaluate.js";
 import { CatsError } from "../errors.js";
 import { loadModel } from "../node.js";
-import { benchHost, benchMeter, weightsOf } from "./bench-host.js";
+import { benchContext, benchMeter, weightsOf } from "./bench-host.js";
 import { DEFAULT_MAX_CHAIN } from "../engine/llama.js";
 import { readDataText } from "./eval.js";
 import { prepareOutputDir } from "../files.js";
@@ -78,7 +78,8 @@ export async function runBenchCommand(
       flags.promptTokens,
       evalText ?? undefined,
     );
-    const { meter, unavailable } = await benchMeter(flags, lm.gpu);
+    const metered = await benchMeter(flags, lm.gpu);
+    const { meter } = metered;
     const bar = new SingleBar(
       { format: "bench [{bar}] {value}/{total} runs | sparsity {level}", stream: process.stderr },
       Presets.shades_classic,
@@ -106,16 +107,10 @@ export async function runBenchCommand(
       lm.engine.setThresholds(null);
     }
     const report = buildReport(samples, {
-      ...benchHost(lm.gpu),
+      ...benchContext(lm.gpu, flags, ids.length, metered),
       modelName: basename(lm.dir),
       weightFormat: weightsOf(lm),
       synthetic: lm.checkpoint.config.synthetic,
-      promptTokens: ids.length,
-      tokens: flags.tokens,
-      runs: flags.runs,
-      chain: flags.chain,
-      meter,
-      unavailable,
       weightBytes: levelWeightBytes(samples, (f) => lm.engine.weightBytesPerToken(f)),
       perplexity: ppl,
     });

@@ -1,4 +1,13 @@
-import { fmt, meterAndCeilingLines, reportHeader, rowFigures, type ReportContext, type ReportHeader, type RowFigures } from "./report.js";
+import {
+  figureCells,
+  fmt,
+  meterAndCeilingLines,
+  reportHeader,
+  rowFigures,
+  type ReportContext,
+  type ReportHeader,
+  type RowFigures,
+} from "./report.js";
 import type { LevelSamples } from "./run.js";
 
 /** One model of `cats bench --compare`: its weights and its dense decoding against the first model's. */
@@ -71,14 +80,7 @@ export function compareMarkdown(r: CompareReport): string {
     [
       `${m.model}${m.synthetic ? " (SYNTHETIC)" : ""}`,
       m.weights,
-      fmt(m.prefill_tokens_per_s, 0),
-      `${fmt(m.decode_ms_per_token.median, 3)} (${fmt(m.decode_ms_per_token.p10, 3)}-${fmt(m.decode_ms_per_token.p90, 3)})`,
-      fmt(m.decode_tokens_per_s, 1),
-      fmt(m.weight_bytes_per_token / 1e6, 2),
-      fmt(m.effective_gb_per_s, 2),
-      m.energy ? fmt(m.energy.joules_per_token, 4) : "-",
-      m.energy ? fmt(m.energy.tokens_per_joule, 1) : "-",
-      `${fmt(m.speedup_vs_first, 2)}x [${fmt(m.speedup_quartiles.p25, 2)}-${fmt(m.speedup_quartiles.p75, 2)}] (${fmt(m.ideal_speedup, 2)}x)`,
+      ...figureCells(m, m.speedup_vs_first),
       fmt(m.perplexity, 3),
       `${fmt(m.greedy_agreement_with_first * 100, 0)}%`,
     ].join(" | "),

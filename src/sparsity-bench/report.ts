@@ -258,6 +258,23 @@ export function meterAndCeilingLines(r: Pick<BenchReport, "energy_meter" | "read
   ];
 }
 
+/**
+ * A row's shared table cells, from prefill tok/s to the speed-up over the first row (`speedup`,
+ * with its quartiles and the ideal), in the order of both bench tables' columns.
+ */
+export function figureCells(f: Omit<RowFigures, "speedup" | "greedy_agreement">, speedup: number): string[] {
+  return [
+    fmt(f.prefill_tokens_per_s, 0),
+    `${fmt(f.decode_ms_per_token.median, 3)} (${fmt(f.decode_ms_per_token.p10, 3)}-${fmt(f.decode_ms_per_token.p90, 3)})`,
+    fmt(f.decode_tokens_per_s, 1),
+    fmt(f.weight_bytes_per_token / 1e6, 2),
+    fmt(f.effective_gb_per_s, 2),
+    f.energy ? fmt(f.energy.joules_per_token, 4) : "-",
+    f.energy ? fmt(f.energy.tokens_per_joule, 1) : "-",
+    `${fmt(speedup, 2)}x [${fmt(f.speedup_quartiles.p25, 2)}-${fmt(f.speedup_quartiles.p75, 2)}] (${fmt(f.ideal_speedup, 2)}x)`,
+  ];
+}
+
 export function markdownTable(r: BenchReport): string {
   const head = [
     `**cats bench** — ${r.model.name}${r.model.synthetic ? " (SYNTHETIC: speed and energy only)" : ""}${r.model.weights ? ` (${r.model.weights})` : ""}, ${r.runtime}, ${r.adapter}, ${r.kernels} kernels; ` +
@@ -271,14 +288,7 @@ export function markdownTable(r: BenchReport): string {
     [
       `${fmt(l.sparsity_target * 100, 0)}%`,
       `${fmt(l.measured_sparsity.overall * 100, 1)}%`,
-      fmt(l.prefill_tokens_per_s, 0),
-      `${fmt(l.decode_ms_per_token.median, 3)} (${fmt(l.decode_ms_per_token.p10, 3)}-${fmt(l.decode_ms_per_token.p90, 3)})`,
-      fmt(l.decode_tokens_per_s, 1),
-      fmt(l.weight_bytes_per_token / 1e6, 2),
-      fmt(l.effective_gb_per_s, 2),
-      l.energy ? fmt(l.energy.joules_per_token, 4) : "-",
-      l.energy ? fmt(l.energy.tokens_per_joule, 1) : "-",
-      `${fmt(l.speedup_vs_dense, 2)}x [${fmt(l.speedup_quartiles.p25, 2)}-${fmt(l.speedup_quartiles.p75, 2)}] (${fmt(l.ideal_speedup, 2)}x)`,
+      ...figureCells(l, l.speedup_vs_dense),
       l.ideal_saving_kept === null ? "-" : `${fmt(l.ideal_saving_kept * 100, 0)}%`,
       fmt(l.perplexity, 3),
       `${fmt(l.greedy_agreement_with_dense * 100, 0)}%`,
