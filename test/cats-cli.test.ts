@@ -261,6 +261,8 @@ describe("cats bench --compare", () => {
   });
 
   it("refuses CATS levels beside --compare (a flag error) and a model with another tokenizer, each with one line", async () => {
+    const compareWith = (dir: string) =>
+      cats(["bench", "--model", fp32, "--compare", dir, "--tokens", "4", "--runs", "1", "--out", tempDir("cats-compare-")]);
     const both = await cats(["bench", "--model", fp32, "--compare", fp16, "--sparsity", "0,0.5"]);
     expect(both.status).toBe(2);
     expect(both.errors).toHaveLength(1);
@@ -270,19 +272,7 @@ describe("cats bench --compare", () => {
     expect(empty.errors).toHaveLength(1);
     const synth = join(tempDir("cats-compare-"), "tiny");
     expect((await cats(["synth", "--shape", "tiny-test", "--out", synth])).status).toBe(0);
-    const other = await cats([
-      "bench",
-      "--model",
-      fp32,
-      "--compare",
-      synth,
-      "--tokens",
-      "4",
-      "--runs",
-      "1",
-      "--out",
-      tempDir("cats-compare-"),
-    ]);
+    const other = await compareWith(synth);
     expect(other.status).toBe(1);
     expect(other.errors).toEqual([
       `cats: --compare ${synth}: config.json vocab_size 32000, expected 512 as --model ${fp32} has (one prompt for every model)`,
@@ -295,19 +285,7 @@ describe("cats bench --compare", () => {
       [vocab["▁upon"], vocab["▁was"]] = [vocab["▁was"], vocab["▁upon"]];
       writeFileSync(file, JSON.stringify(t));
     });
-    const differs = await cats([
-      "bench",
-      "--model",
-      fp32,
-      "--compare",
-      swapped,
-      "--tokens",
-      "4",
-      "--runs",
-      "1",
-      "--out",
-      tempDir("cats-compare-"),
-    ]);
+    const differs = await compareWith(swapped);
     expect(differs.status).toBe(1);
     expect(differs.errors).toEqual([
       `cats: --compare ${swapped}: its tokenizer encodes the prompt differently from --model ${fp32}'s; expected the same tokenizer`,
